@@ -1,0 +1,90 @@
+"""The Hugging Face token in Secret Manager, created from a Pulumi secret or referenced."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.iam import Grants, grant_problems
+
+ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+@dataclass(frozen=True)
+class HuggingFaceTokenArgs:
+    project: str
+    region: str  # replicas stay in the stack's region
+    labels: Mapping[str, str]
+    secret_id: str  # used when the secret is created here
+    # Exactly one of the two: a Pulumi secret value (`pulumi config set --secret`) or an
+    # existing secret (`projects/<p>/secrets/<id>` or an id in `project`).
+    token: Optional[pulumi.Input[str]] = None
+    existing_secret: Optional[str] = None
+    accessors: Grants = field(default_factory=lambda: types.MappingProxyType({}))
+    protect: bool = False
+
+
+class HuggingFaceToken(pulumi.ComponentResource):
+    """Secret plus version (or a reference), and `secretAccessor` for each consumer on this
+    secret only. The value never leaves the version resource except as a Pulumi secret."""
+
+    def __init__(self, name: str, args: HuggingFaceTokenArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-serving:secrets:HuggingFaceToken", name, None, opts)
+        problems = grant_problems(args.accessors, "accessors")
+        if (args.token is None) == (args.existing_secret is None):
+            problems.append("give either token (a Pulumi secret) or existing_secret, not both or neither")
+        if problems:
+            raise ValueError(f"HuggingFaceToken {name}: " + "; ".join(problems))
+
+        if args.token is not None:
+            secret = gcp.secretmanager.Secret(
+                f"{name}-secret",
+                project=args.project,
+                secret_id=args.secret_id,
+                replication={"user_managed": {"replicas": [{"location": args.region}]}},
+                labels=dict(args.labels),
+                deletion_protection=args.protect,
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            )
+            version = gcp.secretmanager.SecretVersion(
+                f"{name}-version",
+                secret=secret.id,
+                secret_data=pulumi.Output.secret(args.token),
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            )
+            self.secret_name: pulumi.Output[str] = secret.name
+            self.secret_id: pulumi.Output[str] = secret.secret_id
+            self.value: pulumi.Output[str] = pulumi.Output.secret(args.token)
+            accessor_secret = secret.id
+            depends: list[pulumi.Resource] = [version]
+        else:
+            existing = args.existing_secret or ""
+            full_name = existing if existing.startswith("projects/") else f"projects/{args.project}/secrets/{existing}"
+            self.secret_name = pulumi.Output.from_input(full_name)
+            self.secret_id = pulumi.Output.from_input(full_name.rsplit("/", 1)[-1])
+            # Read at deploy time for consumers that need the value itself (GKE Secret, Vertex field).
+            access = gcp.secretmanager.get_secret_version_access_output(
+                secret=full_name, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            self.value = pulumi.Output.secret(access.secret_data)
+            accessor_secret = pulumi.Output.from_input(full_name)
+            depends = []
+
+        self.latest_version_name = self.secret_name.apply(lambda n: f"{n}/versions/latest")
+        self.accessors = {
+            key: gcp.secretmanager.SecretIamMember(
+                f"{name}-{key}-accessor",
+                project=args.project,
+                secret_id=accessor_secret,
+                role=grant.role if grant.role else ACCESSOR,
+                member=grant.member,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            )
+            for key, grant in sorted(args.accessors.items())
+        }
+        self.register_outputs({"secret_name": self.secret_name})

@@ -1,0 +1,43 @@
+"""The one IAM vocabulary every component uses: additive grants, keyed by a stable name.
+
+Grants are always ``...IAMMember`` resources. Authoritative bindings and policies would remove
+access that someone else granted (service agents included), so this project never creates them.
+Each grant is keyed by a name chosen by the caller (usually the consumer's deployment name):
+member values are often unknown until apply, and keys keep reordering from replacing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+
+
+@dataclass(frozen=True)
+class Grant:
+    """``member`` gets ``role`` on the resource that owns this grant."""
+
+    role: str
+    member: pulumi.Input[str]
+
+
+Grants = Mapping[str, Grant]
+
+
+def grant_problems(grants: Grants, field: str) -> list[str]:
+    """Problems with a grants map: keys become resource names; roles must be predefined roles."""
+    problems = []
+    for key, grant in grants.items():
+        if not key or not key.replace("-", "").isalnum():
+            problems.append(f"{field}: key {key!r} must be letters, digits and hyphens (it names a resource)")
+        if not grant.role.startswith("roles/"):
+            problems.append(f"{field}.{key}: role {grant.role!r} must be a predefined role such as roles/storage.objectViewer")
+        if isinstance(grant.member, str) and grant.member in ("allUsers", "allAuthenticatedUsers"):
+            problems.append(f"{field}.{key}: {grant.member} would make the resource public; grant named principals instead")
+    return problems
+
+
+def role_slug(role: str) -> str:
+    """`roles/storage.objectViewer` -> `storage-objectviewer`, for child resource names."""
+    return role.removeprefix("roles/").replace(".", "-").lower()

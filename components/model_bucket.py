@@ -1,0 +1,67 @@
+"""The stack's model bucket: weights, LoRA adapters, compile caches."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.iam import Grants, grant_problems, role_slug
+
+
+@dataclass(frozen=True)
+class ModelBucketArgs:
+    project: str
+    bucket_name: str
+    location: str  # the stack's region, next to the accelerators reading from it
+    labels: Mapping[str, str]
+    force_destroy: bool = False
+    versioning: bool = False
+    soft_delete_days: int = 7
+    protect: bool = False
+    grants: Grants = field(default_factory=lambda: types.MappingProxyType({}))
+
+
+class ModelBucket(pulumi.ComponentResource):
+    """A private bucket: uniform bucket-level access, public access prevention enforced,
+    grants only as additive members on this bucket."""
+
+    def __init__(self, name: str, args: ModelBucketArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-serving:storage:ModelBucket", name, None, opts)
+        problems = grant_problems(args.grants, "grants")
+        if args.force_destroy and args.protect:
+            problems.append("force_destroy and protect contradict each other; a protected bucket keeps its objects")
+        if args.soft_delete_days and not 7 <= args.soft_delete_days <= 90:
+            problems.append(f"soft_delete_days is {args.soft_delete_days}; Cloud Storage takes 0 or 7-90 days")
+        if problems:
+            raise ValueError(f"ModelBucket {name}: " + "; ".join(problems))
+
+        self.bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            project=args.project,
+            name=args.bucket_name,
+            location=args.location.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            force_destroy=args.force_destroy,
+            versioning={"enabled": args.versioning},
+            soft_delete_policy={"retention_duration_seconds": args.soft_delete_days * 86400},
+            labels=dict(args.labels),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        self.grants = {
+            key: gcp.storage.BucketIAMMember(
+                f"{name}-{key}-{role_slug(grant.role)}",
+                bucket=self.bucket.name,
+                role=grant.role,
+                member=grant.member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for key, grant in sorted(args.grants.items())
+        }
+        self.name = self.bucket.name
+        self.url = self.bucket.url
+        self.register_outputs({"name": self.name, "url": self.url})

@@ -1,0 +1,57 @@
+"""A dedicated service account per workload, with a ready `serviceAccount:` member."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.iam import role_slug
+
+ACCOUNT_ID = re.compile(r"[a-z]([-a-z0-9]{4,28}[a-z0-9])")
+
+
+@dataclass(frozen=True)
+class WorkloadServiceAccountArgs:
+    project: str
+    account_id: str  # 6-30 characters: lowercase letters, digits, hyphens
+    display_name: str
+    description: str = ""
+    # Roles that exist only at project level (log and metric writing). Everything else is
+    # granted on the resource it protects, by that resource's component.
+    project_roles: tuple[str, ...] = ()
+
+
+class WorkloadServiceAccount(pulumi.ComponentResource):
+    """A service account whose only project-wide roles are the few that cannot be narrower."""
+
+    def __init__(self, name: str, args: WorkloadServiceAccountArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-serving:iam:WorkloadServiceAccount", name, None, opts)
+        if not ACCOUNT_ID.fullmatch(args.account_id):
+            raise ValueError(
+                f"WorkloadServiceAccount {name}: account_id {args.account_id!r} must be 6-30 lowercase letters, "
+                "digits or hyphens, starting with a letter; shorten the deployment name or the name prefix"
+            )
+        self.account = gcp.serviceaccount.Account(
+            f"{name}-sa",
+            project=args.project,
+            account_id=args.account_id,
+            display_name=args.display_name,
+            description=args.description or None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.email = self.account.email
+        self.member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
+        self.project_grants = [
+            gcp.projects.IAMMember(
+                f"{name}-{role_slug(role)}",
+                project=args.project,
+                role=role,
+                member=self.member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for role in args.project_roles
+        ]
+        self.register_outputs({"email": self.email, "member": self.member})

@@ -1,0 +1,239 @@
+"""Pulumi's mock engine, answering like Google Cloud would, for the offline plan and the tests.
+
+``new_resource`` echoes a resource's inputs and adds the outputs the cloud would compute
+(service-account emails, bucket URLs, service URIs, cluster endpoints...), so the program's
+``apply`` chains and stack outputs run exactly as in a real deployment. ``call`` answers the
+data sources the program reads at preview (project number, accelerator quota, secret value
+for an existing secret).
+
+The monitor records every registration with its inputs as the program sent them, secrets
+still wrapped, so the plan can print them as ``[secret]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+SECRET_SIG_KEY = rpc._special_sig_key  # the wire format's marker for special values
+SECRET_SIG = rpc._special_secret_sig
+
+MOCK_PROJECT_NUMBER = "123456789012"
+
+
+def is_wrapped_secret(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def mask_secrets(value: Any) -> Any:
+    """Replace every secret in a value as the mock engine sees it with the text ``[secret]``."""
+    if is_wrapped_secret(value):
+        return "[secret]"
+    if isinstance(value, Mapping):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if is_wrapped_secret(value):
+        return unwrap_secrets(value.get("value"))
+    if isinstance(value, Mapping):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()
+
+
+# Outputs the cloud computes, per resource type: (name, inputs, project, region) -> extra state.
+Computed = Callable[[str, dict, str, str], dict]
+
+
+def _service_account(name: str, inputs: dict, project: str, region: str) -> dict:
+    email = f"{inputs.get('accountId', name)}@{inputs.get('project', project)}.iam.gserviceaccount.com"
+    return {"email": email, "member": f"serviceAccount:{email}", "name": f"projects/{project}/serviceAccounts/{email}",
+            "uniqueId": str(int(_digest(email)[:12], 16))}
+
+
+def _bucket(name: str, inputs: dict, project: str, region: str) -> dict:
+    bucket = inputs.get("name", name)
+    return {"url": f"gs://{bucket}", "selfLink": f"https://www.googleapis.com/storage/v1/b/{bucket}",
+            "projectNumber": MOCK_PROJECT_NUMBER}
+
+
+def _secret(name: str, inputs: dict, project: str, region: str) -> dict:
+    return {"name": f"projects/{MOCK_PROJECT_NUMBER}/secrets/{inputs.get('secretId', name)}"}
+
+
+def _secret_version(name: str, inputs: dict, project: str, region: str) -> dict:
+    return {"name": f"{inputs.get('secret', 'projects/x/secrets/x')}/versions/1", "version": "1"}
+
+
+def _repository(name: str, inputs: dict, project: str, region: str) -> dict:
+    location = inputs.get("location", region)
+    repo = inputs.get("repositoryId", name)
+    return {"name": f"projects/{inputs.get('project', project)}/locations/{location}/repositories/{repo}",
+            "registryUri": f"{location}-docker.pkg.dev/{inputs.get('project', project)}/{repo}"}
+
+
+def _cloud_run_service(name: str, inputs: dict, project: str, region: str) -> dict:
+    service = inputs.get("name", name)
+    uri = f"https://{service}-{MOCK_PROJECT_NUMBER[:10]}.{inputs.get('location', region)}.run.app"
+    return {"uri": uri, "urls": [uri], "latestReadyRevision": f"{service}-00001-abc"}
+
+
+def _vertex_deployment(name: str, inputs: dict, project: str, region: str) -> dict:
+    location = inputs.get("location", region)
+    endpoint_id = str(int(_digest(name)[:15], 16))[:19]
+    # Like the provider: `endpoint` is the bare id; the resource id is the full name.
+    return {"endpoint": endpoint_id,
+            "deployedModelId": str(int(_digest(name, "model")[:12], 16)),
+            "deployedModelDisplayName": name}
+
+
+def _cluster(name: str, inputs: dict, project: str, region: str) -> dict:
+    # A syntactically valid (not real) base64 CA, so kubeconfig rendering runs as in a deployment.
+    return {"endpoint": "203.0.113.10",
+            "masterAuth": {"clusterCaCertificate": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
+                           "clientCertificateConfig": {"issueClientCertificate": False}},
+            "selfLink": f"https://container.googleapis.com/v1/projects/{project}/locations/{inputs.get('location', region)}/clusters/{inputs.get('name', name)}",
+            "masterVersion": inputs.get("minMasterVersion", "1.33.5-gke.1000000")}
+
+
+def _command(name: str, inputs: dict, project: str, region: str) -> dict:
+    # A build step's stdout: the digest the image would get, stable for the same inputs.
+    triggers = repr(inputs.get("triggers")) + repr(inputs.get("environment"))
+    return {"stdout": "sha256:" + _digest(name, triggers), "stderr": ""}
+
+
+COMPUTED: dict[str, Computed] = {
+    "gcp:serviceaccount/account:Account": _service_account,
+    "gcp:storage/bucket:Bucket": _bucket,
+    "gcp:secretmanager/secret:Secret": _secret,
+    "gcp:secretmanager/secretVersion:SecretVersion": _secret_version,
+    "gcp:artifactregistry/repository:Repository": _repository,
+    "gcp:cloudrunv2/service:Service": _cloud_run_service,
+    "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment": _vertex_deployment,
+    "gcp:container/cluster:Cluster": _cluster,
+    "command:local:Command": _command,
+}
+
+
+@dataclass
+class QuotaAnswer:
+    """What the mock Cloud Quotas API reports for a quota id (None = unreadable)."""
+
+    value: int | None
+
+
+@dataclass
+class CloudMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations and data-source calls like Google Cloud."""
+
+    project: str = "mock-project"
+    region: str = "us-central1"
+    # Accelerator quota per quota id; ids not listed answer with `default_quota`.
+    quotas: dict[str, QuotaAnswer] = field(default_factory=dict)
+    default_quota: int | None = 64
+    secret_payload: str = "offline-placeholder-secret"
+    calls: list[tuple[str, dict]] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+        inputs = dict(args.inputs)
+        plain = unwrap_secrets(inputs)
+        state = dict(inputs)
+        computed = COMPUTED.get(args.typ)
+        if computed:
+            state.update(computed(args.name, plain, self.project, self.region))
+        if "project" not in state and args.typ.startswith("gcp:"):
+            state["project"] = self.project
+        resource_id = args.resource_id or f"{args.name}-id"
+        return resource_id, state
+
+    def call(self, args: pulumi_mocks.MockCallArgs):
+        self.calls.append((args.token, dict(args.args)))
+        token = args.token
+        if token == "gcp:organizations/getProject:getProject":
+            project = args.args.get("projectId") or self.project
+            return {"projectId": project, "number": MOCK_PROJECT_NUMBER, "name": project, "id": f"projects/{project}"}
+        if token == "gcp:organizations/getClientConfig:getClientConfig":
+            return {"project": self.project, "region": self.region, "accessToken": "offline-placeholder-token", "id": "client"}
+        if token.startswith("gcp:cloudquota/getSQuotaInfo:"):
+            quota_id = args.args.get("quotaId", "")
+            answer = self.quotas.get(quota_id, QuotaAnswer(self.default_quota))
+            if answer.value is None:
+                raise RuntimeError(f"quota {quota_id} is not readable (mocked)")
+            return {
+                "quotaId": quota_id,
+                "service": args.args.get("service"),
+                "parent": args.args.get("parent"),
+                "dimensionsInfos": [{"dimensions": {"region": self.region}, "applicableLocations": [self.region],
+                                     "details": [{"value": str(answer.value)}]}],
+                "isPrecise": True,
+            }
+        if token == "gcp:secretmanager/getSecretVersionAccess:getSecretVersionAccess":
+            return {"secretData": self.secret_payload, "secret": args.args.get("secret"), "version": "latest",
+                    "name": f"{args.args.get('secret')}/versions/latest"}
+        if token == "gcp:container/getEngineVersions:getEngineVersions":
+            return {"latestMasterVersion": "1.33.5-gke.1000000", "validMasterVersions": ["1.33.5-gke.1000000"],
+                    "defaultClusterVersion": "1.33.5-gke.1000000", "releaseChannelDefaultVersion": {}}
+        return {}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One resource as the program registered it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str  # parent URN; "" for children of the stack
+    inputs: Mapping[str, Any]  # wire (camelCase) inputs, secrets still wrapped
+    custom: bool
+    provider: str
+    dependencies: tuple[str, ...]
+
+
+def _is_root_stack(urn: str) -> bool:
+    """Is this URN the root stack itself (not merely something under it)?"""
+    if not urn:
+        return True
+    qualified_type = urn.split("::")[2]
+    return qualified_type.split("$")[-1] == "pulumi:pulumi:Stack"
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The stock mock monitor, also remembering each registration's parent and raw inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent="" if _is_root_stack(request.parent) else request.parent,
+                    inputs=inputs,
+                    custom=bool(request.custom),
+                    provider=request.provider,
+                    dependencies=tuple(request.dependencies),
+                )
+            )
+        return response
