@@ -1,0 +1,427 @@
+"""A Cloud Run (v2) service running vLLM's OpenAI-compatible server on one NVIDIA GPU.
+
+The component is the Cloud Run half of the seed deployment (gemma-3-1b-it on an L4): one service
+with the GPU attached through ``template.node_selector.accelerator``, instance-based billing
+(``cpu_idle=False``, required for GPUs), an HTTP startup probe on vLLM's ``/health`` sized from a
+time budget, and additive ``roles/run.invoker`` grants. Nothing is public unless
+``allow_public=True``; secrets reach the container only as Secret Manager references.
+
+The caller renders the server's command line (``command``/``args``) and plain environment; this
+component checks that the rendered ``--port`` matches the container port and that the served
+model name it advertises is the one vLLM will answer to.
+
+Limits checked here, as documented in the pulumi-gcp 10.2 ``cloudrunv2.Service`` docstrings and
+the Cloud Run docs:
+
+* probe ``period_seconds``: minimum 1, maximum 240 for a startup probe (3600 for liveness), and
+  not smaller than ``timeout_seconds``; ``timeout_seconds`` minimum 1 and smaller than the period;
+  ``failure_threshold`` minimum 1 (no maximum is documented on the field);
+  ``initial_delay_seconds`` maximum 240 for a startup probe.
+* the startup window ``failure_threshold * period_seconds``: the v2 ``Probe`` reference still
+  says 240 s, the current health-check guides say 600 s, or 1800 s with a GPU. This component
+  allows up to 1800 s (``STARTUP_WINDOW_MAX_SECONDS``); a deploy is the final judge.
+* request ``timeout``: at most 3600 s; ``max_instance_request_concurrency``: 1 to 1000.
+* GCS volumes need the gen2 execution environment, which this component always sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+TYPE_TOKEN = "llm-serving:cloudrun:CloudRunVllmService"
+
+# Cloud Run GPU types (node_selector.accelerator values). Their CPU/memory minimums come from the
+# accelerator catalog through the Args, not from here.
+GPU_TYPES = ("nvidia-l4", "nvidia-rtx-pro-6000")
+
+CONTAINER_PORT = 8080
+HEALTH_PATH = "/health"
+
+STARTUP_PERIOD_MAX_SECONDS = 240  # startup probe period_seconds maximum (SDK docstring)
+STARTUP_WINDOW_MAX_SECONDS = 1800  # failure_threshold * period_seconds with a GPU (Cloud Run docs)
+REQUEST_TIMEOUT_MAX_SECONDS = 3600
+CONCURRENCY_MAX = 1000
+
+INGRESS = MappingProxyType({
+    "all": "INGRESS_TRAFFIC_ALL",
+    "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+})
+
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "principal:", "principalSet:")
+
+# Environment variables Cloud Run sets itself and rejects in a revision.
+RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+# Plain env names that look like credentials: these belong in `secret_env`.
+_SECRET_LIKE_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL)", re.IGNORECASE)
+# Literal credentials that must never be used where a secret reference is expected.
+_LITERAL_TOKEN = re.compile(r"^(hf_[A-Za-z0-9]{20,}|ya29\.|sk-[A-Za-z0-9]{20,})")
+
+_SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAME = re.compile(r"(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}")
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def pinned_image_problem(image: str) -> Optional[str]:
+    """Why ``image`` is not pinned to a release tag or a digest, or None when it is."""
+    name, _, digest = image.partition("@")
+    if digest:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            return f"got {image!r}; a digest must be sha256: followed by 64 hex digits"
+        return None
+    last = name.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2]
+    if not tag:
+        return f"got {image!r} without a tag; pin a release tag (e.g. :v0.32.0) or a digest (@sha256:...)"
+    if tag == "latest":
+        return f"got {image!r}; `latest` moves under you, pin a release tag or a digest"
+    return None
+
+
+def invoker_key(member: str) -> str:
+    """A short stable key for an IAM member: child names do not depend on list order."""
+    return hashlib.sha256(member.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Secret Manager secret read into an environment variable when the instance starts."""
+
+    secret: pulumi.Input[str]  # secret id in the service's project, or projects/<p>/secrets/<id>
+    version: str = "latest"  # "latest" or a version number
+
+
+@dataclass(frozen=True)
+class GcsVolume:
+    """A Cloud Storage bucket mounted into the container with Cloud Storage FUSE (gen2 only)."""
+
+    bucket: pulumi.Input[str]  # bucket name, without gs://
+    mount_path: str = "/models"  # absolute path in the container
+    read_only: bool = True  # the server only reads weights
+    mount_options: tuple[str, ...] = ("implicit-dirs",)  # gcsfuse flags without leading dashes
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudRunVllmServiceArgs:
+    """Inputs of ``CloudRunVllmService``. Plain values unless they come from another resource."""
+
+    project: str  # project of the service
+    region: str  # Cloud Run region with the GPU type available
+    service_name: str  # Cloud Run service name: lowercase letters, digits, hyphens, at most 49 characters
+    image: pulumi.Input[str]  # serving image, pinned by release tag or digest (e.g. ModelImageBuild.image_by_digest)
+    service_account_email: pulumi.Input[str]  # the workload's own service account
+    served_model_name: str  # model name clients send; must match --served-model-name (or --model) in args
+    min_cpu: int  # the GPU type's minimum vCPU on Cloud Run (catalog: L4 4, RTX PRO 6000 20)
+    min_memory_gib: int  # the GPU type's minimum memory on Cloud Run (catalog: L4 16, RTX PRO 6000 80)
+    command: tuple[str, ...] = ()  # container command, e.g. ("python3", "-m", "vllm.entrypoints.openai.api_server")
+    args: tuple[str, ...] = ()  # server arguments; must include --port=8080
+    env: Mapping[str, str] = field(default_factory=dict)  # plain environment (no credentials)
+    secret_env: Mapping[str, SecretRef] = field(default_factory=dict)  # environment read from Secret Manager
+    gpu_type: str = "nvidia-l4"  # one of GPU_TYPES
+    cpu: int = 8  # vCPU limit
+    memory_gib: int = 32  # memory limit (GiB)
+    gpu_zonal_redundancy: bool = True  # reserve zonal failover capacity (dearer, own quota); False = best effort
+    min_instances: int = 0  # 0 scales to zero (cold starts load the model)
+    max_instances: int = 1  # upper bound; each instance holds one GPU
+    max_concurrency: int = 80  # requests per instance at once (Cloud Run's own default is 80)
+    request_timeout_seconds: int = 600  # per request, at most 3600
+    startup_timeout_seconds: int = 1200  # time allowed for the model to load before /health answers
+    startup_probe_period_seconds: int = 10  # how often the startup probe asks /health
+    ingress: str = "all"  # "all", "internal" or "internal-and-cloud-load-balancing" (IAM still applies)
+    invokers: tuple[str, ...] = ()  # IAM members granted roles/run.invoker, e.g. "group:ml@example.com"
+    allow_public: bool = False  # permit allUsers / allAuthenticatedUsers among invokers
+    gcs_volume: Optional[GcsVolume] = None  # weights bucket to mount read-only
+    deletion_protection: bool = True  # provider-side guard against deleting the service
+    labels: Mapping[str, str] = field(default_factory=dict)  # labels on the service and its revisions
+
+
+def _arg_value(args: Sequence[str], flag: str) -> Optional[str]:
+    """The value of ``--flag=value`` or ``--flag value`` in a rendered argument list (last wins)."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            found = arg[len(flag) + 1:]
+        elif arg == flag and i + 1 < len(args):
+            found = args[i + 1]
+    return found
+
+
+def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
+    problems: list[str] = []
+
+    def add(field_name: str, message: str) -> None:
+        problems.append(f"{field_name}: {message}")
+
+    if not a.project:
+        add("project", "is empty; give the project id")
+    if not a.region:
+        add("region", "is empty; give a Cloud Run region with GPUs, e.g. us-central1")
+    if not _SERVICE_NAME.fullmatch(a.service_name or ""):
+        add("service_name", f"got {a.service_name!r}; use 1-49 lowercase letters, digits or hyphens, "
+                            "starting with a letter and not ending with a hyphen")
+    if isinstance(a.image, str):
+        problem = pinned_image_problem(a.image)
+        if problem:
+            add("image", problem)
+    if not a.served_model_name:
+        add("served_model_name", "is empty; give the name clients put in `model`")
+
+    if a.gpu_type not in GPU_TYPES:
+        add("gpu_type", f"got {a.gpu_type!r}; Cloud Run offers {', '.join(GPU_TYPES)}")
+    if a.min_cpu < 1 or a.min_memory_gib < 1:
+        add("min_cpu/min_memory_gib", f"got {a.min_cpu}/{a.min_memory_gib}; pass the GPU type's minimums "
+                                      "from the accelerator catalog (L4: 4 and 16)")
+    if a.cpu < a.min_cpu:
+        add("cpu", f"got {a.cpu}; {a.gpu_type} on Cloud Run needs at least {a.min_cpu} vCPU, raise it to {a.min_cpu} or more")
+    if a.memory_gib < a.min_memory_gib:
+        add("memory_gib", f"got {a.memory_gib}; {a.gpu_type} on Cloud Run needs at least {a.min_memory_gib} GiB, "
+                          f"raise it to {a.min_memory_gib} or more")
+
+    if a.min_instances < 0:
+        add("min_instances", f"got {a.min_instances}; use 0 (scale to zero) or more")
+    if a.max_instances < max(1, a.min_instances):
+        add("max_instances", f"got {a.max_instances}; use at least 1 and at least min_instances ({a.min_instances})")
+    if not 1 <= a.max_concurrency <= CONCURRENCY_MAX:
+        add("max_concurrency", f"got {a.max_concurrency}; use 1 to {CONCURRENCY_MAX} "
+                               "(usually vLLM's --max-num-seqs, so requests queue inside vLLM)")
+    if not 1 <= a.request_timeout_seconds <= REQUEST_TIMEOUT_MAX_SECONDS:
+        add("request_timeout_seconds", f"got {a.request_timeout_seconds}; Cloud Run allows 1 to {REQUEST_TIMEOUT_MAX_SECONDS}")
+    period = a.startup_probe_period_seconds
+    if not 2 <= period <= STARTUP_PERIOD_MAX_SECONDS:
+        add("startup_probe_period_seconds", f"got {period}; use 2 to {STARTUP_PERIOD_MAX_SECONDS} "
+                                            "(the probe timeout must be shorter than the period)")
+    if not period <= a.startup_timeout_seconds <= STARTUP_WINDOW_MAX_SECONDS:
+        add("startup_timeout_seconds", f"got {a.startup_timeout_seconds}; use {period} (one probe period) to "
+                                       f"{STARTUP_WINDOW_MAX_SECONDS}, the documented startup window with a GPU; "
+                                       "a model that loads slower belongs in the image or a bucket, not the hub")
+    if a.ingress not in INGRESS:
+        add("ingress", f"got {a.ingress!r}; use one of {', '.join(INGRESS)}")
+
+    port = _arg_value(a.args, "--port")
+    if port != str(CONTAINER_PORT):
+        add("args", f"--port is {port!r}; the container port is {CONTAINER_PORT}, add --port={CONTAINER_PORT} "
+                    "(vLLM listens on 8000 by default and the probes would never reach it)")
+    served = _arg_value(a.args, "--served-model-name") or _arg_value(a.args, "--model")
+    if served is not None and a.served_model_name and served != a.served_model_name:
+        add("served_model_name", f"got {a.served_model_name!r} but the server answers to {served!r}; "
+                                 "make --served-model-name and served_model_name agree")
+
+    for key, value in a.env.items():
+        if not _ENV_NAME.fullmatch(key) or key in RESERVED_ENV:
+            add(f"env.{key}", f"is not a usable variable name; use letters, digits and _, not {', '.join(RESERVED_ENV)}")
+        elif _SECRET_LIKE_ENV.search(key):
+            add(f"env.{key}", "looks like a credential; move it to secret_env as a Secret Manager reference")
+        if not isinstance(value, str):
+            add(f"env.{key}", f"got a {type(value).__name__}; plain env takes strings only, secrets go to secret_env")
+        elif _LITERAL_TOKEN.match(value):
+            add(f"env.{key}", "holds what looks like a literal token; store it in Secret Manager and use secret_env")
+    for key, ref in a.secret_env.items():
+        if not _ENV_NAME.fullmatch(key) or key in RESERVED_ENV:
+            add(f"secret_env.{key}", "is not a usable variable name")
+        if key in a.env:
+            add(f"secret_env.{key}", "is also in env; keep one")
+        if not isinstance(ref, SecretRef):
+            add(f"secret_env.{key}", f"got a {type(ref).__name__}; give SecretRef(secret=..., version=...)")
+            continue
+        if isinstance(ref.secret, str):
+            if _LITERAL_TOKEN.match(ref.secret):
+                add(f"secret_env.{key}.secret", "holds what looks like a literal token; give the secret's id or name")
+            elif not _SECRET_NAME.fullmatch(ref.secret):
+                add(f"secret_env.{key}.secret", f"got {ref.secret!r}; give a secret id or projects/<p>/secrets/<id> "
+                                                "(the version goes in `version`)")
+        if not (ref.version == "latest" or ref.version.isdigit()):
+            add(f"secret_env.{key}.version", f"got {ref.version!r}; use 'latest' or a version number")
+
+    for member in a.invokers:
+        if member in PUBLIC_MEMBERS:
+            if not a.allow_public:
+                add("invokers", f"contains {member!r}, which makes the service public; remove it, "
+                                "or set allow_public=True if it really must be public")
+        elif not member.startswith(MEMBER_PREFIXES):
+            add("invokers", f"got {member!r}; IAM members look like user:, group:, serviceAccount:, domain:, "
+                            "principal: or principalSet:")
+
+    if a.gcs_volume is not None:
+        v = a.gcs_volume
+        if isinstance(v.bucket, str) and (not v.bucket or v.bucket.startswith("gs://") or "/" in v.bucket):
+            add("gcs_volume.bucket", f"got {v.bucket!r}; give the bare bucket name (no gs://, no path)")
+        if not v.mount_path.startswith("/") or ":" in v.mount_path or v.mount_path == "/":
+            add("gcs_volume.mount_path", f"got {v.mount_path!r}; use an absolute path without ':', e.g. /models")
+        for option in v.mount_options:
+            if option.startswith("-"):
+                add("gcs_volume.mount_options", f"got {option!r}; write gcsfuse flags without leading dashes")
+
+    for key, value in a.labels.items():
+        if not _LABEL_KEY.fullmatch(key) or not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
+            add(f"labels.{key}", f"got {key}={value!r}; keys start with a lowercase letter, keys and values use "
+                                 "lowercase letters, digits, _ and -, at most 63 characters")
+    return problems
+
+
+class CloudRunVllmService(pulumi.ComponentResource):
+    """vLLM's OpenAI-compatible server as a GPU Cloud Run service, private unless told otherwise."""
+
+    uri: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    proxy_command: pulumi.Output[str]
+    curl_example: pulumi.Output[str]
+    openai_example: pulumi.Output[str]
+    served_model_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CloudRunVllmServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        problems = _validate(args)
+        if problems:
+            raise ValueError(f"CloudRunVllmService {name!r} has invalid arguments:\n  - " + "\n  - ".join(problems))
+        super().__init__(TYPE_TOKEN, name, None, opts)
+
+        image = args.image
+        if not isinstance(image, str):
+            image = pulumi.Output.from_input(image).apply(lambda value: _checked_image(name, value))
+
+        envs: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.env.items())]
+        envs += [
+            {"name": k, "value_source": {"secret_key_ref": {"secret": ref.secret, "version": ref.version}}}
+            for k, ref in sorted(args.secret_env.items())
+        ]
+
+        container: dict = {
+            "name": "vllm",
+            "image": image,
+            "commands": list(args.command) or None,
+            "args": list(args.args),
+            "envs": envs or None,
+            "ports": {"name": "http1", "container_port": CONTAINER_PORT},
+            "resources": {
+                "limits": {"cpu": str(args.cpu), "memory": f"{args.memory_gib}Gi", "nvidia.com/gpu": "1"},
+                "cpu_idle": False,  # instance-based billing: required with a GPU
+                "startup_cpu_boost": True,
+            },
+            "startup_probe": _startup_probe(args.startup_timeout_seconds, args.startup_probe_period_seconds),
+            "liveness_probe": {
+                "http_get": {"path": HEALTH_PATH, "port": CONTAINER_PORT},
+                "period_seconds": 30,
+                "timeout_seconds": 5,
+                "failure_threshold": 3,
+            },
+        }
+        volumes = None
+        if args.gcs_volume is not None:
+            v = args.gcs_volume
+            volumes = [{"name": "model-weights", "gcs": {"bucket": v.bucket, "read_only": v.read_only,
+                                                        "mount_options": list(v.mount_options) or None}}]
+            container["volume_mounts"] = [{"name": "model-weights", "mount_path": v.mount_path}]
+
+        labels = dict(args.labels) or None
+        child = pulumi.ResourceOptions(parent=self)
+        service = gcp.cloudrunv2.Service(
+            f"{name}-service",
+            name=args.service_name,
+            project=args.project,
+            location=args.region,
+            ingress=INGRESS[args.ingress],
+            deletion_protection=args.deletion_protection,
+            labels=labels,
+            template={
+                "service_account": args.service_account_email,
+                "execution_environment": "EXECUTION_ENVIRONMENT_GEN2",
+                "node_selector": {"accelerator": args.gpu_type},
+                "gpu_zonal_redundancy_disabled": not args.gpu_zonal_redundancy,
+                "scaling": {"min_instance_count": args.min_instances, "max_instance_count": args.max_instances},
+                "max_instance_request_concurrency": args.max_concurrency,
+                "timeout": f"{args.request_timeout_seconds}s",
+                "labels": labels,
+                "containers": [container],
+                "volumes": volumes,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None),
+        )
+
+        invokers = []
+        for member in dict.fromkeys(args.invokers):  # order-preserving de-duplication
+            invokers.append(gcp.cloudrunv2.ServiceIamMember(
+                f"{name}-invoker-{invoker_key(member)}",
+                project=args.project,
+                location=args.region,
+                name=service.name,
+                role="roles/run.invoker",
+                member=member,
+                opts=child,
+            ))
+
+        # The URI is handed out only once the invoker grants exist, so a consumer never calls a
+        # service it cannot reach yet.
+        self.uri = pulumi.Output.all(service.uri, *[m.id for m in invokers]).apply(lambda values: values[0])
+        self.service_name = service.name
+        self.served_model_name = pulumi.Output.from_input(args.served_model_name)
+        self.proxy_command = service.name.apply(
+            lambda n: f"gcloud run services proxy {n} --region {args.region} --project {args.project}")
+        self.curl_example = pulumi.Output.all(service.name, self.uri).apply(
+            lambda v: _curl_example(v[0], v[1], args.region, args.project, args.served_model_name))
+        self.openai_example = self.uri.apply(lambda uri: _openai_example(uri, args.served_model_name))
+        self.register_outputs({
+            "uri": self.uri,
+            "service_name": self.service_name,
+            "proxy_command": self.proxy_command,
+            "curl_example": self.curl_example,
+            "openai_example": self.openai_example,
+            "served_model_name": self.served_model_name,
+        })
+
+
+def _checked_image(resource: str, image: str) -> str:
+    problem = pinned_image_problem(image)
+    if problem:
+        raise ValueError(f"CloudRunVllmService {resource!r} has invalid arguments:\n  - image: {problem}")
+    return image
+
+
+def _startup_probe(budget_seconds: int, period_seconds: int) -> dict:
+    """An HTTP probe on /health that keeps trying for ``budget_seconds`` (rounded up to whole periods)."""
+    return {
+        "http_get": {"path": HEALTH_PATH, "port": CONTAINER_PORT},
+        "initial_delay_seconds": 0,
+        "period_seconds": period_seconds,
+        "timeout_seconds": min(5, period_seconds - 1),
+        "failure_threshold": math.ceil(budget_seconds / period_seconds),
+    }
+
+
+def _completion_body(model: str) -> str:
+    return ('{"model": "%s", "prompt": "Cloud Run is a ", "max_tokens": 128, "temperature": 0.9}' % model)
+
+
+def _curl_example(service: str, uri: str, region: str, project: str, model: str) -> str:
+    body = _completion_body(model)
+    return textwrap.dedent(f"""\
+        # Through the local proxy (run `gcloud run services proxy {service} --region {region} --project {project}` first):
+        curl -sS http://localhost:8080/v1/completions -H 'Content-Type: application/json' -d '{body}'
+        # Directly, with your identity token:
+        curl -sS {uri}/v1/completions -H "Authorization: Bearer $(gcloud auth print-identity-token)" -H 'Content-Type: application/json' -d '{body}'
+        """)
+
+
+def _openai_example(uri: str, model: str) -> str:
+    return textwrap.dedent(f"""\
+        # pip install openai google-auth   (or use: api_key=$(gcloud auth print-identity-token))
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+        from openai import OpenAI
+
+        token = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(), "{uri}")
+        client = OpenAI(base_url="{uri}/v1", api_key=token)
+        reply = client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hello"}}])
+        print(reply.choices[0].message.content)
+        """)
