@@ -1,0 +1,486 @@
+"""vLLM on GKE: one model served from a TPU slice or GPU node pool, autoscaled on a vLLM metric.
+
+Children of one ``llm-serving:gke:VllmGkeWorkload``, all on the Kubernetes provider given in the
+Args (built from the cluster's outputs, never the ambient kubeconfig):
+
+- Namespace and Kubernetes ServiceAccount; ``roles/storage.objectUser`` on the model bucket only,
+  granted to that ServiceAccount's Workload Identity principal (no Google service account);
+- the Hugging Face token as a Kubernetes Secret fed from a Pulumi secret (gated models only);
+- the Deployment: accelerator nodeSelectors, tolerations and limits from the node pool, the model
+  bucket mounted at ``/data`` through the GCS FUSE CSI driver with parallel downloads and an
+  in-memory file cache, ``/dev/shm`` in memory, a startup probe sized for download plus XLA
+  compilation, readiness and liveness on ``/health``;
+- a LoadBalancer Service, internal unless the Args ask for a public one;
+- a PodMonitoring scraping ``/metrics`` on the container's named port, and an ``autoscaling/v2``
+  HPA on ``prometheus.googleapis.com|<metric>|gauge`` (served by the custom-metrics adapter, see
+  ``components/metrics_adapter.py``).
+
+Replicas: the HPA owns them. The Deployment's manifest leaves ``spec.replicas`` out, so Kubernetes
+starts one pod, the HPA raises it to ``min_replicas``, and a later ``pulumi up`` (server-side apply,
+where Pulumi only owns fields it sets) never resets what the HPA chose. No ``ignore_changes`` needed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.gke_cluster import AcceleratorPlacement
+
+TYPE_TOKEN = "llm-serving:gke:VllmGkeWorkload"
+
+DEFAULT_COMMAND = ("python3", "-m", "vllm.entrypoints.openai.api_server")
+# The seed's gcsfuse options: parallel downloads into an unbounded file cache (RAM-backed below).
+DEFAULT_MOUNT_OPTIONS = (
+    "implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:parallel-downloads-per-file:100,"
+    "file-cache:max-parallel-downloads:-1,file-cache:download-chunk-size-mb:10,file-cache:max-size-mb:-1"
+)
+# gcsfuse flags the CSI driver manages itself and rejects in mountOptions (FACTS.md G).
+_DISALLOWED_MOUNT_FLAGS = ("app-name", "temp-dir", "foreground", "log-file", "log-format", "key-file",
+                           "token-url", "reuse-token-from-url")
+# vLLM gauges an HPA can average per pod; exported by every server this project pins (FACTS.md A).
+SCALING_GAUGES = {
+    "vllm:num_requests_waiting": 10.0,  # queue length per pod
+    "vllm:num_requests_running": 64.0,
+    "vllm:kv_cache_usage_perc": 0.8,  # fraction 0-1
+}
+_RENAMED_METRICS = {"vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc"}
+_FRACTION_METRICS = ("vllm:kv_cache_usage_perc",)
+HF_ENV_NAMES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
+SECRET_KEY = "hf_api_token"
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class VllmGkeWorkloadArgs:
+    """Inputs of ``VllmGkeWorkload``. The stack renders command/args/env; this component places them."""
+
+    provider: k8s.Provider  # Kubernetes provider of the target cluster (GkeCluster.provider)
+    project_id: str  # names the Workload Identity pool <project_id>.svc.id.goog
+    project_number: pulumi.Input[str]  # used in the principal:// member of the bucket grant
+    model_bucket: pulumi.Input[str]  # bucket name (no gs://) mounted at mount_path
+    image: str  # serving image, pinned by tag or digest (never :latest)
+    accelerator: AcceleratorPlacement  # from GkeCluster.placement(pool): selectors and capacity
+    args: tuple[str, ...]  # vLLM server flags, e.g. ("--port=8000", "--model=...", "--download-dir=/data")
+    command: tuple[str, ...] = DEFAULT_COMMAND  # container entrypoint
+    env: Mapping[str, str] = field(default_factory=dict)  # plain environment (never the HF token)
+    namespace: str = "llm-serving"  # Kubernetes namespace (created here unless create_namespace=False)
+    create_namespace: bool = True  # False when the namespace exists or another workload in it creates it
+    app_name: str = "vllm"  # Deployment, Service, PodMonitoring and HPA name
+    service_account_name: Optional[str] = None  # Kubernetes ServiceAccount; default "<app_name>"
+    hf_token: Optional[pulumi.Input[str]] = None  # Hugging Face token (a Pulumi secret); gated models only
+    hf_secret_name: Optional[str] = None  # Kubernetes Secret with key hf_api_token; default "<app_name>-hf-token"
+    port: int = 8000  # vLLM's HTTP port: container port `http`, Service port and scrape port
+    pods_per_node: int = 1  # replicas sharing one node; devices per pod = count_per_node / pods_per_node
+    startup_timeout_seconds: int = 3600  # startup probe budget: weight download + XLA compilation
+    probe_period_seconds: int = 10  # startup probe period; failureThreshold = budget / period
+    min_replicas: int = 1  # HPA lower bound
+    max_replicas: int = 1  # HPA upper bound; at most max nodes x pods_per_node
+    autoscaling_metric: str = "vllm:num_requests_waiting"  # vLLM gauge the HPA averages per pod
+    autoscaling_target: Optional[float] = None  # default: 10 waiting requests, or 0.8 KV-cache usage
+    scrape_interval: str = "15s"  # PodMonitoring interval
+    public_load_balancer: bool = False  # default: internal passthrough load balancer
+    mount_path: str = "/data"  # where the bucket is mounted (vLLM --download-dir)
+    gcsfuse_mount_options: str = DEFAULT_MOUNT_OPTIONS  # comma-separated, no spaces
+    cpu_request: Optional[str] = None  # e.g. "8"; Autopilot GPU pods should set it
+    memory_request: Optional[str] = None  # e.g. "64Gi"
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (invalid keys skipped)
+
+
+def hpa_metric_name(metric: str) -> str:
+    """A Prometheus gauge as Managed Service for Prometheus exposes it to the custom metrics API."""
+    return f"prometheus.googleapis.com|{metric}|gauge"
+
+
+def _quantity(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{round(value * 1000)}m"
+
+
+def _flag(args: tuple[str, ...], name: str) -> Optional[str]:
+    """Value of ``--name=value`` or ``--name value`` in args (last wins)."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+        elif arg == name and i + 1 < len(args):
+            found = args[i + 1]
+    return found
+
+
+def _image_problem(image: str) -> Optional[str]:
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2] if ":" in last else ""
+    if digest:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            return f"image: got {image!r}; a digest is sha256: followed by 64 hex digits"
+        return None
+    if not tag:
+        return f"image: got {image!r} without a tag; pin a release tag or a digest (@sha256:...)"
+    if tag == "latest":
+        return f"image: got {image!r}; `latest` moves under you, pin a release tag or a digest"
+    return None
+
+
+def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
+    p: list[str] = []
+    acc = args.accelerator
+    problem = _image_problem(args.image)
+    if problem:
+        p.append(problem)
+    for fname in ("namespace", "app_name", "hf_secret_name"):
+        value = getattr(args, fname)
+        if value is None:
+            continue
+        if not _DNS_LABEL.fullmatch(value) or len(value) > 63:
+            p.append(f"{fname}: got {value!r}; use a DNS label (lowercase letters, digits, hyphens, 63 max)")
+    ksa = args.service_account_name or args.app_name
+    if not _DNS_LABEL.fullmatch(ksa):
+        p.append(f"service_account_name: got {ksa!r}; use a DNS label")
+    if isinstance(args.model_bucket, str) and not _BUCKET.fullmatch(args.model_bucket):
+        p.append(f"model_bucket: got {args.model_bucket!r}; give the bucket name without gs:// (3-63 lowercase "
+                 f"letters, digits, dots, hyphens, underscores)")
+    if not 1 <= args.port <= 65535:
+        p.append(f"port: got {args.port}; use 1-65535")
+    server_port = _flag(args.args, "--port")
+    if server_port is not None and server_port != str(args.port):
+        p.append(f"args: --port={server_port} but port is {args.port}; the container port, Service targetPort and "
+                 f"scrape port follow `port`, so make them agree (or drop --port from args)")
+    host = _flag(args.args, "--host")
+    if host is not None and host not in ("0.0.0.0", "::"):
+        p.append(f"args: --host={host} would keep probes and the Service from reaching vLLM; use --host=0.0.0.0")
+    if "--disable-log-stats" in args.args:
+        p.append("args: --disable-log-stats empties the vLLM Prometheus metrics the HPA scales on; remove it")
+    if not args.command:
+        p.append("command: is empty; give the server entrypoint, e.g. python3 -m vllm.entrypoints.openai.api_server")
+
+    # The token only ever travels as a Secret.
+    for key, value in args.env.items():
+        if key in HF_ENV_NAMES:
+            p.append(f"env[{key!r}]: the Hugging Face token must not be a plain env value; pass it as hf_token "
+                     f"(a Pulumi secret) and it is read from a Kubernetes Secret")
+        elif isinstance(value, str) and re.fullmatch(r"hf_[A-Za-z0-9]{20,}", value):
+            p.append(f"env[{key!r}]: looks like a Hugging Face token; pass it as hf_token instead of plain env")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
+            p.append(f"env: {key!r} is not a valid environment variable name")
+
+    # Accelerator placement and capacity.
+    if acc.kind not in ("tpu", "gpu"):
+        p.append(f"accelerator.kind: got {acc.kind!r}; use tpu or gpu")
+    if acc.kind == "tpu":
+        if not acc.tpu_topology:
+            p.append(f"accelerator.tpu_topology: required for TPU pool {acc.pool!r} (e.g. 2x4)")
+        if acc.hosts > 1:
+            p.append(f"accelerator: pool {acc.pool!r} is a {acc.hosts}-host {acc.tpu_topology} slice; vLLM on GKE TPU "
+                     f"serves from single-host slices only (ct6e-standard-8t = 2x4, -4t = 2x2, -1t = 1x1)")
+    if args.pods_per_node < 1 or acc.count_per_node % max(args.pods_per_node, 1) != 0:
+        p.append(f"pods_per_node: got {args.pods_per_node}; it must divide the {acc.count_per_node} devices per node "
+                 f"of pool {acc.pool!r}")
+    devices = acc.count_per_node // max(args.pods_per_node, 1) or 1
+    tp = _flag(args.args, "--tensor-parallel-size")
+    if tp is not None and tp.isdigit() and int(tp) > devices:
+        p.append(f"args: --tensor-parallel-size={tp} but each pod gets {devices} devices of pool {acc.pool!r}; "
+                 f"lower it to {devices} or use fewer pods per node")
+    if args.min_replicas < 1:
+        p.append(f"min_replicas: got {args.min_replicas}; the HPA needs at least 1")
+    if args.max_replicas < args.min_replicas:
+        p.append(f"max_replicas: got {args.max_replicas}, below min_replicas {args.min_replicas}; raise it")
+    capacity = acc.max_nodes * args.pods_per_node
+    if args.max_replicas > capacity:
+        p.append(f"max_replicas: got {args.max_replicas}, but node pool {acc.pool!r} holds at most {capacity} "
+                 f"(max {acc.max_nodes} nodes x {args.pods_per_node} pods per node); lower max_replicas to {capacity} "
+                 f"or raise the pool's total_max_node_count")
+
+    # Autoscaling metric.
+    metric = args.autoscaling_metric
+    if metric in _RENAMED_METRICS:
+        p.append(f"autoscaling_metric: {metric!r} was removed in vLLM 0.12 (hidden in 0.11); use "
+                 f"{_RENAMED_METRICS[metric]!r} with a 0-1 target")
+    elif metric not in SCALING_GAUGES:
+        p.append(f"autoscaling_metric: got {metric!r}; use a vLLM gauge: {', '.join(SCALING_GAUGES)}")
+    target = args.autoscaling_target
+    if target is not None:
+        if target <= 0:
+            p.append(f"autoscaling_target: got {target}; use a positive number")
+        elif metric in _FRACTION_METRICS and target > 1:
+            p.append(f"autoscaling_target: got {target} for {metric}, a 0-1 fraction; use e.g. 0.8")
+    if not re.fullmatch(r"\d+s", args.scrape_interval):
+        p.append(f"scrape_interval: got {args.scrape_interval!r}; give seconds like 15s")
+
+    # Probes.
+    if args.probe_period_seconds < 1:
+        p.append(f"probe_period_seconds: got {args.probe_period_seconds}; use 1 or more")
+    elif args.startup_timeout_seconds < args.probe_period_seconds:
+        p.append(f"startup_timeout_seconds: got {args.startup_timeout_seconds}, below the probe period "
+                 f"{args.probe_period_seconds}; give the full download + compile budget (default 3600)")
+
+    # GCS FUSE.
+    opts = args.gcsfuse_mount_options
+    if " " in opts:
+        p.append("gcsfuse_mount_options: contains spaces; write a comma-separated list without spaces")
+    for option in filter(None, opts.split(",")):
+        if option.split(":", 1)[0].split("=", 1)[0] in _DISALLOWED_MOUNT_FLAGS:
+            p.append(f"gcsfuse_mount_options: {option!r} is managed by the CSI driver and rejected; remove it")
+    if not args.mount_path.startswith("/") or args.mount_path in ("/", "/dev/shm"):
+        p.append(f"mount_path: got {args.mount_path!r}; give an absolute directory such as /data")
+    return p
+
+
+class VllmGkeWorkload(pulumi.ComponentResource):
+    """A vLLM Deployment on GKE with its Service, Workload Identity, scraping and HPA."""
+
+    namespace: str
+    service_name: str
+    service_port: int
+    hpa_metric_name: str
+    in_cluster_url: str
+    load_balancer_ip: pulumi.Output[Optional[str]]
+    port_forward_command: str
+
+    def __init__(self, name: str, args: VllmGkeWorkloadArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        problems = validate_args(args)
+        if problems:
+            raise ValueError(f"VllmGkeWorkload {name!r}: " + "; ".join(problems))
+
+        acc = args.accelerator
+        ns = args.namespace
+        ksa_name = args.service_account_name or args.app_name
+        hf_secret_name = args.hf_secret_name or f"{args.app_name}-hf-token"
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        selector = {"app.kubernetes.io/name": args.app_name, "app.kubernetes.io/instance": name}
+        labels = {**{k: v for k, v in args.labels.items() if _LABEL_KEY.fullmatch(k) and _LABEL_VALUE.fullmatch(v)},
+                  **selector, "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving",
+                  "app.kubernetes.io/component": "model-server"}
+
+        namespace_deps: list[pulumi.Resource] = []
+        if args.create_namespace:
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={**labels, "app.kubernetes.io/component": "namespace"}),
+                opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(delete_before_replace=True)),
+            )
+            namespace_deps.append(namespace)
+        in_ns = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=namespace_deps))
+
+        ksa = k8s.core.v1.ServiceAccount(
+            f"{name}-ksa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ksa_name, namespace=ns, labels=labels),
+            opts=in_ns,
+        )
+
+        # Bucket access for this ServiceAccount only, by its Workload Identity principal.
+        self.workload_identity_principal = pulumi.Output.concat(
+            "principal://iam.googleapis.com/projects/", args.project_number,
+            "/locations/global/workloadIdentityPools/", args.project_id,
+            ".svc.id.goog/subject/ns/", ns, "/sa/", ksa_name,
+        )
+        bucket_grant = gcp.storage.BucketIAMMember(
+            f"{name}-bucket-object-user",
+            bucket=args.model_bucket,
+            role="roles/storage.objectUser",
+            member=self.workload_identity_principal,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in args.env.items()]
+        pod_deps: list[pulumi.Resource] = [ksa, bucket_grant]
+        if args.hf_token is not None:
+            hf_secret = k8s.core.v1.Secret(
+                f"{name}-hf-token",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=hf_secret_name, namespace=ns, labels=labels),
+                type="Opaque",
+                string_data={SECRET_KEY: pulumi.Output.secret(args.hf_token)},
+                opts=in_ns,
+            )
+            pod_deps.append(hf_secret)
+            for env_name in HF_ENV_NAMES:
+                env.append(k8s.core.v1.EnvVarArgs(
+                    name=env_name,
+                    value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name=hf_secret_name, key=SECRET_KEY)),
+                ))
+
+        if acc.kind == "tpu":
+            node_selector = {"cloud.google.com/gke-tpu-accelerator": acc.gke_accelerator,
+                             "cloud.google.com/gke-tpu-topology": acc.tpu_topology}
+            device_resource = "google.com/tpu"
+        else:
+            node_selector = {"cloud.google.com/gke-accelerator": acc.gke_accelerator}
+            device_resource = "nvidia.com/gpu"
+        devices = acc.count_per_node // args.pods_per_node
+        limits = {device_resource: str(devices)}
+        requests = {device_resource: str(devices)}
+        for key, value in (("cpu", args.cpu_request), ("memory", args.memory_request)):
+            if value:
+                requests[key] = value
+
+        period = args.probe_period_seconds
+        http_get = k8s.core.v1.HTTPGetActionArgs(path="/health", port="http")
+        container = k8s.core.v1.ContainerArgs(
+            name="vllm",
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            command=list(args.command),
+            args=list(args.args),
+            env=env,
+            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=args.port, protocol="TCP")],
+            resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=requests),
+            startup_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=period, timeout_seconds=5,
+                                                failure_threshold=math.ceil(args.startup_timeout_seconds / period)),
+            readiness_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=10, timeout_seconds=5,
+                                                  failure_threshold=3),
+            liveness_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=15, timeout_seconds=10,
+                                                 failure_threshold=4),
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="gcs-fuse-csi-ephemeral", mount_path=args.mount_path),
+                k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+            ],
+        )
+        volumes = [
+            # The gcsfuse sidecar finds this volume by name and keeps its file cache in RAM.
+            k8s.core.v1.VolumeArgs(name="gke-gcsfuse-cache", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory")),
+            k8s.core.v1.VolumeArgs(name="dshm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory")),
+            k8s.core.v1.VolumeArgs(name="gcs-fuse-csi-ephemeral", csi=k8s.core.v1.CSIVolumeSourceArgs(
+                driver="gcsfuse.csi.storage.gke.io",
+                volume_attributes={"bucketName": args.model_bucket, "mountOptions": args.gcsfuse_mount_options},
+            )),
+        ]
+        capacity = acc.max_nodes * args.pods_per_node
+        # Surge only when the pool has room for one more pod; otherwise replace in place.
+        surge = capacity > args.max_replicas
+        strategy = k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1 if surge else 0,
+                                                                   max_unavailable=0 if surge else 1),
+        )
+        await_minutes = math.ceil(args.startup_timeout_seconds / 60) + 10
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                # replicas left out on purpose: the HPA owns it (see the module docstring).
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                strategy=strategy,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels,
+                        annotations={
+                            "gke-gcsfuse/volumes": "true",
+                            # 0 = no limit: the sidecar was OOM-killed/throttled at the old defaults.
+                            "gke-gcsfuse/cpu-limit": "0",
+                            "gke-gcsfuse/memory-limit": "0",
+                            "gke-gcsfuse/ephemeral-storage-limit": "0",
+                        },
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=ksa_name,
+                        node_selector=node_selector,
+                        tolerations=[k8s.core.v1.TolerationArgs(key=device_resource, operator="Exists",
+                                                                effect="NoSchedule")],
+                        containers=[container],
+                        volumes=volumes,
+                        termination_grace_period_seconds=60,
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(
+                depends_on=pod_deps,
+                delete_before_replace=True,
+                # First start downloads weights and compiles: wait as long as the startup probe does.
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{await_minutes}m", update=f"{await_minutes}m"),
+            )),
+        )
+
+        annotations = {} if args.public_load_balancer else {"networking.gke.io/load-balancer-type": "Internal"}
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels, annotations=annotations),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer",
+                selector=selector,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", protocol="TCP", port=args.port, target_port="http")],
+            ),
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(delete_before_replace=True)),
+        )
+
+        k8s.apiextensions.CustomResource(
+            f"{name}-podmonitoring",
+            api_version="monitoring.googleapis.com/v1",
+            kind="PodMonitoring",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
+            spec={
+                "selector": {"matchLabels": selector},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": args.scrape_interval}],
+            },
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[deployment])),
+        )
+
+        metric = args.autoscaling_metric
+        target = args.autoscaling_target if args.autoscaling_target is not None else SCALING_GAUGES[metric]
+        self.hpa_metric_name = hpa_metric_name(metric)
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=args.app_name),
+                min_replicas=args.min_replicas,
+                max_replicas=args.max_replicas,
+                metrics=[k8s.autoscaling.v2.MetricSpecArgs(
+                    type="Pods",
+                    pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
+                        metric=k8s.autoscaling.v2.MetricIdentifierArgs(name=self.hpa_metric_name),
+                        target=k8s.autoscaling.v2.MetricTargetArgs(type="AverageValue",
+                                                                   average_value=_quantity(target)),
+                    ),
+                )],
+            ),
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[deployment])),
+        )
+
+        xla = args.env.get("VLLM_XLA_CACHE_PATH", "")
+        if xla.startswith(args.mount_path) and args.max_replicas > 1:
+            pulumi.log.warn(
+                f"VLLM_XLA_CACHE_PATH={xla} is on the bucket and max_replicas={args.max_replicas}: replicas compiling "
+                f"at the same time can fail with 'cannot create directories'; let one replica warm the cache first.",
+                resource=self)
+
+        self.namespace = ns
+        self.service_name = args.app_name
+        self.service_port = args.port
+        self.deployment_name = args.app_name
+        self.in_cluster_url = f"http://{args.app_name}.{ns}.svc.cluster.local:{args.port}"
+        self.port_forward_command = f"kubectl -n {ns} port-forward svc/{args.app_name} {args.port}:{args.port}"
+        self.load_balancer_ip = service.status.apply(_ingress_ip)
+        self.register_outputs({
+            "namespace": self.namespace,
+            "service_name": self.service_name,
+            "service_port": self.service_port,
+            "hpa_metric_name": self.hpa_metric_name,
+            "in_cluster_url": self.in_cluster_url,
+            "load_balancer_ip": self.load_balancer_ip,
+            "port_forward_command": self.port_forward_command,
+            "workload_identity_principal": self.workload_identity_principal,
+        })
+
+
+def _ingress_ip(status) -> Optional[str]:
+    lb = getattr(status, "load_balancer", None) if status is not None else None
+    ingress = getattr(lb, "ingress", None) if lb is not None else None
+    if not ingress:
+        return None
+    return getattr(ingress[0], "ip", None) or getattr(ingress[0], "hostname", None)
