@@ -1,0 +1,137 @@
+"""Preview-time checks: a deployment that cannot fit or cannot serve fails before anything is
+created, with the numbers and the fix, instead of an hour into a deploy.
+
+Each check reproduces a failure the seeds' debugging sections show only after deploying:
+CUDA out of memory with max_num_seqs 256 on a vision model, "the model's max seq len is larger
+than the maximum number of tokens that can be stored in KV cache", a gated model without a
+token, a missing chat template; plus the version traps in FACTS.md (flags removed from vLLM,
+metrics renamed, Llama 3.2 Vision gone from vLLM 0.11).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stacks.catalog import CATALOG
+from stacks.config import Environment, Platform, StackConfig, WeightsSource
+from stacks.vllm import MODEL_GARDEN
+
+if TYPE_CHECKING:
+    from stacks.resolve import ResolvedDeployment, _Collector
+
+GIB = 1024**3
+LOW_CONCURRENCY = 4  # fewer full-length sequences than this at once: requests queue early
+VISION_SEQS_WARNING = 16  # the Vertex seed ran an 11B Vision model out of memory at 256; 12 worked
+MLLAMA_LAST_VERSION = (0, 10, 99)  # the encoder-decoder runner Mllama needs left vLLM in 0.11 (PR #24907)
+
+
+def deployment_checks(d: "ResolvedDeployment", stack: StackConfig, out: "_Collector") -> None:
+    key = d.key
+    fit = d.fit
+    v = d.vllm
+    model = d.model
+    version = ".".join(map(str, d.image.vllm_version))
+
+    # Memory: weights, then KV cache against max_model_len (vLLM's own startup checks).
+    if not fit.weights_fit:
+        out.error(
+            f"{model.hf_id} needs {fit.weights_gib_per_device:.1f} GiB of weights per device, but vLLM may use "
+            f"{fit.budget_gib_per_device:.1f} GiB of each {d.hardware.accelerator.key} "
+            f"({v.gpu_memory_utilization or 'default'} x device memory) with {fit.overhead_gib_per_device:.1f} GiB "
+            f"of runtime overhead; use more or larger accelerators ({key}.hardware) or a quantized checkpoint")
+    elif not fit.context_fits and v.max_model_len <= model.max_context:
+        out.error(
+            f"max_model_len {v.max_model_len} is larger than the {fit.kv_capacity_tokens} tokens the KV cache "
+            f"can hold on {d.hardware.label} ({fit.kv_cache_gib_per_device:.2f} GiB per device); the largest "
+            f"max_model_len that fits is {fit.largest_max_model_len}. Set {key}.vllm.maxModelLen to at most "
+            f"{fit.largest_max_model_len}, raise gpuMemoryUtilization, or add accelerators")
+    elif fit.sequences_at_max_model_len < LOW_CONCURRENCY:
+        out.warn(
+            f"only {fit.sequences_at_max_model_len:.1f} sequences of max_model_len {v.max_model_len} fit in the KV "
+            f"cache at once ({fit.kv_capacity_tokens} tokens); long requests will queue. Lower maxModelLen or add accelerators")
+
+    if v.max_model_len > model.max_context:
+        out.error(f"max_model_len {v.max_model_len} exceeds {model.hf_id}'s context of {model.max_context} tokens; "
+                  f"set {key}.vllm.maxModelLen to {model.max_context} or less")
+
+    # Tensor parallelism: vLLM shards attention heads evenly over the devices it is given.
+    tp = v.tensor_parallel_size
+    if model.num_attention_heads % tp:
+        divisors = [n for n in (1, 2, 4, 8, 16) if model.num_attention_heads % n == 0]
+        out.error(f"tensor_parallel_size {tp} does not divide {model.hf_id}'s {model.num_attention_heads} attention "
+                  f"heads; use one of {divisors}")
+    if tp != d.hardware.devices:
+        out.error(f"tensor_parallel_size {tp} differs from the {d.hardware.devices} accelerators per replica on "
+                  f"{d.hardware.label}; remove {key}.vllm.tensorParallelSize (it defaults to the accelerator count) "
+                  "or change the hardware")
+
+    # Access to the weights.
+    if model.gated and not stack.has_hf_token and not _weights_in_bucket(d):
+        out.error(f"{model.hf_id} is a gated Hugging Face model and the stack has no token; accept the licence on "
+                  "Hugging Face, then `pulumi config set --secret llm-serving:hfToken <token>` (or set "
+                  "llm-serving:hfTokenSecret to an existing Secret Manager secret)")
+
+    # Version traps.
+    if model.architecture == "MllamaForConditionalGeneration" and d.image.vllm_version > MLLAMA_LAST_VERSION:
+        out.error(f"{model.hf_id} (Llama 3.2 Vision) cannot be served by vLLM {version}: its encoder-decoder "
+                  "runner was removed in vLLM 0.11; pin an image with vLLM 0.10 or older (the default Vertex AI "
+                  "Model Garden image has 0.9.2) or choose another vision model")
+    for flag in d.server.rejected_flags:
+        spec = CATALOG.flags.get(flag)
+        why = (f"removed in vLLM {'.'.join(map(str, spec.removed_in))}" if spec and spec.removed_in
+               else f"not accepted by the {d.image.server} server")
+        out.error(f"{flag} is {why}, and {d.image.ref} runs vLLM {version}; remove it from {key}.vllm "
+                  f"(a container started with it would exit with 'unrecognized arguments')")
+
+    # Autoscaling must read a metric the server exports.
+    if d.platform is Platform.GKE and d.scaling.metric:
+        if v.disable_log_stats:
+            out.error(f"the HPA scales on {d.scaling.metric}, but {key}.vllm.disableLogStats is true, which stops "
+                      "vLLM from filling its Prometheus metrics; the HPA would never scale. Set disableLogStats to false")
+        if not CATALOG.metric_exported(d.scaling.metric, d.image.vllm_version):
+            out.error(f"the HPA scales on {d.scaling.metric}, which vLLM {version} does not export; use "
+                      f"{key}.scaling.metric num_requests_waiting or kv_cache_usage")
+
+    # Serving quality and cost warnings.
+    if model.modality == "vision" and v.max_num_seqs > VISION_SEQS_WARNING:
+        out.warn(f"max_num_seqs {v.max_num_seqs} on vision model {model.hf_id}: the Vertex seed's 11B Vision "
+                 f"deployment ran out of GPU memory at 256 and served at 12; lower {key}.vllm.maxNumSeqs")
+    if not model.chat_template and not v.chat_template and d.image.server != MODEL_GARDEN:
+        out.warn(f"{model.hf_id} is a base model without a chat template: /v1/chat/completions will fail. Serve an "
+                 f"instruct variant or set {key}.vllm.chatTemplate")
+    if v.enforce_eager:
+        out.warn("enforce_eager disables CUDA graphs: about 14% less output throughput (measured on an H200, "
+                 f"vLLM 0.25, Llama-3.1-8B shape). Set {key}.vllm.enforceEager to false unless debugging")
+    if any(arg.split("=")[0] == "--enable-lora" for arg in v.extra_args) and not v.enable_lora:
+        out.warn("--enable-lora without adapters costs about 30% of output throughput (measured); configure "
+                 f"{key}.lora.adapters or drop the flag")
+    if v.disable_log_stats and d.platform is not Platform.GKE:
+        out.warn("disable_log_stats empties vLLM's Prometheus metrics; dashboards and autoscalers see nothing")
+    if stack.environment is Environment.DEV and d.scaling.min_replicas > 0:
+        idle = f"{d.scaling.min_replicas * d.hardware.devices} x {d.hardware.accelerator.key}"
+        if d.platform is Platform.CLOUDRUN:
+            out.warn(f"min instances {d.scaling.min_replicas} in dev keeps {idle} billed while idle; set "
+                     f"{key}.scaling.minReplicas to 0 to scale to zero")
+        else:
+            # Vertex AI endpoints and the GKE HPA keep at least one replica: say what idling costs.
+            out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
+    if d.platform is Platform.GKE:
+        _gke_capacity(d, stack, out)
+
+
+def _weights_in_bucket(d: "ResolvedDeployment") -> bool:
+    return d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS
+
+
+def _gke_capacity(d: "ResolvedDeployment", stack: StackConfig, out: "_Collector") -> None:
+    gke = stack.settings.gke
+    pool = gke.node_pools.get(d.hardware.node_pool or "") if gke else None
+    if pool is None:
+        return
+    machine = CATALOG.machine_type(pool.machine_type)
+    per_node = max(1, (machine.accelerator_count if machine else 1) // max(1, d.hardware.devices))
+    capacity = pool.max_nodes * per_node
+    if d.scaling.max_replicas > capacity:
+        out.error(f"max replicas {d.scaling.max_replicas} exceeds what node pool {d.hardware.node_pool} can hold "
+                  f"({pool.max_nodes} nodes x {per_node} replica per node = {capacity}); lower {d.key}.scaling.maxReplicas "
+                  f"or raise llm-serving:gke.nodePools.{d.hardware.node_pool}.maxNodes")

@@ -1,0 +1,588 @@
+"""Compose one stack from its resolved config: the only place that maps config to components.
+
+Order matters and follows what needs what: APIs, then each workload's identity, then the
+resources that identities are granted on (bucket, token secret, registry), each carrying its
+own grants, then the workloads. A reader can follow any deployed setting along one path:
+stack file -> stacks.config -> stacks.resolve -> the Args built here -> the resource input.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_gcp as gcp
+import yaml
+
+from components.hf_token import ACCESSOR, HuggingFaceToken, HuggingFaceTokenArgs
+from components.iam import Grant
+from components.model_bucket import ModelBucket, ModelBucketArgs
+from components.project_apis import ProjectApis, ProjectApisArgs
+from components.registry import ArtifactRegistry, ArtifactRegistryArgs
+from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
+from stacks.config import Platform, StackConfig, WeightsSource
+from stacks.resolve import DATA, ERROR, INFO, WARNING, Check, ResolvedDeployment, ResolvedStack
+
+COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
+PLATFORM_APIS = {
+    Platform.VERTEX: ("aiplatform.googleapis.com", "compute.googleapis.com"),
+    Platform.CLOUDRUN: ("run.googleapis.com", "artifactregistry.googleapis.com"),
+    Platform.GKE: ("container.googleapis.com", "compute.googleapis.com", "artifactregistry.googleapis.com",
+                   "monitoring.googleapis.com"),
+}
+
+
+@dataclass
+class Foundation:
+    """What the platform builders share."""
+
+    stack: StackConfig
+    apis: ProjectApis
+    bucket: ModelBucket
+    registry: Optional[ArtifactRegistry]
+    hf_token: Optional[HuggingFaceToken]
+    identities: dict[str, WorkloadServiceAccount]
+    build_identities: dict[str, WorkloadServiceAccount]
+    project_number: pulumi.Output[str]
+    bucket_name: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def quota_table() -> dict:
+    with open(DATA / "quotas.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def required_apis(resolved: ResolvedStack) -> tuple[str, ...]:
+    stack = resolved.config
+    apis = set(COMMON_APIS)
+    for d in resolved.deployments.values():
+        apis.update(PLATFORM_APIS[d.platform])
+        if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.IMAGE:
+            apis.add("cloudbuild.googleapis.com")
+    if stack.has_hf_token:
+        apis.add("secretmanager.googleapis.com")
+    if stack.settings.check_quota and resolved.deployments:
+        apis.add("cloudquotas.googleapis.com")
+    return tuple(sorted(apis))
+
+
+def _needs_registry(resolved: ResolvedStack) -> bool:
+    return any(d.platform in (Platform.CLOUDRUN, Platform.GKE) for d in resolved.deployments.values())
+
+
+def _needs_token(d: ResolvedDeployment) -> bool:
+    """Does this deployment's runtime (or build) read the Hugging Face token?"""
+    if not d.model.gated:
+        return False
+    if d.platform is Platform.CLOUDRUN:
+        return d.config.cloudrun_options.weights in (WeightsSource.HUB, WeightsSource.IMAGE)
+    return True
+
+
+def build_account_id(prefix: str, name: str) -> str:
+    """The image-build account's id: distinct from the runtime's, valid at every length (<= 30)."""
+    return f"{prefix}-{name}"[:24].rstrip("-") + "-build"
+
+
+def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]]) -> Foundation:
+    stack = resolved.config
+    prefix = stack.prefix
+    protect = stack.protections.protect_stateful
+    apis = ProjectApis(f"{prefix}-apis", ProjectApisArgs(project=stack.project, services=required_apis(resolved)))
+    after_apis = pulumi.ResourceOptions(depends_on=[apis])
+
+    identities: dict[str, WorkloadServiceAccount] = {}
+    build_identities: dict[str, WorkloadServiceAccount] = {}
+    for name, d in resolved.deployments.items():
+        if d.platform is not Platform.CLOUDRUN:
+            # GKE workloads use their Kubernetes service account's own principal; a Vertex AI
+            # Model Garden deployment takes no service account (it runs as Vertex's agent).
+            continue
+        identities[name] = WorkloadServiceAccount(
+            f"{prefix}-{name}",
+            WorkloadServiceAccountArgs(
+                project=stack.project,
+                account_id=f"{prefix}-{name}",
+                display_name=f"vLLM {d.platform.value} workload {name}",
+                description=f"Serves {d.model.hf_id}; managed by Pulumi stack {stack.stack}.",
+            ),
+            opts=after_apis,
+        )
+        if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.IMAGE:
+            build_identities[name] = WorkloadServiceAccount(
+                f"{prefix}-{name}-build",
+                WorkloadServiceAccountArgs(
+                    project=stack.project,
+                    account_id=build_account_id(prefix, name),
+                    display_name=f"Image build for {name}",
+                    description="Runs the Cloud Build that bakes model weights into an image.",
+                    # Cloud Build with a user-managed account must write its own logs.
+                    project_roles=("roles/logging.logWriter",),
+                ),
+                opts=after_apis,
+            )
+
+    project_number = gcp.organizations.get_project_output(project_id=stack.project).number
+
+    bucket_grants: dict[str, Grant] = {}
+    for name, d in resolved.deployments.items():
+        if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS:
+            bucket_grants[name] = Grant("roles/storage.objectViewer", identities[name].member)
+    bucket_settings = stack.settings.bucket
+    bucket_name = bucket_settings.name or f"{stack.project}-{prefix}-models"[:63]
+    bucket = ModelBucket(
+        f"{prefix}-models",
+        ModelBucketArgs(
+            project=stack.project,
+            bucket_name=bucket_name,
+            location=stack.region,
+            labels=stack.labels(),
+            force_destroy=bucket_settings.force_destroy and stack.protections.allow_force_destroy,
+            versioning=bucket_settings.versioning,
+            soft_delete_days=bucket_settings.soft_delete_days,
+            protect=protect,
+            grants=bucket_grants,
+        ),
+        opts=after_apis,
+    )
+
+    hf_token = None
+    if stack.has_hf_token:
+        accessors = {}
+        for name, d in resolved.deployments.items():
+            if d.platform is Platform.CLOUDRUN and _needs_token(d):
+                if d.config.cloudrun_options.weights is WeightsSource.HUB:
+                    accessors[name] = Grant(ACCESSOR, identities[name].member)
+                else:
+                    accessors[f"{name}-build"] = Grant(ACCESSOR, build_identities[name].member)
+        hf_token = HuggingFaceToken(
+            f"{prefix}-hf-token",
+            HuggingFaceTokenArgs(
+                project=stack.project,
+                region=stack.region,
+                labels=stack.labels(),
+                secret_id=f"{prefix}-hf-token",
+                token=hf_token_value if stack.hf_token_set else None,
+                existing_secret=None if stack.hf_token_set else stack.settings.hf_token_secret,
+                accessors=accessors,
+                protect=protect,
+            ),
+            opts=after_apis,
+        )
+
+    registry = None
+    if _needs_registry(resolved):
+        readers = {name: Grant("roles/artifactregistry.reader", identities[name].member)
+                   for name, d in resolved.deployments.items() if d.platform is Platform.CLOUDRUN}
+        readers.update({f"{name}-build": Grant("roles/artifactregistry.reader", sa.member)
+                        for name, sa in build_identities.items()})
+        writers = {f"{name}-build": Grant("roles/artifactregistry.writer", sa.member)
+                   for name, sa in build_identities.items()}
+        settings = stack.settings.registry
+        registry = ArtifactRegistry(
+            f"{prefix}-registry",
+            ArtifactRegistryArgs(
+                project=stack.project,
+                location=stack.region,
+                labels=stack.labels(),
+                images_repository_id=f"{prefix}-images",
+                dockerhub_repository_id=f"{prefix}-dockerhub",
+                docker_hub_remote=settings.docker_hub_remote,
+                keep_recent_versions=settings.keep_recent_versions,
+                delete_untagged_after_days=settings.delete_untagged_after_days,
+                readers=readers,
+                writers=writers,
+            ),
+            opts=after_apis,
+        )
+
+    foundation = Foundation(stack=stack, apis=apis, bucket=bucket, registry=registry, hf_token=hf_token,
+                            identities=identities, build_identities=build_identities,
+                            project_number=project_number, bucket_name=bucket_name)
+    foundation.outputs.update({
+        "project": stack.project,
+        "region": stack.region,
+        "environment": stack.environment.value,
+        "model_bucket": bucket.name,
+        "apis": list(required_apis(resolved)),
+    })
+    if registry is not None:
+        foundation.outputs["images_repository"] = registry.images_path
+    if hf_token is not None:
+        foundation.outputs["hf_token_secret"] = hf_token.secret_name
+    return foundation
+
+
+def upstream_image(foundation: Foundation, ref: str) -> str:
+    """Pull Docker Hub images through the stack's in-region remote repository."""
+    registry = foundation.registry
+    if registry is None or registry.dockerhub_path is None or "/" not in ref or "." in ref.split("/", 1)[0]:
+        return ref  # not a Docker Hub image, or no remote repository
+    return f"{registry.dockerhub_path}/{ref}"
+
+
+def quota_requirements(resolved: ResolvedStack) -> dict[tuple[str, str], int]:
+    """(service, quota id) -> accelerators the stack needs at max replicas."""
+    table = quota_table()
+    needs: dict[tuple[str, str], int] = {}
+    for d in resolved.deployments.values():
+        section = table[d.platform.value]
+        key = d.hardware.accelerator.key
+        if d.platform is Platform.CLOUDRUN and not d.config.cloudrun_options.gpu_zonal_redundancy:
+            key = f"{key}/no-zonal-redundancy"
+        quota_id = section["ids"].get(key)
+        if quota_id is None:
+            continue
+        count = d.scaling.max_replicas * d.hardware.devices
+        needs[(section["service"], quota_id)] = needs.get((section["service"], quota_id), 0) + count
+    return needs
+
+
+def quota_checks(resolved: ResolvedStack) -> list[Check]:
+    """Compare accelerator quota with what the stack needs at max replicas, before anything is
+    registered: an error when it is exceeded, a warning when it cannot be read (for example
+    before the Cloud Quotas API is enabled on a first deploy)."""
+    stack = resolved.config
+    checks: list[Check] = []
+    for (service, quota_id), needed in sorted(quota_requirements(resolved).items()):
+        try:
+            info = gcp.cloudquota.get_s_quota_info(parent=f"projects/{stack.project}", service=service, quota_id=quota_id)
+            limit = _regional_limit(info, stack.region)
+        except Exception as error:  # noqa: BLE001 - any read failure is reported, never fatal
+            limit, reason = None, str(error).splitlines()[0][:160]
+        else:
+            reason = "no value for this region"
+        if limit is None:
+            checks.append(Check("", WARNING, f"quota {service}/{quota_id} in {stack.region} could not be read "
+                                             f"({reason}); the stack needs {needed} at max replicas. Check it before deploying"))
+        elif limit < needed:
+            checks.append(Check("", ERROR, f"quota {service}/{quota_id} in {stack.region} is {limit}, but the stack "
+                                           f"needs {needed} accelerators at max replicas; request more quota or lower maxReplicas"))
+        else:
+            checks.append(Check("", INFO, f"quota {service}/{quota_id} in {stack.region}: {limit} available, {needed} needed"))
+    return checks
+
+
+def _regional_limit(info: Any, region: str) -> Optional[int]:
+    limit = None
+    for dims in info.dimensions_infos or []:
+        locations = list(dims.applicable_locations or [])
+        dimension_region = (dims.dimensions or {}).get("region")
+        if dimension_region not in (None, region) or (locations and region not in locations and "global" not in locations):
+            continue
+        for detail in dims.details or []:
+            try:
+                limit = int(detail.value)
+            except (TypeError, ValueError):
+                continue
+    return limit
+
+
+# ---------------------------------------------------------------------------
+# Platforms.
+
+
+def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]]) -> dict[str, Any]:
+    """Register every resource of the stack; return the stack outputs."""
+    foundation = build_foundation(resolved, hf_token_value)
+    deployments: dict[str, Any] = {}
+    cluster = _gke_cluster(foundation, resolved)
+    adapter = _metrics_adapter(foundation, cluster) if cluster is not None else None
+    namespaces: set[str] = set()
+    for name, d in resolved.deployments.items():
+        if d.platform is Platform.VERTEX:
+            deployments[name] = _vertex(foundation, d)
+        elif d.platform is Platform.CLOUDRUN:
+            deployments[name] = _cloudrun(foundation, d)
+        else:
+            namespace = d.config.gke_options.namespace
+            deployments[name] = _gke_workload(foundation, cluster, adapter, d,
+                                              create_namespace=namespace not in namespaces)
+            namespaces.add(namespace)
+    outputs = dict(foundation.outputs)
+    outputs["deployments"] = deployments
+    if cluster is not None:
+        outputs["gke_cluster"] = cluster.cluster_name
+    return outputs
+
+
+def _deployment_labels(stack: StackConfig, d: ResolvedDeployment) -> dict[str, str]:
+    return stack.labels(deployment=d.name, **dict(d.config.labels))
+
+
+def _token_for(foundation: Foundation, d: ResolvedDeployment) -> Optional[pulumi.Output[str]]:
+    if foundation.hf_token is None or not _needs_token(d):
+        return None
+    return foundation.hf_token.value
+
+
+def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
+    from components.vertex import VertexVllmEndpoint, VertexVllmEndpointArgs, custom_code_service_agent
+    from stacks.catalog import CATALOG
+
+    stack = foundation.stack
+    options = d.config.vertex_options
+    machines = {m.name: (CATALOG.accelerators[m.accelerator].vertex_accelerator, m.accelerator_count)
+                for m in CATALOG.machine_types.values() if CATALOG.accelerators[m.accelerator].vertex_accelerator}
+    endpoint = VertexVllmEndpoint(
+        f"{stack.prefix}-{d.name}",
+        VertexVllmEndpointArgs(
+            region=stack.region,
+            project=stack.project,
+            project_number=foundation.project_number,
+            hugging_face_model_id=d.config.model,
+            image_uri=d.image.ref,
+            container_command=list(d.server.command),
+            container_args=list(d.server.args),
+            machine_type=d.hardware.machine_type,
+            accelerator_type=d.hardware.accelerator.vertex_accelerator,
+            accelerator_count=d.hardware.devices,
+            machine_accelerators=machines,
+            hugging_face_access_token=_token_for(foundation, d),
+            accept_eula=d.model.gated,
+            hugging_face_cache_enabled=options.hugging_face_cache,
+            deploy_source=str(d.server.env.get("DEPLOY_SOURCE", "pulumi")),
+            container_port=d.server.port,
+            predict_route="/generate",
+            health_route=d.server.health_path,
+            shared_memory_size_mb=options.shared_memory_gib * 1024,
+            deployment_timeout_seconds=options.deployment_timeout_seconds,
+            min_replica_count=max(1, d.scaling.min_replicas),
+            max_replica_count=d.scaling.max_replicas,
+            duty_cycle_target=int(d.scaling.target),
+            spot=options.spot,
+            dedicated_endpoint=options.dedicated_endpoint,
+            display_name=f"{stack.prefix}-{d.name}",
+            # The container runs as Vertex AI's custom-code service agent: it is the identity that
+            # reads LoRA adapters, granted on the model bucket only (by the component).
+            service_account_email=(foundation.project_number.apply(custom_code_service_agent)
+                                   if d.config.lora.adapters else None),
+            lora_bucket=foundation.bucket_name if d.config.lora.adapters else None,
+            lora_adapters=dict(d.config.lora.adapters),
+            delete_before_replace=True,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket]),
+    )
+    return {
+        "platform": "vertex",
+        "model": d.config.model,
+        "region": stack.region,
+        "endpoint_name": endpoint.endpoint_name,
+        "endpoint_id": endpoint.endpoint_id,
+        "dedicated": options.dedicated_endpoint,
+        "predict_url": endpoint.predict_url,
+        "openai_base_url": endpoint.openai_base_url,
+        "logs_url": endpoint.logs_url,
+        "replacement": "any change replaces the endpoint (undeploy, delete, redeploy: downtime up to an hour)",
+    }
+
+
+def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
+    from components.cloudrun import CloudRunVllmService, CloudRunVllmServiceArgs, GcsVolume, SecretRef
+    from components.image_build import ModelImageBuild, ModelImageBuildArgs
+    from stacks.resolve import GCS_MOUNT
+
+    stack = foundation.stack
+    options = d.config.cloudrun_options
+    name = f"{stack.prefix}-{d.name}"
+    base_image = upstream_image(foundation, d.image.ref)
+    image: pulumi.Input[str] = base_image
+    secret_env: dict[str, SecretRef] = {}
+    gcs_volume = None
+    if options.weights is WeightsSource.IMAGE:
+        build_sa = foundation.build_identities[d.name]
+        token_secret = foundation.hf_token.secret_name if (foundation.hf_token and _needs_token(d)) else None
+        build = ModelImageBuild(
+            f"{name}-image",
+            ModelImageBuildArgs(
+                project=stack.project,
+                region=stack.region,
+                repository_url=foundation.registry.images_path,
+                image_name=f"vllm-{d.name}",
+                model_id=d.config.model,
+                model_revision=d.config.model_revision,
+                base_image=base_image,
+                hf_token_secret=token_secret or "",
+                build_service_account=build_sa.email,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.registry, foundation.bucket]
+                                        + ([foundation.hf_token] if foundation.hf_token else [])),
+        )
+        image = build.image_by_digest
+    elif options.weights is WeightsSource.GCS:
+        gcs_volume = GcsVolume(bucket=foundation.bucket.name, mount_path=GCS_MOUNT, read_only=True)
+    elif foundation.hf_token is not None and _needs_token(d):
+        secret_env["HF_TOKEN"] = SecretRef(secret=foundation.hf_token.secret_name)
+
+    accelerator = d.hardware.accelerator
+    service = CloudRunVllmService(
+        name,
+        CloudRunVllmServiceArgs(
+            project=stack.project,
+            region=stack.region,
+            service_name=name,
+            image=image,
+            service_account_email=foundation.identities[d.name].email,
+            served_model_name=d.server.served_model_name,
+            min_cpu=accelerator.cloudrun_min_cpu,
+            min_memory_gib=accelerator.cloudrun_min_memory_gib,
+            command=d.server.command,
+            args=d.server.args,
+            env=dict(d.server.env),
+            secret_env=secret_env,
+            gpu_type=accelerator.cloudrun_gpu,
+            cpu=int(float(d.hardware.cpu)),
+            memory_gib=int(_gib_int(d.hardware.memory)),
+            gpu_zonal_redundancy=options.gpu_zonal_redundancy,
+            min_instances=d.scaling.min_replicas,
+            max_instances=d.scaling.max_replicas,
+            max_concurrency=options.max_concurrency or d.vllm.max_num_seqs,
+            request_timeout_seconds=options.request_timeout_seconds,
+            startup_timeout_seconds=options.startup_timeout_seconds,
+            ingress=options.ingress.value,
+            invokers=options.invokers,
+            allow_public=stack.settings.access.allow_public_invokers,
+            gcs_volume=gcs_volume,
+            deletion_protection=stack.protections.deletion_protection,
+            labels=_deployment_labels(stack, d),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[foundation.apis]
+                                    + ([foundation.registry] if foundation.registry else [])
+                                    + ([foundation.hf_token] if foundation.hf_token else [])
+                                    + [foundation.bucket]),
+    )
+    return {
+        "platform": "cloudrun",
+        "model": d.config.model,
+        "served_model_name": d.server.served_model_name,
+        "url": service.uri,
+        "image": image,
+        "proxy_command": service.proxy_command,
+        "curl_example": service.curl_example,
+        "openai_example": service.openai_example,
+    }
+
+
+def _gib_int(memory: str) -> float:
+    number = float("".join(ch for ch in memory if ch.isdigit() or ch == "."))
+    return number / 1024 if memory.endswith("Mi") else number
+
+
+def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
+    if not any(d.platform is Platform.GKE for d in resolved.deployments.values()):
+        return None
+    from components.gke_cluster import ArtifactRepository, GkeCluster, GkeClusterArgs, NodePoolSpec
+
+    stack = foundation.stack
+    gke = stack.settings.gke
+    pools = {
+        name: NodePoolSpec(
+            machine_type=p.machine_type,
+            tpu_topology=p.tpu_topology,
+            accelerator_count=p.gpu_count,
+            total_min_node_count=p.min_nodes,
+            total_max_node_count=p.max_nodes,
+            spot=p.spot,
+            reservation=p.reservation,
+            disk_size_gb=p.disk_size_gb,
+            node_locations=p.node_locations,
+        )
+        for name, p in gke.node_pools.items()
+    }
+    registry = foundation.registry
+    repositories = ()
+    if registry is not None and registry.dockerhub is not None:
+        repositories = (ArtifactRepository(location=stack.region, repository_id=f"{stack.prefix}-dockerhub"),)
+    return GkeCluster(
+        f"{stack.prefix}-gke",
+        GkeClusterArgs(
+            project=stack.project,
+            location=gke.location,
+            cluster_name=gke.name or f"{stack.prefix}-gke",
+            enable_autopilot=gke.autopilot,
+            release_channel=gke.release_channel.value,
+            min_master_version=gke.min_master_version,
+            deletion_protection=stack.protections.deletion_protection,
+            network=gke.network,
+            subnetwork=gke.subnetwork,
+            node_pools={} if gke.autopilot else pools,
+            labels=stack.labels(),
+            image_repositories=repositories,
+        ),
+        # protect is inherited by the cluster, its node pools and the provider.
+        opts=pulumi.ResourceOptions(depends_on=[foundation.apis] + ([registry] if registry else []),
+                                    protect=stack.protections.protect_stateful),
+    )
+
+
+def _metrics_adapter(foundation: Foundation, cluster):
+    """One custom-metrics adapter per cluster, shared by every deployment's HPA."""
+    from components.metrics_adapter import CustomMetricsAdapter, CustomMetricsAdapterArgs
+
+    return CustomMetricsAdapter(
+        f"{foundation.stack.prefix}-metrics-adapter",
+        CustomMetricsAdapterArgs(provider=cluster.provider, project_id=foundation.stack.project,
+                                 project_number=foundation.project_number),
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
+
+
+def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
+    from components.gke_cluster import autopilot_placement
+
+    gke = foundation.stack.settings.gke
+    if gke.autopilot:
+        pool = gke.node_pools[d.hardware.node_pool]
+        return autopilot_placement(pool.machine_type, pool.tpu_topology, pool.max_nodes)
+    return cluster.placement(d.hardware.node_pool)
+
+
+def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, *,
+                  create_namespace: bool) -> dict[str, Any]:
+    from components.gke_workload import VllmGkeWorkload, VllmGkeWorkloadArgs
+
+    stack = foundation.stack
+    options = d.config.gke_options
+    workload = VllmGkeWorkload(
+        f"{stack.prefix}-{d.name}",
+        VllmGkeWorkloadArgs(
+            provider=cluster.provider,
+            project_id=stack.project,
+            project_number=foundation.project_number,
+            model_bucket=foundation.bucket.name,
+            image=upstream_image(foundation, d.image.ref),
+            accelerator=_placement(foundation, cluster, d),
+            args=d.server.args,
+            command=d.server.command,
+            env=dict(d.server.env),
+            namespace=options.namespace,
+            create_namespace=create_namespace,
+            app_name=f"vllm-{d.name}",
+            hf_token=_token_for(foundation, d),
+            port=d.server.port,
+            startup_timeout_seconds=options.startup_timeout_seconds,
+            min_replicas=d.scaling.min_replicas,
+            max_replicas=d.scaling.max_replicas,
+            autoscaling_metric=d.scaling.metric,
+            autoscaling_target=d.scaling.target,
+            public_load_balancer=options.public_load_balancer,
+            labels=_deployment_labels(stack, d),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[cluster, adapter, foundation.bucket]),
+    )
+    return {
+        "platform": "gke",
+        "model": d.config.model,
+        "served_model_name": d.server.served_model_name,
+        "namespace": workload.namespace,
+        "service": workload.service_name,
+        "in_cluster_url": workload.in_cluster_url,
+        "hpa_metric": workload.hpa_metric_name,
+        "port_forward_command": workload.port_forward_command,
+    }

@@ -1,0 +1,72 @@
+"""The Pulumi program: read this stack's config, check it, compose it, export its outputs.
+
+``__main__.py`` calls ``run()``; so does the offline plan, under the mock engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Optional
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from stacks import compose
+from stacks.config import HF_TOKEN_KEY, StackConfig, load
+from stacks.resolve import ERROR, INFO, WARNING, Check, PreviewCheckError, ResolvedStack, resolve_stack
+from stacks.schema import NAMESPACE, ConfigError
+
+
+class StackCheckFailed(pulumi.RunError):
+    """The stack's config or a preview-time check refused the deploy; nothing was registered.
+
+    A ``RunError`` makes Pulumi print just the message: the list of problems, no traceback."""
+
+    def __init__(self, message: str, checks: list[Check], resolved: Optional[ResolvedStack] = None):
+        super().__init__(message)
+        self.checks = checks
+        self.resolved = resolved
+
+
+def runtime_values() -> tuple[dict[str, Any], set[str]]:
+    """Every config value the engine passed to this program, and which of them are secrets."""
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return values, secret_keys
+
+
+def load_stack() -> StackConfig:
+    values, secret_keys = runtime_values()
+    stack = pulumi.get_stack()
+    return load(values, secret_keys, source=f"Pulumi.{stack}.yaml", stack=stack)
+
+
+def check(stack: StackConfig) -> ResolvedStack:
+    """Resolve and run every preview-time check, quota included; raise on any error."""
+    resolved = resolve_stack(stack)
+    checks = list(resolved.checks)
+    if stack.settings.check_quota and not any(c.level == ERROR for c in checks):
+        checks += compose.quota_checks(resolved)
+    resolved = ResolvedStack(config=stack, deployments=resolved.deployments, checks=tuple(checks))
+    for item in checks:
+        if item.level == WARNING:
+            pulumi.log.warn(item.render())
+        elif item.level == INFO:
+            pulumi.log.info(item.render())
+    errors = [c for c in checks if c.level == ERROR]
+    if errors:
+        raise StackCheckFailed(str(PreviewCheckError(stack.source, errors)), checks, resolved)
+    return resolved
+
+
+def run(observe: Optional[Callable[[ResolvedStack], Any]] = None) -> None:
+    try:
+        stack = load_stack()
+    except ConfigError as error:
+        raise StackCheckFailed(str(error), []) from None
+    resolved = check(stack)
+    if observe is not None:
+        observe(resolved)
+    token = pulumi.Config(NAMESPACE).get_secret("hfToken") if HF_TOKEN_KEY in runtime_values()[0] else None
+    for key, value in compose.build(resolved, token).items():
+        pulumi.export(key, value)

@@ -1,0 +1,461 @@
+"""From parsed config to concrete deployments: catalog defaults filled in, commands rendered,
+memory estimated, and every preview-time check run.
+
+Nothing here talks to Google Cloud or registers a resource: ``resolve_stack`` is a pure
+function of the stack config and the catalogs, so the offline plan, ``pulumi preview`` and the
+tests all see the same answer. Problems are ``Check`` records; the program refuses to register
+anything while one of them is an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from stacks.catalog import CATALOG, AcceleratorSpec, ImageSpec, MachineType, ModelSpec, parse_version
+from stacks.config import (
+    AutoscalingMetric,
+    DeploymentConfig,
+    Platform,
+    StackConfig,
+    WeightsSource,
+)
+from stacks.fit import FitEstimate, FitRequest, estimate, suggest_gpu_memory_utilization, suggest_max_num_seqs
+from stacks.schema import NAMESPACE, did_you_mean
+from stacks.vllm import ServerCommand, VllmSettings, render_server
+
+DATA = Path(__file__).parent / "data"
+PORTS = {Platform.VERTEX: 8080, Platform.CLOUDRUN: 8080, Platform.GKE: 8000}
+DEFAULT_MAX_MODEL_LEN = 8192
+VISION_MAX_NUM_SEQS = 12  # the Vertex seed's value after max_num_seqs 256 ran an 11B Vision model out of memory
+GCS_MOUNT = "/models"
+GKE_DATA_DIR = "/data"
+BAKED_HF_HOME = "/model-cache"
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One preview-time finding about a deployment ("" = the stack)."""
+
+    deployment: str
+    level: str  # error | warning | info
+    message: str
+
+    def render(self) -> str:
+        where = f"deployment {self.deployment}" if self.deployment else "stack"
+        return f"{self.level.upper()} {where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    accelerator: AcceleratorSpec
+    devices: int  # accelerators (GPUs or TPU chips) per replica
+    machine_type: Optional[str] = None  # Vertex AI and GKE
+    node_pool: Optional[str] = None  # GKE
+    tpu_topology: Optional[str] = None
+    cpu: Optional[str] = None  # Cloud Run
+    memory: Optional[str] = None  # Cloud Run
+
+    @property
+    def label(self) -> str:
+        if self.machine_type:
+            return f"{self.machine_type} ({self.devices} x {self.accelerator.key})"
+        return f"{self.devices} x {self.accelerator.key}"
+
+
+@dataclass(frozen=True)
+class Scaling:
+    min_replicas: int
+    max_replicas: int
+    metric: Optional[str]  # Prometheus name the GKE HPA reads, e.g. vllm:num_requests_waiting
+    target: float
+
+    @property
+    def hpa_metric_name(self) -> Optional[str]:
+        return f"prometheus.googleapis.com|{self.metric}|gauge" if self.metric else None
+
+
+@dataclass(frozen=True)
+class ResolvedDeployment:
+    name: str
+    config: DeploymentConfig
+    model: ModelSpec
+    image: ImageSpec
+    hardware: Hardware
+    vllm: VllmSettings
+    server: ServerCommand
+    scaling: Scaling
+    fit: FitEstimate
+
+    @property
+    def platform(self) -> Platform:
+        return self.config.platform
+
+    @property
+    def key(self) -> str:
+        return f"{NAMESPACE}:deployments.{self.name}"
+
+
+@dataclass(frozen=True)
+class ResolvedStack:
+    config: StackConfig
+    deployments: Mapping[str, ResolvedDeployment]
+    checks: tuple[Check, ...]
+
+    @property
+    def errors(self) -> list[Check]:
+        return [c for c in self.checks if c.level == ERROR]
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.level == WARNING]
+
+
+class PreviewCheckError(Exception):
+    """Raised before any resource is registered when a deployment cannot fit or serve."""
+
+    def __init__(self, source: str, errors: list[Check]):
+        self.errors = errors
+        lines = [f"{source}: {len(errors)} deployment check{'s' if len(errors) != 1 else ''} failed; nothing was deployed:"]
+        lines += [f"  - {c.render()}" for c in errors]
+        super().__init__("\n".join(lines))
+
+
+@functools.cache
+def hardware_defaults() -> dict:
+    with open(DATA / "hardware_defaults.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+# ---------------------------------------------------------------------------
+
+
+class _Collector:
+    def __init__(self, deployment: str) -> None:
+        self.deployment = deployment
+        self.items: list[Check] = []
+
+    def error(self, message: str) -> None:
+        self.items.append(Check(self.deployment, ERROR, message))
+
+    def warn(self, message: str) -> None:
+        self.items.append(Check(self.deployment, WARNING, message))
+
+    def info(self, message: str) -> None:
+        self.items.append(Check(self.deployment, INFO, message))
+
+    @property
+    def failed(self) -> bool:
+        return any(c.level == ERROR for c in self.items)
+
+
+def resolve_stack(stack: StackConfig) -> ResolvedStack:
+    deployments: dict[str, ResolvedDeployment] = {}
+    checks: list[Check] = []
+    for name, deployment in stack.deployments.items():
+        collector = _Collector(name)
+        resolved = _resolve(name, deployment, stack, collector)
+        if resolved is not None:
+            deployments[name] = resolved
+            from stacks.checks import deployment_checks  # the checks read resolved deployments
+
+            deployment_checks(resolved, stack, collector)
+        checks.extend(collector.items)
+    return ResolvedStack(config=stack, deployments=deployments, checks=tuple(checks))
+
+
+def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, out: _Collector) -> Optional[ResolvedDeployment]:
+    key = f"{NAMESPACE}:deployments.{name}"
+    model = _model(d, key, out)
+    image = _image(d, stack, key, out)
+    hardware = _hardware(d, stack, key, out)
+    if model is None or image is None or hardware is None:
+        return None
+
+    v = d.vllm
+    tp = v.tensor_parallel_size or hardware.devices
+    util = v.gpu_memory_utilization or suggest_gpu_memory_utilization(hardware.accelerator)
+    explicit_len = v.max_model_len is not None
+    max_model_len = v.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context)
+    request = FitRequest(model=model, accelerator=hardware.accelerator, devices=tp,
+                         gpu_memory_utilization=util, max_model_len=max_model_len, max_num_seqs=256,
+                         max_num_batched_tokens=v.max_num_batched_tokens,
+                         kv_cache_dtype_bytes=1.0 if v.kv_cache_dtype.startswith("fp8") else 2.0,
+                         enforce_eager=v.enforce_eager)
+    if not explicit_len:
+        # Unset max_model_len: the longest default that fits, so a default never fails to start.
+        largest = estimate(request).largest_max_model_len
+        if 256 <= largest < max_model_len:
+            max_model_len = largest - largest % 256
+            out.info(f"vllm.maxModelLen defaults to {max_model_len}, the longest context that fits "
+                     f"{hardware.label}; set {key}.vllm.maxModelLen to choose another")
+            request = _replace(request, max_model_len=max_model_len)
+    if v.max_num_seqs is not None:
+        max_num_seqs = v.max_num_seqs
+    elif model.modality == "vision":
+        max_num_seqs = VISION_MAX_NUM_SEQS
+    else:
+        max_num_seqs = suggest_max_num_seqs(request)
+    request = _replace(request, max_num_seqs=max_num_seqs)
+    fit = estimate(request)
+
+    lora = d.lora
+    model_arg, env, download_dir = _model_source(name, d, model, stack)
+    settings = VllmSettings(
+        model=model_arg,
+        served_model_name=v.served_model_name or d.model,
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        tensor_parallel_size=tp,
+        gpu_memory_utilization=util if hardware.accelerator.kind == "gpu" else None,
+        max_num_batched_tokens=v.max_num_batched_tokens,
+        dtype=v.dtype,
+        kv_cache_dtype=v.kv_cache_dtype,
+        enforce_eager=v.enforce_eager,
+        enable_prefix_caching=v.enable_prefix_caching,
+        trust_remote_code=v.trust_remote_code,
+        swap_space=v.swap_space,
+        disable_log_stats=v.disable_log_stats,
+        chat_template=v.chat_template,
+        model_type=v.model_type,
+        revision=d.model_revision if model_arg == d.model else None,
+        download_dir=download_dir,
+        enable_lora=bool(lora.adapters),
+        max_loras=lora.max_loras if lora.adapters else None,
+        max_cpu_loras=lora.max_cpu_loras if lora.adapters else None,
+        max_lora_rank=lora.max_lora_rank if lora.adapters else None,
+        limit_mm_per_prompt=dict(v.limit_mm_per_prompt),
+        extra_args=v.extra_args,
+    )
+    server = render_server(settings, image, port=PORTS[d.platform], env=env)
+    scaling = _scaling(d, stack, image, hardware)
+    return ResolvedDeployment(name=name, config=d, model=model, image=image, hardware=hardware,
+                              vllm=settings, server=server, scaling=scaling, fit=fit)
+
+
+def _replace(request: FitRequest, **changes) -> FitRequest:
+    import dataclasses
+
+    return dataclasses.replace(request, **changes)
+
+
+def _model(d: DeploymentConfig, key: str, out: _Collector) -> Optional[ModelSpec]:
+    if d.custom_model is not None:
+        c = d.custom_model
+        return ModelSpec(
+            hf_id=d.model, aliases=(), architecture=c.architecture, params_billion=c.params_billion,
+            num_layers=c.num_layers, cross_attention_layers=c.cross_attention_layers, hidden_size=c.hidden_size,
+            num_attention_heads=c.num_attention_heads, num_kv_heads=c.num_kv_heads, head_dim=c.head_dim,
+            vocab_size=c.vocab_size, max_context=c.max_context, sliding_window=c.sliding_window,
+            sliding_window_layers=c.sliding_window_layers, modality=c.modality, gated=c.gated,
+            chat_template=c.chat_template, weight_bytes_per_param=c.weight_bytes_per_param,
+            sources=(f"stack config {key}.customModel",),
+        )
+    model = CATALOG.model(d.model)
+    if model is None:
+        known = sorted(CATALOG.models)
+        out.error(f"{key}.model: {d.model!r} is not in the model catalog{did_you_mean(d.model, known)}; "
+                  f"describe it under {key}.customModel (architecture, params, layers, heads...) or use a catalog model")
+    return model
+
+
+def _image(d: DeploymentConfig, stack: StackConfig, key: str, out: _Collector) -> Optional[ImageSpec]:
+    if d.image is None:
+        platform = d.platform.value
+        if d.platform is Platform.GKE:
+            pool = _node_pool(d, stack)
+            machine = CATALOG.machine_type(pool.machine_type) if pool else None
+            accelerator = CATALOG.accelerators.get(machine.accelerator) if machine else None
+            platform = "gke-tpu" if accelerator is not None and accelerator.kind == "tpu" else "gke-gpu"
+        return CATALOG.default_image(platform)
+    known = CATALOG.image(d.image)
+    if known is not None:
+        return known
+    version_text = d.vllm_version or _version_from_tag(d.image)
+    if version_text is None:
+        out.error(f"{key}.image: {d.image!r} is not in the image catalog and its tag names no vLLM version; "
+                  f"set {key}.vllmVersion so flags and metrics can be checked")
+        return None
+    is_tpu = False
+    if d.platform is Platform.GKE:
+        pool = _node_pool(d, stack)
+        machine = CATALOG.machine_type(pool.machine_type) if pool else None
+        is_tpu = bool(machine and CATALOG.accelerators[machine.accelerator].kind == "tpu")
+    return ImageSpec(
+        ref=d.image, vllm_version=parse_version(version_text),
+        server="model-garden" if "pytorch-vllm-serve" in d.image else "openai",
+        accelerator_kind="tpu" if is_tpu else "gpu", architecture="x86", released="",
+        default_for=(), sources=(f"stack config {key}.image",),
+    )
+
+
+def _version_from_tag(image: str) -> Optional[str]:
+    tag = image.rsplit("/", 1)[-1].partition(":")[2].partition("@")[0]
+    match = re.fullmatch(r"v?(\d+\.\d+\.\d+)", tag)
+    return match.group(1) if match else None
+
+
+def _node_pool(d: DeploymentConfig, stack: StackConfig):
+    gke = stack.settings.gke
+    if gke is None:
+        return None
+    name = d.hardware.node_pool or (next(iter(gke.node_pools)) if len(gke.node_pools) == 1 else None)
+    return gke.node_pools.get(name) if name else None
+
+
+def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: _Collector) -> Optional[Hardware]:
+    h = d.hardware
+    if d.platform is Platform.VERTEX:
+        defaults = hardware_defaults()["vertex"]
+        model = CATALOG.model(d.model)
+        rec = defaults["by_model"].get(model.hf_id if model else d.model, defaults["fallback"])
+        explicit = h.machine_type is not None
+        machine_name = h.machine_type or rec["machine_type"]
+        accel_name = h.accelerator_type or (None if explicit else rec["accelerator_type"])
+        machine = CATALOG.machine_type(machine_name)
+        if machine is None:
+            out.error(f"{key}.hardware.machineType: {machine_name!r} is not a known accelerator machine type"
+                      f"{did_you_mean(machine_name, list(CATALOG.machine_types))}")
+            return None
+        carried = CATALOG.accelerators[machine.accelerator]
+        if carried.vertex_accelerator is None:
+            out.error(f"{key}.hardware.machineType: {machine_name} carries {carried.key}, which Vertex AI does not "
+                      "take as an accelerator type; choose a GPU machine type (g2, a2, a3)")
+            return None
+        accelerator = CATALOG.accelerator_by_vertex_name(accel_name) if accel_name else carried
+        count = h.accelerator_count or (machine.accelerator_count if (explicit or h.accelerator_type) else rec["accelerator_count"])
+        if accelerator is None:
+            allowed = sorted(a.vertex_accelerator for a in CATALOG.accelerators.values() if a.vertex_accelerator)
+            out.error(f"{key}.hardware.acceleratorType: {accel_name!r} is not a Vertex AI accelerator type; "
+                      f"allowed: {', '.join(allowed)}{did_you_mean(str(accel_name), allowed)}")
+            return None
+        if accelerator.key != machine.accelerator or count != machine.accelerator_count:
+            fitting = sorted(m.name for m in CATALOG.machine_types.values()
+                             if m.accelerator == accelerator.key and m.accelerator_count == count)
+            out.error(f"{key}.hardware: machine type {machine.name} carries {machine.accelerator_count} x "
+                      f"{carried.vertex_accelerator}, not {count} x {accelerator.vertex_accelerator}; "
+                      + (f"for {count} x {accelerator.vertex_accelerator} use {', '.join(fitting)}" if fitting
+                         else f"no machine type carries {count} x {accelerator.vertex_accelerator}"))
+            return None
+        return Hardware(accelerator=accelerator, devices=count, machine_type=machine.name)
+
+    if d.platform is Platform.CLOUDRUN:
+        defaults = hardware_defaults()["cloudrun"]
+        gpu = h.accelerator_type or defaults["gpu"]
+        accelerator = CATALOG.accelerator_by_cloudrun_gpu(gpu)
+        if accelerator is None:
+            allowed = sorted(a.cloudrun_gpu for a in CATALOG.accelerators.values() if a.cloudrun_gpu)
+            out.error(f"{key}.hardware.acceleratorType: {gpu!r} is not a Cloud Run GPU type; allowed: "
+                      f"{', '.join(allowed)}{did_you_mean(gpu, allowed)}")
+            return None
+        if h.accelerator_count not in (None, 1):
+            out.error(f"{key}.hardware.acceleratorCount: got {h.accelerator_count}; Cloud Run attaches one GPU per instance")
+            return None
+        cpu = h.cpu or str(max(int(defaults["cpu"]), accelerator.cloudrun_min_cpu or 0))
+        memory = h.memory or (defaults["memory"] if _gib(defaults["memory"]) >= (accelerator.cloudrun_min_memory_gib or 0)
+                              else f"{accelerator.cloudrun_min_memory_gib}Gi")
+        ok = True
+        if float(cpu) < (accelerator.cloudrun_min_cpu or 0):
+            out.error(f"{key}.hardware.cpu: got {cpu}; {gpu} needs at least {accelerator.cloudrun_min_cpu} vCPU per instance")
+            ok = False
+        if _gib(memory) < (accelerator.cloudrun_min_memory_gib or 0):
+            out.error(f"{key}.hardware.memory: got {memory}; {gpu} needs at least {accelerator.cloudrun_min_memory_gib}Gi per instance")
+            ok = False
+        if h.machine_type or h.node_pool:
+            out.error(f"{key}.hardware: machineType and nodePool do not apply to Cloud Run; remove them")
+            ok = False
+        return Hardware(accelerator=accelerator, devices=1, cpu=cpu, memory=memory) if ok else None
+
+    pool = _node_pool(d, stack)
+    if pool is None:
+        return None  # the config layer already reported the missing cluster or pool
+    pool_name = d.hardware.node_pool or next(iter(stack.settings.gke.node_pools))
+    machine = CATALOG.machine_type(pool.machine_type)
+    pool_key = f"{NAMESPACE}:gke.nodePools.{pool_name}"
+    if machine is None:
+        out.error(f"{pool_key}.machineType: {pool.machine_type!r} is not a known accelerator machine type"
+                  f"{did_you_mean(pool.machine_type, list(CATALOG.machine_types))}")
+        return None
+    accelerator = CATALOG.accelerators[machine.accelerator]
+    topology = None
+    devices = pool.gpu_count or machine.accelerator_count
+    if accelerator.kind == "tpu":
+        topology = pool.tpu_topology
+        spec = CATALOG.tpu_topologies.get(topology or "")
+        if spec is None:
+            allowed = sorted(CATALOG.tpu_topologies)
+            out.error(f"{pool_key}.tpuTopology: got {topology!r}; {machine.name} needs one of {', '.join(allowed)}")
+            return None
+        if spec.hosts != 1:
+            out.error(f"{pool_key}.tpuTopology: {topology} spans {spec.hosts} hosts; vLLM on GKE TPU serves from "
+                      "a single host (use 2x4 on ct6e-standard-8t, 2x2 on ct6e-standard-4t, 1x1 on ct6e-standard-1t)")
+            return None
+        if spec.machine_type != machine.name or spec.chips != machine.accelerator_count:
+            agreeing = [t.name for t in CATALOG.tpu_topologies.values() if t.machine_type == machine.name and t.hosts == 1]
+            out.error(f"{pool_key}: machine type {machine.name} has {machine.accelerator_count} chips but topology "
+                      f"{topology} needs {spec.chips} chips on {spec.machine_type}; with {machine.name} use "
+                      f"tpuTopology {', '.join(agreeing) or '(none)'}")
+            return None
+        devices = spec.chips
+    elif pool.tpu_topology:
+        out.error(f"{pool_key}.tpuTopology: {machine.name} is a GPU machine type; remove tpuTopology")
+        return None
+    elif pool.gpu_count and pool.gpu_count != machine.accelerator_count:
+        out.error(f"{pool_key}.gpuCount: {machine.name} carries {machine.accelerator_count} GPUs, not {pool.gpu_count}")
+        return None
+    return Hardware(accelerator=accelerator, devices=devices, machine_type=machine.name,
+                    node_pool=pool_name, tpu_topology=topology)
+
+
+def _gib(memory: str) -> float:
+    number = float(re.sub(r"[^\d.]", "", memory) or 0)
+    return number / 1024 if memory.endswith("Mi") else number
+
+
+def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: StackConfig) -> tuple[str, dict, Optional[str]]:
+    """What --model points at, the plain environment, and vLLM's download dir, per platform."""
+    if d.platform is Platform.VERTEX:
+        return d.model, {"MODEL_ID": d.model, "DEPLOY_SOURCE": "pulumi"}, None
+    if d.platform is Platform.CLOUDRUN:
+        weights = d.cloudrun_options.weights
+        if weights is WeightsSource.IMAGE:
+            # Weights baked into the image's Hugging Face cache; never reach out at run time.
+            return d.model, {"HF_HOME": BAKED_HF_HOME, "HF_HUB_OFFLINE": "1"}, None
+        if weights is WeightsSource.GCS:
+            return f"{GCS_MOUNT}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
+        return d.model, {}, None
+    env = {}
+    accelerator = _node_pool(d, stack)
+    machine = CATALOG.machine_type(accelerator.machine_type) if accelerator else None
+    if machine and CATALOG.accelerators[machine.accelerator].kind == "tpu" and d.gke_options.xla_cache:
+        # Per deployment: replicas of one deployment share a compiled graph; others must not collide.
+        env["VLLM_XLA_CACHE_PATH"] = f"{GKE_DATA_DIR}/xla-cache/{name}"
+    return d.model, env, GKE_DATA_DIR
+
+
+def gcs_prefix(d: DeploymentConfig) -> str:
+    return (d.cloudrun_options.gcs_prefix or f"models/{d.model}").strip("/")
+
+
+def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware: Hardware) -> Scaling:
+    s = d.scaling
+    if d.platform is Platform.CLOUDRUN:
+        return Scaling(s.min_replicas if s.min_replicas is not None else 0, s.max_replicas or 3, None, 0.0)
+    if d.platform is Platform.VERTEX:
+        return Scaling(s.min_replicas if s.min_replicas is not None else 1, s.max_replicas or 1, None, s.target or 60.0)
+    if s.metric is AutoscalingMetric.KV_CACHE_USAGE:
+        metric = ("vllm:kv_cache_usage_perc" if CATALOG.metric_exported("vllm:kv_cache_usage_perc", image.vllm_version)
+                  else "vllm:gpu_cache_usage_perc")
+        target = s.target if s.target is not None else 0.8
+    else:
+        metric, target = "vllm:num_requests_waiting", s.target if s.target is not None else 10.0
+    minimum = s.min_replicas if s.min_replicas is not None else 1
+    return Scaling(minimum, s.max_replicas or max(1, minimum), metric, target)
