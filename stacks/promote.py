@@ -258,12 +258,20 @@ def _merge_deployment(name: str, source: dict, target: dict, source_stack: str,
     return merged
 
 
-def merge_deployments(source: dict, target: dict, *, source_stack: str, allow_removal: bool
-                      ) -> tuple[dict, list[str], list[str], list[str], list[str]]:
-    """(merged deployments, added, removed, notes, refusal reasons)."""
+def merge_deployments(source: dict, target: dict, *, source_stack: str, allow_removal: bool,
+                      only: Optional[set[str]] = None) -> tuple[dict, list[str], list[str], list[str], list[str]]:
+    """(merged deployments, added, removed, notes, refusal reasons).
+
+    With ``only``, just those deployments are promoted; the target's others stay as they are
+    (a cheap dev stack need not carry every prod deployment)."""
     reasons: list[str] = []
     notes: list[str] = []
-    removed = [name for name in target if name not in source]
+    in_scope = (lambda name: True) if only is None else (lambda name: name in only)
+    for name in sorted(only or ()):
+        if name not in source:
+            reasons.append(f"--only {name}: {source_stack} has no deployment {name}; it has {', '.join(source) or 'none'}")
+    source = {name: value for name, value in source.items() if in_scope(name)}
+    removed = [name for name in target if name not in source and in_scope(name)]
     if removed and not allow_removal:
         for name in removed:
             reasons.append(f"deployment {name} is in the target but not in {source_stack}; promoting would "
@@ -273,7 +281,7 @@ def merge_deployments(source: dict, target: dict, *, source_stack: str, allow_re
         if name in source:
             merged[name] = _merge_deployment(name, source[name] or {}, target_deployment or {}, source_stack,
                                              reasons, notes)
-        elif not allow_removal:
+        elif not allow_removal or name not in removed:
             merged[name] = copy.deepcopy(target_deployment)
     added = [name for name in source if name not in target]
     environment = _environment_paths()
@@ -366,7 +374,8 @@ def _check_text(text: str, *, label: str, stack: str, name: str) -> list[str]:
 # API.
 
 
-def promote(source: Path, target: Path, *, allow_removal: bool = False) -> PromotionResult:
+def promote(source: Path, target: Path, *, allow_removal: bool = False,
+            only: Optional[list[str]] = None) -> PromotionResult:
     """Compute the promoted target file. Writes nothing; raises PromotionRefused."""
     source, target = Path(source), Path(target)
     source_stack, target_stack = _stack_name(source), _stack_name(target)
@@ -383,7 +392,8 @@ def promote(source: Path, target: Path, *, allow_removal: bool = False) -> Promo
         raise PromotionRefused([f"{target.name} has no `config:` mapping"])
     old = target_config.get(DEPLOYMENTS_KEY) or {}
     merged, added, removed, notes, reasons = merge_deployments(
-        source_config.get(DEPLOYMENTS_KEY) or {}, old, source_stack=source_stack, allow_removal=allow_removal)
+        source_config.get(DEPLOYMENTS_KEY) or {}, old, source_stack=source_stack, allow_removal=allow_removal,
+        only=set(only) if only else None)
     if reasons:
         raise PromotionRefused(reasons)
     notes += _foreign_project_notes(merged, str(source_config.get("gcp:project") or ""),
@@ -414,6 +424,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("target", metavar="to", help="stack to promote to, e.g. staging")
     parser.add_argument("--allow-removal", action="store_true",
                         help="delete deployments the target has and the source does not")
+    parser.add_argument("--only", action="append", metavar="DEPLOYMENT",
+                        help="promote just this deployment (repeatable); the target's others are left as they are")
     parser.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     parser.add_argument("--root", type=Path, default=ROOT, help="directory holding the Pulumi.<stack>.yaml files")
     args = parser.parse_args(argv)
@@ -427,7 +439,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
     source, target = paths[args.source], paths[args.target]
     try:
-        result = promote(source, target, allow_removal=args.allow_removal)
+        result = promote(source, target, allow_removal=args.allow_removal, only=args.only)
     except PromotionRefused as refused:
         print(f"refused: promoting {args.source} to {args.target}; {target.name} is unchanged", file=sys.stderr)
         for reason in refused.reasons:

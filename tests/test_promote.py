@@ -32,6 +32,11 @@ def stacks(tmp_path: Path) -> Path:
     return tmp_path
 
 
+# dev is cheap and has no 70B; staging and prod do. dev promotes the deployments it has.
+DEV_ONLY = ["gemma-1b", "llama-8b"]
+DEV_SCOPE = ("--only", "gemma-1b", "--only", "llama-8b")
+
+
 def path_of(root: Path, stack: str) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
@@ -92,7 +97,7 @@ def test_key_lists_cover_the_schema():
 def test_release_keys_are_copied_from_dev_to_staging(stacks: Path, capsys):
     edit(stacks, "dev", new_release)
 
-    code, out, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    code, out, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
 
     assert code == 0, err
     staging = read(stacks, "staging")
@@ -121,7 +126,7 @@ def test_environment_keys_stay_with_the_target(stacks: Path, capsys):
     edit(stacks, "dev", dev_changes)
     before = read(stacks, "staging")
 
-    code, _, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    code, _, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
 
     assert code == 0, err
     after = read(stacks, "staging")
@@ -146,7 +151,7 @@ def test_header_comment_and_key_order_are_kept(stacks: Path):
     edit(stacks, "dev", new_release)
     original = path_of(stacks, "staging").read_text(encoding="utf-8")
 
-    result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"))
+    result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY)
 
     assert result.new_text.startswith(original.splitlines(keepends=True)[0])
     assert result.new_text.splitlines()[0].startswith("# staging:")
@@ -176,7 +181,7 @@ def test_release_key_unset_in_source_is_unset_in_target(stacks: Path):
 
     edit(stacks, "staging", pinned)  # dev went back to the catalog's default image
 
-    result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"))
+    result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY)
 
     assert "image" not in yaml.safe_load(result.new_text)["config"][DEPLOYMENTS]["llama-8b"]
     assert f"{DEPLOYMENTS}.llama-8b.image" in result.changed_keys
@@ -191,7 +196,7 @@ def test_secure_values_in_the_target_are_untouched(stacks: Path, capsys):
     edit(stacks, "staging", with_token)
     edit(stacks, "dev", new_release)
 
-    code, _, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    code, _, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
 
     assert code == 0, err
     assert read(stacks, "staging")["llm-serving:hfToken"] == secure
@@ -205,7 +210,7 @@ def test_new_deployment_is_added_with_a_review_note(stacks: Path, capsys):
 
     edit(stacks, "dev", add)
 
-    code, out, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    code, out, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--only", "gemma-1b-b", "--root", str(stacks))
 
     assert code == 0, err
     added = read(stacks, "staging")[DEPLOYMENTS]["gemma-1b-b"]
@@ -225,7 +230,7 @@ def test_platform_change_takes_the_new_platform_section_from_the_source(stacks: 
 
     edit(stacks, "dev", to_cloudrun)
 
-    result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"))
+    result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY)
 
     llama = yaml.safe_load(result.new_text)["config"][DEPLOYMENTS]["llama-8b"]
     assert llama["platform"] == "cloudrun"
@@ -253,13 +258,13 @@ def test_source_failing_its_checks_is_refused(stacks: Path, capsys, vllm: dict, 
     original = path_of(stacks, "staging").read_bytes()
 
     with pytest.raises(PromotionRefused) as refused:
-        promote(path_of(stacks, "dev"), path_of(stacks, "staging"))
+        promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY)
     reasons = refused.value.reasons
     assert reasons[0] == "Pulumi.dev.yaml does not pass its checks; fix it before promoting it"
     assert any(reason.startswith("source Pulumi.dev.yaml: ERROR deployment gemma-1b:") and expected in reason
                for reason in reasons)
 
-    code, out, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    code, out, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
     assert code == 1
     assert "refused: promoting dev to staging" in err and expected in err
     assert out == ""
@@ -273,7 +278,7 @@ def test_source_with_an_invalid_config_is_refused(stacks: Path, capsys):
     edit(stacks, "dev", typo)
     original = path_of(stacks, "staging").read_bytes()
 
-    code, _, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    code, _, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
 
     assert code == 1
     assert "Pulumi.dev.yaml does not pass its checks" in err
@@ -282,14 +287,20 @@ def test_source_with_an_invalid_config_is_refused(stacks: Path, capsys):
 
 
 def test_promoted_target_failing_its_checks_is_refused(stacks: Path, capsys):
-    # prod's llama-70b runs on prod's TPU node pool; staging has no GKE cluster to put it on.
+    # prod serves llama-8b with a long context on an 80 GB A100; staging's single L4 cannot hold it.
+    def long_context(config: dict) -> None:
+        llama = config[DEPLOYMENTS]["llama-8b"]
+        llama["hardware"] = {"machineType": "a2-ultragpu-1g"}
+        llama["vllm"]["maxModelLen"] = 65536
+
+    edit(stacks, "prod", long_context)
     original = path_of(stacks, "staging").read_bytes()
 
     code, out, err = run_cli(capsys, "prod", "staging", "--root", str(stacks))
 
-    assert code == 1
+    assert code == 1, out
     assert "promoted Pulumi.staging.yaml would not pass its checks" in err
-    assert "llama-70b" in err or "gke" in err
+    assert "llama-8b" in err and "KV cache" in err, err
     assert path_of(stacks, "staging").read_bytes() == original
 
 
@@ -319,10 +330,10 @@ def test_removal_is_refused_without_allow_removal(stacks: Path, capsys):
 def test_promoting_twice_is_idempotent(stacks: Path, capsys):
     edit(stacks, "dev", new_release)
 
-    assert run_cli(capsys, "dev", "staging", "--root", str(stacks))[0] == 0
+    assert run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))[0] == 0
     once = path_of(stacks, "staging").read_text(encoding="utf-8")
-    assert promote(path_of(stacks, "dev"), path_of(stacks, "staging")).diff == ""
-    code, out, _ = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    assert promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY).diff == ""
+    code, out, _ = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
 
     assert code == 0
     assert "nothing to change" in out
@@ -330,21 +341,18 @@ def test_promoting_twice_is_idempotent(stacks: Path, capsys):
 
 
 def test_unchanged_committed_files_promote_to_an_empty_diff(stacks: Path):
-    assert promote(path_of(stacks, "dev"), path_of(stacks, "staging")).diff == ""
+    assert promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY).diff == ""
 
 
 def test_dev_to_staging_to_prod_keeps_prod_protections_and_cluster(stacks: Path, capsys):
     edit(stacks, "dev", new_release)
     prod_before = read(stacks, "prod")
-    assert run_cli(capsys, "dev", "staging", "--root", str(stacks))[0] == 0
+    assert run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))[0] == 0
 
-    code, _, err = run_cli(capsys, "staging", "prod", "--root", str(stacks))
-    assert code == 1 and "deployment llama-70b" in err  # staging has no 70B: prod's would be deleted
-    assert read(stacks, "prod") == prod_before
-
-    code, out, err = run_cli(capsys, "staging", "prod", "--allow-removal", "--root", str(stacks))
+    code, out, err = run_cli(capsys, "staging", "prod", "--root", str(stacks))
     assert code == 0, err
     prod = read(stacks, "prod")
+    assert prod[DEPLOYMENTS]["llama-70b"] == prod_before[DEPLOYMENTS]["llama-70b"], "llama-70b: same release, unchanged"
     assert prod[DEPLOYMENTS]["llama-8b"]["image"] == NEW_VERTEX_IMAGE
     assert prod[DEPLOYMENTS]["gemma-1b"]["vllm"]["maxModelLen"] == 16384
     assert prod["llm-serving:gke"] == prod_before["llm-serving:gke"]
@@ -366,7 +374,7 @@ def test_dry_run_writes_nothing(stacks: Path, capsys):
     edit(stacks, "dev", new_release)
     original = path_of(stacks, "staging").read_bytes()
 
-    code, out, _ = run_cli(capsys, "dev", "staging", "--dry-run", "--root", str(stacks))
+    code, out, _ = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--dry-run", "--root", str(stacks))
 
     assert code == 0
     assert out.startswith("--- a/Pulumi.staging.yaml\n+++ b/Pulumi.staging.yaml\n")
@@ -381,7 +389,7 @@ def test_comments_that_cannot_be_kept_are_reported(stacks: Path):
 
     edit(stacks, "staging", changed)
 
-    result = promote(path_of(stacks, "staging"), path_of(stacks, "dev"))
+    result = promote(path_of(stacks, "staging"), path_of(stacks, "dev"), only=DEV_ONLY)
 
     assert result.new_text.startswith("# dev: cheap.")
     assert "The Hugging Face token lives in Secret Manager" not in result.new_text
@@ -400,3 +408,26 @@ def test_cli_missing_stack_file(stacks: Path, capsys):
     code, _, err = run_cli(capsys, "dev", "qa", "--root", str(stacks))
     assert code == 2
     assert "Pulumi.qa.yaml: no such stack file; stacks here: dev, prod, staging" in err
+
+
+def test_only_promotes_the_named_deployments_and_leaves_the_others(stacks: Path, capsys):
+    edit(stacks, "dev", new_release)
+    before_70b = read(stacks, "staging")[DEPLOYMENTS]["llama-70b"]
+    code, _, err = run_cli(capsys, "dev", "staging", "--only", "llama-8b", "--root", str(stacks))
+    assert code == 0, err
+    staging = read(stacks, "staging")[DEPLOYMENTS]
+    assert staging["llama-8b"]["image"] == NEW_VERTEX_IMAGE, f"llama-8b: image {staging['llama-8b'].get('image')}"
+    assert staging["gemma-1b"]["vllm"]["maxModelLen"] == 8192, "gemma-1b was not named in --only but changed"
+    assert staging["llama-70b"] == before_70b, "llama-70b is not in dev and must stay as it was"
+
+
+def test_without_only_a_cheap_source_would_delete_the_targets_extra_deployment(stacks: Path, capsys):
+    before = path_of(stacks, "staging").read_bytes()
+    code, _, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
+    assert code == 1 and "deployment llama-70b is in the target but not in dev" in err, err
+    assert path_of(stacks, "staging").read_bytes() == before, "Pulumi.staging.yaml changed although refused"
+
+
+def test_only_naming_an_unknown_deployment_is_refused(stacks: Path, capsys):
+    code, _, err = run_cli(capsys, "dev", "staging", "--only", "llama-9b", "--root", str(stacks))
+    assert code == 1 and "--only llama-9b: dev has no deployment llama-9b" in err, err

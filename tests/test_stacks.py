@@ -119,9 +119,9 @@ EXPECTED_APIS = {
     # cloudrun (image weights: Cloud Build) + vertex, a token secret and the quota check.
     "dev": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "iam", "run",
             "secretmanager", "storage"},
-    "staging": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "iam", "run",
-                "secretmanager", "storage"},
-    # ... plus GKE and its managed Prometheus.
+    # staging and prod: the same plus GKE and its managed Prometheus.
+    "staging": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "container", "iam",
+                "monitoring", "run", "secretmanager", "storage"},
     "prod": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "container", "iam",
              "monitoring", "run", "secretmanager", "storage"},
 }
