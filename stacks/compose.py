@@ -9,9 +9,7 @@ stack file -> stacks.config -> stacks.resolve -> the Args built here -> the reso
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import pulumi

@@ -94,7 +94,6 @@ def _cloud_run_service(name: str, inputs: dict, project: str, region: str) -> di
 
 
 def _vertex_deployment(name: str, inputs: dict, project: str, region: str) -> dict:
-    location = inputs.get("location", region)
     endpoint_id = str(int(_digest(name)[:15], 16))[:19]
     # Like the provider: `endpoint` is the bare id; the resource id is the full name.
     return {"endpoint": endpoint_id,

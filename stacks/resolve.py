@@ -9,6 +9,7 @@ anything while one of them is an error.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Mapping
@@ -18,7 +19,8 @@ from typing import Optional
 
 import yaml
 
-from stacks.catalog import CATALOG, AcceleratorSpec, ImageSpec, MachineType, ModelSpec, parse_version
+from stacks.catalog import CATALOG, AcceleratorSpec, ImageSpec, ModelSpec, parse_version
+from stacks.checks import deployment_checks
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
@@ -165,8 +167,6 @@ def resolve_stack(stack: StackConfig) -> ResolvedStack:
         resolved = _resolve(name, deployment, stack, collector)
         if resolved is not None:
             deployments[name] = resolved
-            from stacks.checks import deployment_checks  # the checks read resolved deployments
-
             deployment_checks(resolved, stack, collector)
         checks.extend(collector.items)
     return ResolvedStack(config=stack, deployments=deployments, checks=tuple(checks))
@@ -242,8 +242,6 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, out: _Collector
 
 
 def _replace(request: FitRequest, **changes) -> FitRequest:
-    import dataclasses
-
     return dataclasses.replace(request, **changes)
 
 

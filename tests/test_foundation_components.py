@@ -430,7 +430,7 @@ def test_registry_has_an_images_repo_and_a_docker_hub_proxy_with_cleanup():
             "condition": {"tagState": "UNTAGGED", "olderThan": f"{3 * 86400}s"}}, \
             f"{where}: delete policy {policies.get('delete-untagged')}"
     assert images["repositoryId"] == "llm-dev-images" and images["mode"] == "STANDARD_REPOSITORY", f"registry-images: {images}"
-    assert images["dockerConfig"] == {"immutableTags": True}, f"registry-images: tags are not immutable"
+    assert images["dockerConfig"] == {"immutableTags": True}, "registry-images: tags are not immutable"
     assert hub["repositoryId"] == "llm-dev-dockerhub" and hub["mode"] == "REMOTE_REPOSITORY", f"registry-dockerhub: {hub}"
     assert hub["remoteRepositoryConfig"]["dockerRepository"] == {"publicRepository": "DOCKER_HUB"}, \
         f"registry-dockerhub: upstream {hub['remoteRepositoryConfig']}"

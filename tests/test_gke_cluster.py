@@ -85,7 +85,7 @@ def test_seed_tpu_pool(seed):
     assert pool["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}, f"gke-tpu: {pool['nodeConfig']}"
     assert pool["nodeConfig"]["serviceAccount"] == "llm-dev-gke-nodes@mock-project.iam.gserviceaccount.com", \
         f"gke-tpu: nodes run as {pool['nodeConfig'].get('serviceAccount')!r}, not the dedicated account"
-    assert "guestAccelerators" not in pool["nodeConfig"], f"gke-tpu: TPU pool got guest accelerators"
+    assert "guestAccelerators" not in pool["nodeConfig"], "gke-tpu: TPU pool got guest accelerators"
 
 
 def test_system_pool_for_add_ons(seed):
