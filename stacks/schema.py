@@ -281,8 +281,12 @@ def parse(cls: type, raw: Any, path: str, problems: Problems) -> Any:
             ok = False
         else:
             values[field.name] = converted
-    if not ok:
-        return _MISSING
+    if not ok and any(f.name not in values and f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING for f in known.values()):
+        return _MISSING  # a required value is missing or bad: nothing to validate further
+    # A bad optional value was recorded and falls back to its default, so the section's own
+    # rules (and the stack's) still run and every problem is reported in one go; the recorded
+    # problem still fails the load.
     instance = cls(**values)
     validate = getattr(instance, "validate", None)
     if callable(validate):

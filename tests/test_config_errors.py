@@ -391,10 +391,6 @@ def test_several_problems_are_reported_together():
     assert str(error).splitlines()[0] == f"{SOURCE}: {len(expected)} config problems:"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "stacks.schema.parse returns _MISSING as soon as one field of a section fails, so stacks.config."
-    "_validate_stack is skipped: with a bad top-level scalar (checkQuota: yes) the prod forceDestroy "
-    "problem is not reported until the first one is fixed"))
 def test_stack_rules_still_run_when_a_top_level_value_is_bad():
     values = stack(environment="prod", checkQuota="yes", bucket={"forceDestroy": True})
     error = config_error(values)
@@ -402,10 +398,6 @@ def test_stack_rules_still_run_when_a_top_level_value_is_bad():
     problem_line(error, f"{NS}bucket.forceDestroy")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "stacks.schema.parse skips DeploymentConfig.validate when any field of the deployment failed, so "
-    "an unpinned image (and a wrong-platform section) in the same deployment is reported only after "
-    "the type error is fixed"))
 def test_deployment_rules_still_run_when_a_field_is_bad():
     values = with_deployment(image="vllm/vllm-openai:latest", vllm={"maxModelLen": "long"})
     error = config_error(values)
@@ -413,9 +405,6 @@ def test_deployment_rules_still_run_when_a_field_is_bad():
     problem_line(error, f"{DEP}.image")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "stacks.schema._convert_mapping drops a deployment whose parse failed, so stacks.config._validate_stack "
-    "never sees it: its too-long service account id is reported only after its type error is fixed"))
 def test_stack_rules_still_run_for_a_deployment_with_a_bad_field():
     name = "abcdefghij-klmnopqrs"
     values = stack(environment="staging", deployments={name: {
