@@ -38,6 +38,8 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from components.images import pinned_image_problem
+
 TYPE_TOKEN = "llm-serving:cloudrun:CloudRunVllmService"
 
 # Cloud Run GPU types (node_selector.accelerator values). Their CPU/memory minimums come from the
@@ -73,22 +75,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_NAME = re.compile(r"(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
-
-
-def pinned_image_problem(image: str) -> Optional[str]:
-    """Why ``image`` is not pinned to a release tag or a digest, or None when it is."""
-    name, _, digest = image.partition("@")
-    if digest:
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            return f"got {image!r}; a digest must be sha256: followed by 64 hex digits"
-        return None
-    last = name.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2]
-    if not tag:
-        return f"got {image!r} without a tag; pin a release tag (e.g. :v0.32.0) or a digest (@sha256:...)"
-    if tag == "latest":
-        return f"got {image!r}; `latest` moves under you, pin a release tag or a digest"
-    return None
 
 
 def invoker_key(member: str) -> str:

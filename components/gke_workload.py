@@ -33,6 +33,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.gke_cluster import AcceleratorPlacement
+from components.images import pinned_image_problem
 
 TYPE_TOKEN = "llm-serving:gke:VllmGkeWorkload"
 
@@ -121,18 +122,8 @@ def _flag(args: tuple[str, ...], name: str) -> Optional[str]:
 
 
 def _image_problem(image: str) -> Optional[str]:
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2] if ":" in last else ""
-    if digest:
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            return f"image: got {image!r}; a digest is sha256: followed by 64 hex digits"
-        return None
-    if not tag:
-        return f"image: got {image!r} without a tag; pin a release tag or a digest (@sha256:...)"
-    if tag == "latest":
-        return f"image: got {image!r}; `latest` moves under you, pin a release tag or a digest"
-    return None
+    problem = pinned_image_problem(image)
+    return f"image: {problem}" if problem else None
 
 
 def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:

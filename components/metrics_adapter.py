@@ -24,6 +24,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.images import pinned_image_problem
+
 TYPE_TOKEN = "llm-serving:gke:CustomMetricsAdapter"
 
 # Upstream release pinned by the production manifest (GoogleCloudPlatform/k8s-stackdriver PR #1245, dated 2026-08-25).
@@ -57,17 +59,8 @@ class CustomMetricsAdapterArgs:
 
 
 def _image_problem(image: str) -> Optional[str]:
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2] if ":" in last else ""
-    if digest:
-        return None if re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else \
-            f"image: got {image!r}; a digest is sha256: followed by 64 hex digits"
-    if not tag:
-        return f"image: got {image!r} without a tag; pin a release such as {DEFAULT_ADAPTER_IMAGE}"
-    if tag == "latest":
-        return f"image: got {image!r}; `latest` moves under you, pin a release such as {DEFAULT_ADAPTER_IMAGE}"
-    return None
+    problem = pinned_image_problem(image)
+    return f"image: {problem} (e.g. {DEFAULT_ADAPTER_IMAGE})" if problem else None
 
 
 def adapter_principal(project_id: str, project_number: pulumi.Input[str]) -> pulumi.Output[str]:

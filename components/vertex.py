@@ -17,6 +17,8 @@ from typing import Any, Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from components.images import pinned_image_problem
+
 # The metric Vertex AI scales GPU deployments on (the other one is CPU utilization).
 DUTY_CYCLE_METRIC = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle"
 # The deploy API caps the container's deployment timeout at two hours.
@@ -418,20 +420,8 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
 
 
 def _image_problems(image: str) -> list[str]:
-    name, _, digest = (image or "").partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2]
-    if not name:
-        return ["image_uri is empty; give the serving image with a release tag or digest"]
-    if digest:
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            return [f"image_uri {image!r} has a malformed digest; write @sha256: followed by 64 hex digits"]
-        return []
-    if not tag:
-        return [f"image_uri {image!r} has no tag; pin a release tag (e.g. :20250710_0916_RC01) or a digest"]
-    if tag == "latest":
-        return [f"image_uri {image!r} uses :latest, which moves under a running stack; pin a release tag or a digest"]
-    return []
+    problem = pinned_image_problem(image)
+    return [f"image_uri {problem}"] if problem else []
 
 
 def _flags(args: Sequence[str]) -> dict[str, str]:

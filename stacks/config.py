@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from components.images import pinned_image_problem
 from stacks.schema import (
     NAMESPACE,
     ConfigError,
@@ -423,16 +424,9 @@ class DeploymentConfig:
 
 
 def _validate_image(image: str, path: str, problems: Problems) -> None:
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.partition(":")[2] if ":" in last else ""
-    if digest:
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            problems.add(path, f"got {image!r}; a digest must be sha256: followed by 64 hex digits")
-    elif not tag:
-        problems.add(path, f"got {image!r} without a tag; pin a release tag (e.g. :v0.32.0) or a digest (@sha256:...)")
-    elif tag == "latest":
-        problems.add(path, f"got {image!r}; `latest` moves under you, pin a release tag or a digest")
+    problem = pinned_image_problem(image)
+    if problem:
+        problems.add(path, problem)
 
 
 # ---------------------------------------------------------------------------

@@ -254,9 +254,9 @@ def test_plain_extra_env_is_kept_sorted() -> None:
 
 
 @pytest.mark.parametrize("image,fragment", [
-    (IMAGE.rsplit(":", 1)[0] + ":latest", "uses :latest"),
-    (IMAGE.rsplit(":", 1)[0], "has no tag"),
-    (IMAGE.rsplit(":", 1)[0] + "@sha256:abc", "malformed digest"),
+    (IMAGE.rsplit(":", 1)[0] + ":latest", "`latest` moves under you"),
+    (IMAGE.rsplit(":", 1)[0], "without a tag"),
+    (IMAGE.rsplit(":", 1)[0] + "@sha256:abc", "a digest must be sha256: followed by 64 hex digits"),
 ])
 def test_unpinned_images_rejected(image: str, fragment: str) -> None:
     message = _problems(image_uri=image)
