@@ -23,7 +23,7 @@ from components.project_apis import ProjectApis, ProjectApisArgs
 from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
 from stacks.config import Platform, StackConfig, WeightsSource
-from stacks.resolve import DATA, ERROR, INFO, WARNING, Check, ResolvedDeployment, ResolvedStack
+from stacks.resolve import DATA, ERROR, INFO, WARNING, Check, ResolvedDeployment, ResolvedStack, memory_gib
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
 PLATFORM_APIS = {
@@ -436,7 +436,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             secret_env=secret_env,
             gpu_type=accelerator.cloudrun_gpu,
             cpu=int(float(d.hardware.cpu)),
-            memory_gib=int(_gib_int(d.hardware.memory)),
+            memory_gib=int(memory_gib(d.hardware.memory)),
             gpu_zonal_redundancy=options.gpu_zonal_redundancy,
             min_instances=d.scaling.min_replicas,
             max_instances=d.scaling.max_replicas,
@@ -465,11 +465,6 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
         "curl_example": service.curl_example,
         "openai_example": service.openai_example,
     }
-
-
-def _gib_int(memory: str) -> float:
-    number = float("".join(ch for ch in memory if ch.isdigit() or ch == "."))
-    return number / 1024 if memory.endswith("Mi") else number
 
 
 def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):

@@ -358,13 +358,13 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: _Collector
             out.error(f"{key}.hardware.acceleratorCount: got {h.accelerator_count}; Cloud Run attaches one GPU per instance")
             return None
         cpu = h.cpu or str(max(int(defaults["cpu"]), accelerator.cloudrun_min_cpu or 0))
-        memory = h.memory or (defaults["memory"] if _gib(defaults["memory"]) >= (accelerator.cloudrun_min_memory_gib or 0)
+        memory = h.memory or (defaults["memory"] if memory_gib(defaults["memory"]) >= (accelerator.cloudrun_min_memory_gib or 0)
                               else f"{accelerator.cloudrun_min_memory_gib}Gi")
         ok = True
         if float(cpu) < (accelerator.cloudrun_min_cpu or 0):
             out.error(f"{key}.hardware.cpu: got {cpu}; {gpu} needs at least {accelerator.cloudrun_min_cpu} vCPU per instance")
             ok = False
-        if _gib(memory) < (accelerator.cloudrun_min_memory_gib or 0):
+        if memory_gib(memory) < (accelerator.cloudrun_min_memory_gib or 0):
             out.error(f"{key}.hardware.memory: got {memory}; {gpu} needs at least {accelerator.cloudrun_min_memory_gib}Gi per instance")
             ok = False
         if h.machine_type or h.node_pool:
@@ -413,7 +413,8 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: _Collector
                     node_pool=pool_name, tpu_topology=topology)
 
 
-def _gib(memory: str) -> float:
+def memory_gib(memory: str) -> float:
+    """`32Gi` -> 32.0, `16384Mi` -> 16.0 (Cloud Run memory sizes)."""
     number = float(re.sub(r"[^\d.]", "", memory) or 0)
     return number / 1024 if memory.endswith("Mi") else number
 
