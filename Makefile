@@ -16,12 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 ## plan: offline plan of one stack (STACK=dev by default), no cloud account needed
 plan: $(STAMP)
-	$(PY) -m stacks.plan $(STACK)
+	$(PY) -m offline.plan $(STACK)
 
 ## plan-all: offline plan of every committed stack
 plan-all: $(STAMP)
 	@for stack in $$(ls Pulumi.*.yaml | sed 's/Pulumi\.\(.*\)\.yaml/\1/'); do \
-		$(PY) -m stacks.plan $$stack > /dev/null && echo "planned $$stack" || exit 1; \
+		$(PY) -m offline.plan $$stack > /dev/null && echo "planned $$stack" || exit 1; \
 	done
 
 ## test: unit and whole-program tests under Pulumi's mock engine

@@ -14,7 +14,7 @@ What it creates, all children of one ``llm-serving:gke:GkeCluster``:
 - a Kubernetes provider built from the cluster's own endpoint and CA with the
   ``gke-gcloud-auth-plugin`` exec user, never the ambient kubeconfig.
 
-Machine-type and topology facts come from the project catalog (``stacks/data/accelerators.yaml``)
+Machine-type and topology facts come from the project catalog (``stacks/catalog/data/accelerators.yaml``)
 unless ``GkeClusterArgs.hardware`` passes another table.
 """
 

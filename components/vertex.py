@@ -404,7 +404,7 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
         })
 
     def client_outputs(self) -> dict[str, Any]:
-        """This deployment's entry in the stack's `deployments` export (read by stacks.vertex_client)."""
+        """This deployment's entry in the stack's `deployments` export (read by tools.vertex_client)."""
         return {
             "platform": "vertex",
             "predict_url": self.predict_url,

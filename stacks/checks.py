@@ -17,7 +17,8 @@ from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.vllm import MODEL_GARDEN
 
 if TYPE_CHECKING:
-    from stacks.resolve import ResolvedDeployment, _Collector
+    from stacks.findings import Findings
+    from stacks.resolved import ResolvedDeployment
 
 GIB = 1024**3
 LOW_CONCURRENCY = 4  # fewer full-length sequences than this at once: requests queue early
@@ -25,7 +26,7 @@ VISION_SEQS_WARNING = 16  # the Vertex seed ran an 11B Vision model out of memor
 MLLAMA_LAST_VERSION = (0, 10, 99)  # the encoder-decoder runner Mllama needs left vLLM in 0.11 (PR #24907)
 
 
-def deployment_checks(d: "ResolvedDeployment", stack: StackConfig, out: "_Collector") -> None:
+def deployment_checks(d: "ResolvedDeployment", stack: StackConfig, out: "Findings") -> None:
     key = d.key
     fit = d.fit
     v = d.vllm
@@ -123,7 +124,7 @@ def _weights_in_bucket(d: "ResolvedDeployment") -> bool:
     return d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS
 
 
-def _gke_capacity(d: "ResolvedDeployment", stack: StackConfig, out: "_Collector") -> None:
+def _gke_capacity(d: "ResolvedDeployment", stack: StackConfig, out: "Findings") -> None:
     gke = stack.settings.gke
     pool = gke.node_pools.get(d.hardware.node_pool or "") if gke else None
     if pool is None:

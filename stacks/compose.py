@@ -23,7 +23,9 @@ from components.project_apis import ProjectApis, ProjectApisArgs
 from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
 from stacks.config import Platform, StackConfig, WeightsSource
-from stacks.resolve import DATA, ERROR, INFO, WARNING, Check, ResolvedDeployment, ResolvedStack, memory_gib
+from stacks.findings import ERROR, INFO, WARNING, Check
+from stacks.resolve import DATA, memory_gib
+from stacks.resolved import ResolvedDeployment, ResolvedStack
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
 PLATFORM_APIS = {

@@ -37,7 +37,7 @@ start-up; the tests check the sum against a logged start-up (tests/test_fit.py, 
 - ``SAMPLER_BYTES = 8``: fp32 logits plus probabilities per vocabulary entry for each of max_num_seqs
   dummy requests in the sampler warm-up (vLLM logs "CUDA out of memory occurred when warming up sampler
   with 256 dummy requests" when this does not fit).
-- Vision encoders: ``VisionEncoderSpec`` in stacks/data/models.yaml (activation bytes per image). V0
+- Vision encoders: ``VisionEncoderSpec`` in stacks/catalog/data/models.yaml (activation bytes per image). V0
   (Llama 3.2 Vision) runs one image per dummy sequence inside the profiled forward pass, so the encoder
   peak adds up and scales with max_num_seqs; V1 profiles the encoder separately on as many images as
   fit in the encoder budget (max_num_batched_tokens), so the peak is the larger of the encoder and the

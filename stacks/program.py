@@ -13,7 +13,9 @@ from pulumi.runtime import config as runtime_config
 
 from stacks import compose
 from stacks.config import HF_TOKEN_KEY, StackConfig, load
-from stacks.resolve import ERROR, INFO, WARNING, Check, PreviewCheckError, ResolvedStack, resolve_stack
+from stacks.findings import ERROR, INFO, WARNING, Check, PreviewCheckError
+from stacks.resolve import resolve_stack
+from stacks.resolved import ResolvedStack
 from stacks.schema import NAMESPACE, ConfigError
 
 

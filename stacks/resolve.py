@@ -12,15 +12,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from stacks.catalog import CATALOG, AcceleratorSpec, ImageSpec, ModelSpec, parse_version
+from stacks.catalog import CATALOG, DATA_DIR, ImageSpec, ModelSpec, parse_version
 from stacks.checks import deployment_checks
+from stacks.findings import Check, Findings
+from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
@@ -28,108 +27,17 @@ from stacks.config import (
     StackConfig,
     WeightsSource,
 )
-from stacks.fit import FitEstimate, FitRequest, estimate, suggest_gpu_memory_utilization, suggest_max_num_seqs
+from stacks.fit import FitRequest, estimate, suggest_gpu_memory_utilization, suggest_max_num_seqs
 from stacks.schema import NAMESPACE, did_you_mean
-from stacks.vllm import ServerCommand, VllmSettings, render_server
+from stacks.vllm import VllmSettings, render_server
 
-DATA = Path(__file__).parent / "data"
+DATA = DATA_DIR
 PORTS = {Platform.VERTEX: 8080, Platform.CLOUDRUN: 8080, Platform.GKE: 8000}
 DEFAULT_MAX_MODEL_LEN = 8192
 VISION_MAX_NUM_SEQS = 12  # the Vertex seed's value after max_num_seqs 256 ran an 11B Vision model out of memory
 GCS_MOUNT = "/models"
 GKE_DATA_DIR = "/data"
 BAKED_HF_HOME = "/model-cache"
-
-ERROR, WARNING, INFO = "error", "warning", "info"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One preview-time finding about a deployment ("" = the stack)."""
-
-    deployment: str
-    level: str  # error | warning | info
-    message: str
-
-    def render(self) -> str:
-        where = f"deployment {self.deployment}" if self.deployment else "stack"
-        return f"{self.level.upper()} {where}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Hardware:
-    accelerator: AcceleratorSpec
-    devices: int  # accelerators (GPUs or TPU chips) per replica
-    machine_type: Optional[str] = None  # Vertex AI and GKE
-    node_pool: Optional[str] = None  # GKE
-    tpu_topology: Optional[str] = None
-    cpu: Optional[str] = None  # Cloud Run
-    memory: Optional[str] = None  # Cloud Run
-
-    @property
-    def label(self) -> str:
-        if self.machine_type:
-            return f"{self.machine_type} ({self.devices} x {self.accelerator.key})"
-        return f"{self.devices} x {self.accelerator.key}"
-
-
-@dataclass(frozen=True)
-class Scaling:
-    min_replicas: int
-    max_replicas: int
-    metric: Optional[str]  # Prometheus name the GKE HPA reads, e.g. vllm:num_requests_waiting
-    target: float
-
-    @property
-    def hpa_metric_name(self) -> Optional[str]:
-        return f"prometheus.googleapis.com|{self.metric}|gauge" if self.metric else None
-
-
-@dataclass(frozen=True)
-class ResolvedDeployment:
-    name: str
-    config: DeploymentConfig
-    model: ModelSpec
-    image: ImageSpec
-    hardware: Hardware
-    vllm: VllmSettings
-    server: ServerCommand
-    scaling: Scaling
-    fit: FitEstimate
-
-    @property
-    def platform(self) -> Platform:
-        return self.config.platform
-
-    @property
-    def key(self) -> str:
-        return f"{NAMESPACE}:deployments.{self.name}"
-
-
-@dataclass(frozen=True)
-class ResolvedStack:
-    config: StackConfig
-    deployments: Mapping[str, ResolvedDeployment]
-    checks: tuple[Check, ...]
-
-    @property
-    def errors(self) -> list[Check]:
-        return [c for c in self.checks if c.level == ERROR]
-
-    @property
-    def warnings(self) -> list[Check]:
-        return [c for c in self.checks if c.level == WARNING]
-
-
-class PreviewCheckError(Exception):
-    """Raised before any resource is registered when a deployment cannot fit or serve."""
-
-    def __init__(self, source: str, errors: list[Check]):
-        self.errors = errors
-        lines = [f"{source}: {len(errors)} deployment check{'s' if len(errors) != 1 else ''} failed; nothing was deployed:"]
-        lines += [f"  - {c.render()}" for c in errors]
-        super().__init__("\n".join(lines))
-
 
 @functools.cache
 def hardware_defaults() -> dict:
@@ -140,30 +48,11 @@ def hardware_defaults() -> dict:
 # ---------------------------------------------------------------------------
 
 
-class _Collector:
-    def __init__(self, deployment: str) -> None:
-        self.deployment = deployment
-        self.items: list[Check] = []
-
-    def error(self, message: str) -> None:
-        self.items.append(Check(self.deployment, ERROR, message))
-
-    def warn(self, message: str) -> None:
-        self.items.append(Check(self.deployment, WARNING, message))
-
-    def info(self, message: str) -> None:
-        self.items.append(Check(self.deployment, INFO, message))
-
-    @property
-    def failed(self) -> bool:
-        return any(c.level == ERROR for c in self.items)
-
-
 def resolve_stack(stack: StackConfig) -> ResolvedStack:
     deployments: dict[str, ResolvedDeployment] = {}
     checks: list[Check] = []
     for name, deployment in stack.deployments.items():
-        collector = _Collector(name)
+        collector = Findings(name)
         resolved = _resolve(name, deployment, stack, collector)
         if resolved is not None:
             deployments[name] = resolved
@@ -172,7 +61,7 @@ def resolve_stack(stack: StackConfig) -> ResolvedStack:
     return ResolvedStack(config=stack, deployments=deployments, checks=tuple(checks))
 
 
-def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, out: _Collector) -> Optional[ResolvedDeployment]:
+def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, out: Findings) -> Optional[ResolvedDeployment]:
     key = f"{NAMESPACE}:deployments.{name}"
     model = _model(d, key, out)
     image = _image(d, stack, key, out)
@@ -245,7 +134,7 @@ def _replace(request: FitRequest, **changes) -> FitRequest:
     return dataclasses.replace(request, **changes)
 
 
-def _model(d: DeploymentConfig, key: str, out: _Collector) -> Optional[ModelSpec]:
+def _model(d: DeploymentConfig, key: str, out: Findings) -> Optional[ModelSpec]:
     if d.custom_model is not None:
         c = d.custom_model
         return ModelSpec(
@@ -265,7 +154,7 @@ def _model(d: DeploymentConfig, key: str, out: _Collector) -> Optional[ModelSpec
     return model
 
 
-def _image(d: DeploymentConfig, stack: StackConfig, key: str, out: _Collector) -> Optional[ImageSpec]:
+def _image(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) -> Optional[ImageSpec]:
     if d.image is None:
         platform = d.platform.value
         if d.platform is Platform.GKE:
@@ -309,7 +198,7 @@ def _node_pool(d: DeploymentConfig, stack: StackConfig):
     return gke.node_pools.get(name) if name else None
 
 
-def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: _Collector) -> Optional[Hardware]:
+def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) -> Optional[Hardware]:
     h = d.hardware
     if d.platform is Platform.VERTEX:
         defaults = hardware_defaults()["vertex"]

@@ -2,7 +2,7 @@
 
 One renderer for every platform, so the command proven against a real vLLM in the
 integration suite is the command the cloud runs. Flags are emitted only when they apply and
-only when the image's vLLM version accepts them (the flag table in stacks/data/vllm_flags.yaml);
+only when the image's vLLM version accepts them (the flag table in stacks/catalog/data/vllm_flags.yaml);
 whatever is dropped is returned so the preview checks can report it as an error.
 
 Why each default is what it is (measured on one H200, vLLM 0.25.0, Llama-3.1-8B shape;

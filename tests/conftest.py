@@ -1,4 +1,4 @@
-"""Shared fixtures: every test runs the real program code under the mock engine (stacks.runner)."""
+"""Shared fixtures: every test runs the real program code under the mock engine (offline.runner)."""
 
 from __future__ import annotations
 

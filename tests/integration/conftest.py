@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.localvllm import ensure_vllm_venv, write_tiny_llama
+from tools.localvllm import ensure_vllm_venv, write_tiny_llama
 
 _HERE = Path(__file__).resolve().parent
 

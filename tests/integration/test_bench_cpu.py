@@ -1,4 +1,4 @@
-"""stacks.bench end to end on the CPU build: dev gemma-1b's rendered flags, tiny model.
+"""tools.bench end to end on the CPU build: dev gemma-1b's rendered flags, tiny model.
 
 dev/gemma-1b is used because its rendered command is the OpenAI server with
 flags the CPU build accepts after the CPU replacements (GPU memory flag
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from stacks import bench
+from tools import bench
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from stacks.localvllm import (LocalServer, ServerStartError, _group_alive, check_server_args,
+from tools.localvllm import (LocalServer, ServerStartError, _group_alive, check_server_args,
                               free_port, replace_for_cpu)
-from stacks.loadtest import run_load
+from tools.loadtest import run_load
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ import openai
 import pytest
 
 from stacks.config import load
-from stacks.localvllm import (CPU_MAX_MODEL_LEN, LocalServer, check_server_args, free_port,
+from tools.localvllm import (CPU_MAX_MODEL_LEN, LocalServer, check_server_args, free_port,
                               replace_env_for_cpu, replace_for_cpu)
-from stacks.loadtest import run_load
-from stacks.plan import ROOT, read_stack_file
+from tools.loadtest import run_load
+from offline.plan import ROOT, read_stack_file
 from stacks.resolve import resolve_stack
 from stacks.vllm import render_server
 

@@ -1,0 +1,324 @@
+"""Offline plan: what a stack would create, with no cloud account, CLI or network.
+
+    python -m offline.plan dev                # Pulumi.dev.yaml at the project root
+    python -m offline.plan --file PATH        # any stack file
+    python -m offline.plan prod --json        # one JSON document
+    python -m offline.plan prod --verbose     # every input of every resource
+
+It runs the real program (``stacks.program.run``) under Pulumi's mock engine
+(``offline.mocks``) and prints the resource tree with key inputs (secrets as ``[secret]``), the
+stack outputs, every check's result and a fit table; Kubernetes objects are written as YAML
+under ``build/<stack>/``. Values stored with ``pulumi config set --secret`` cannot be decrypted
+offline; they are replaced by a placeholder that is itself treated as a secret.
+
+Exit status: 0 planned; 1 a check failed (the deploy would be refused); 2 the stack file is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from stacks.catalog import CATALOG
+from stacks.config import load
+from offline.mocks import CloudMocks, mask_secrets
+from stacks.program import StackCheckFailed, run
+from stacks.findings import Check
+from stacks.resolved import ResolvedStack
+from offline.runner import RunResult, run_under_mocks
+from stacks.schema import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_SECRET = "offline-placeholder-secret"
+
+# Inputs worth a line in the tree, by resource type (dotted paths; a prefix selects a subtree).
+KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "gcp:projects/service:Service": ("service", "disableOnDestroy"),
+    "gcp:serviceaccount/account:Account": ("accountId",),
+    "gcp:projects/iAMMember:IAMMember": ("role", "member"),
+    "gcp:storage/bucket:Bucket": ("name", "location", "uniformBucketLevelAccess", "publicAccessPrevention",
+                                  "forceDestroy"),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member"),
+    "gcp:secretmanager/secret:Secret": ("secretId", "replication"),
+    "gcp:secretmanager/secretVersion:SecretVersion": ("secretData",),
+    "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
+    "gcp:artifactregistry/repository:Repository": ("repositoryId", "mode", "remoteRepositoryConfig.dockerRepository"),
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": ("repository", "role", "member"),
+    "gcp:cloudrunv2/service:Service": ("name", "ingress", "template.nodeSelector", "template.gpuZonalRedundancyDisabled",
+                                       "template.scaling", "template.serviceAccount", "template.containers",
+                                       "template.volumes", "scaling"),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("role", "member"),
+    "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment": (
+        "huggingFaceModelId", "modelConfig", "deployConfig", "endpointConfig"),
+    "gcp:container/cluster:Cluster": ("name", "location", "minMasterVersion", "releaseChannel", "workloadIdentityConfig",
+                                      "addonsConfig.gcsFuseCsiDriverConfig", "monitoringConfig.managedPrometheus",
+                                      "deletionProtection", "enableAutopilot"),
+    "gcp:container/nodePool:NodePool": ("nodeConfig.machineType", "nodeConfig.spot", "placementPolicy", "autoscaling"),
+    "command:local:Command": ("triggers",),
+}
+K8S_KEY_INPUTS = ("metadata.name", "metadata.namespace", "spec.template.spec.nodeSelector",
+                  "spec.template.spec.containers", "spec.ports", "spec.type", "spec.metrics", "spec.endpoints",
+                  "spec.minReplicas", "spec.maxReplicas")
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    source: str
+    resources: list[dict] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    resolved: Optional[ResolvedStack] = None
+    run: Optional[RunResult] = None
+    manifests: list[Path] = field(default_factory=list)
+    failed: bool = False
+
+    def as_json(self) -> dict:
+        return {
+            "stack": self.stack,
+            "resources": self.resources,
+            "outputs": self.outputs,
+            "checks": [{"deployment": c.deployment, "level": c.level, "message": c.message} for c in self.checks],
+            "fit": fit_rows(self.resolved) if self.resolved else [],
+        }
+
+
+def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """Config values and secret keys of a Pulumi.<stack>.yaml; `secure:` values become a placeholder."""
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle) or {}
+    config = document.get("config") or {}
+    values: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    for key, value in config.items():
+        replaced, had_secret = _replace_secure(value)
+        values[str(key)] = replaced
+        if had_secret:
+            secret_keys.add(str(key))
+    return values, secret_keys
+
+
+def _replace_secure(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return OFFLINE_SECRET, True
+    if isinstance(value, dict):
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], inner = _replace_secure(v)
+            found = found or inner
+        return out, found
+    if isinstance(value, list):
+        pairs = [_replace_secure(v) for v in value]
+        return [p[0] for p in pairs], any(p[1] for p in pairs)
+    return value, False
+
+
+def project_name() -> str:
+    with open(ROOT / "Pulumi.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["name"]
+
+
+def engine_values(values: dict[str, Any]) -> dict[str, str]:
+    """Config as the Pulumi engine hands it to a program: structured values as JSON strings."""
+    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else ("true" if v is True else "false" if v is False else str(v)))
+            for k, v in values.items()}
+
+
+def plan(values: dict[str, Any], secret_keys: set[str], *, stack: str, source: str,
+         mocks: Optional[CloudMocks] = None, out_dir: Optional[Path] = None) -> PlanResult:
+    """Plan one stack. Raises ConfigError for an invalid stack file."""
+    stack_config = load(values, secret_keys, source=source, stack=stack)  # fail fast, before any engine work
+    result = PlanResult(stack=stack, source=source)
+    observed: dict[str, ResolvedStack] = {}
+    mocks = mocks or CloudMocks(project=stack_config.project, region=stack_config.region)
+    try:
+        run_result = run_under_mocks(lambda: run(observe=lambda r: observed.setdefault("resolved", r)),
+                                     project=project_name(), stack=stack, config=engine_values(values),
+                                     secret_keys=sorted(secret_keys), mocks=mocks)
+    except StackCheckFailed as failure:
+        result.checks = list(failure.checks)
+        result.resolved = failure.resolved
+        result.failed = True
+        return result
+    resolved = observed["resolved"]
+    result.resolved = resolved
+    result.checks = list(resolved.checks)
+    result.run = run_result
+    result.resources = [
+        {"type": r.type, "name": r.name, "parent": _parent_name(r.parent), "inputs": mask_secrets(r.inputs)}
+        for r in run_result.registrations
+    ]
+    result.outputs = {k: ("[secret]" if o.secret else mask_secrets(o.value)) for k, o in run_result.outputs.items()}
+    if out_dir is not None:
+        from offline.manifests import write_kubernetes_manifests
+
+        result.manifests = write_kubernetes_manifests(run_result.registrations, out_dir)
+    return result
+
+
+def _parent_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1] if urn else ""
+
+
+# ---------------------------------------------------------------------------
+# Text rendering.
+
+
+def _flatten(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        items: list[tuple[str, Any]] = []
+        for k, v in value.items():
+            items += _flatten(v, f"{path}.{k}" if path else str(k))
+        return items
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        items = []
+        for i, v in enumerate(value):
+            items += _flatten(v, f"{path}[{i}]")
+        return items
+    return [(path, value)]
+
+
+def _selected(resource: dict, verbose: bool) -> list[tuple[str, Any]]:
+    pairs = _flatten(resource["inputs"])
+    if verbose:
+        return pairs
+    wanted = KEY_INPUTS.get(resource["type"])
+    if wanted is None and resource["type"].startswith("kubernetes:"):
+        wanted = K8S_KEY_INPUTS
+    if wanted is None:
+        return [(p, v) for p, v in pairs if "." not in p and "[" not in p][:6]
+    return [(p, v) for p, v in pairs if any(p == w or p.startswith(w + ".") or p.startswith(w + "[") for w in wanted)]
+
+
+def _short(value: Any, limit: int = 140) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the wire format has only doubles
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_text(result: PlanResult, verbose: bool = False) -> str:
+    lines = [f"Offline plan of stack {result.stack} ({result.source}) under Pulumi's mock engine: nothing is created.", ""]
+    if result.resources:
+        lines.append(f"Resources ({len(result.resources)}):")
+        # Walk by URN: names are unique per type, not across types.
+        registrations = result.run.registrations if result.run else []
+        children: dict[str, list[tuple[dict, str]]] = {}
+        for resource, registration in zip(result.resources, registrations):
+            children.setdefault(registration.parent, []).append((resource, registration.urn))
+
+        def walk(parent: str, depth: int) -> None:
+            for resource, urn in children.get(parent, []):
+                lines.append(f"{'  ' * depth}+ {resource['type']}  {resource['name']}")
+                for path, value in _selected(resource, verbose):
+                    lines.append(f"{'  ' * depth}    {path} = {_short(value)}")
+                walk(urn, depth + 1)
+
+        walk("", 1)
+        lines.append("")
+    if result.outputs:
+        lines.append("Outputs:")
+        for key, value in result.outputs.items():
+            lines.append(f"  {key}: {_short(value, 400)}")
+        lines.append("")
+    lines.append("Checks:")
+    if not result.checks:
+        lines.append("  (none)")
+    for check in sorted(result.checks, key=lambda c: ("error", "warning", "info").index(c.level)):
+        lines.append(f"  {check.render()}")
+    lines.append("")
+    if result.resolved and result.resolved.deployments:
+        lines += fit_table(result.resolved)
+    if result.manifests:
+        lines.append(f"Kubernetes manifests: {len(result.manifests)} files under {result.manifests[0].parent}")
+    if result.failed:
+        lines.append("")
+        lines.append("The checks above would refuse this deploy: nothing would be created.")
+    return "\n".join(lines)
+
+
+def fit_rows(resolved: ResolvedStack) -> list[dict]:
+    rows = []
+    for name, d in resolved.deployments.items():
+        price = _price(d)
+        rows.append({
+            "deployment": name,
+            "platform": d.platform.value,
+            "model": d.model.hf_id,
+            "devices": d.hardware.label,
+            "weights_gib_per_device": round(d.fit.weights_gib_per_device, 2),
+            "kv_capacity_tokens": d.fit.kv_capacity_tokens,
+            "max_model_len": d.vllm.max_model_len,
+            "largest_max_model_len": d.fit.largest_max_model_len,
+            "sequences_at_max_model_len": round(d.fit.sequences_at_max_model_len, 1),
+            "max_num_seqs": d.vllm.max_num_seqs,
+            "usd_per_hour_min": None if price is None else round(price * d.scaling.min_replicas, 2),
+            "usd_per_hour_max": None if price is None else round(price * d.scaling.max_replicas, 2),
+        })
+    return rows
+
+
+def _price(d) -> Optional[float]:
+    item = d.hardware.machine_type or f"cloudrun:{d.hardware.accelerator.cloudrun_gpu}"
+    entry = CATALOG.price(item)
+    return entry.usd_per_hour if entry else None
+
+
+def fit_table(resolved: ResolvedStack) -> list[str]:
+    header = ("deployment", "devices", "weights/dev", "KV tokens", "max len", "largest len", "seqs@len", "seqs",
+              "$/h min", "$/h max")
+    rows = [header]
+    for r in fit_rows(resolved):
+        money = (lambda v: "n/a" if v is None else f"{v:.2f}")
+        rows.append((r["deployment"], r["devices"], f"{r['weights_gib_per_device']:.1f} GiB", str(r["kv_capacity_tokens"]),
+                     str(r["max_model_len"]), str(r["largest_max_model_len"]), f"{r['sequences_at_max_model_len']:.1f}",
+                     str(r["max_num_seqs"]), money(r["usd_per_hour_min"]), money(r["usd_per_hour_max"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    out = [f"Fit (estimates; prices: on-demand list prices as of {CATALOG.prices_as_of}):"]
+    for row in rows:
+        out.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+    out.append("")
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m offline.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", nargs="?", help="stack name: plans Pulumi.<stack>.yaml at the project root")
+    parser.add_argument("--file", type=Path, help="plan this stack file instead")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--verbose", action="store_true", help="print every input of every resource")
+    parser.add_argument("--out", type=Path, help="where Kubernetes manifests go (default build/<stack>)")
+    args = parser.parse_args(argv)
+    if bool(args.stack) == bool(args.file):
+        parser.error("give a stack name or --file PATH (one of them)")
+    path = args.file or ROOT / f"Pulumi.{args.stack}.yaml"
+    stack = args.stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    if not path.is_file():
+        print(f"{path}: no such stack file; stacks here: "
+              f"{', '.join(sorted(p.name[7:-5] for p in ROOT.glob('Pulumi.*.yaml')))}", file=sys.stderr)
+        return 2
+    values, secret_keys = read_stack_file(path)
+    try:
+        result = plan(values, secret_keys, stack=stack, source=path.name, out_dir=args.out or ROOT / "build" / stack)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2, default=str))
+    else:
+        print(render_text(result, verbose=args.verbose))
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

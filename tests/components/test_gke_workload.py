@@ -1,0 +1,361 @@
+"""VllmGkeWorkload under the mock engine: the seed's Llama 3.1 70B on TPU v6e, reproduced and guarded."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pulumi
+import pytest
+import yaml
+
+from components.gke_cluster import AcceleratorPlacement, GkeCluster, GkeClusterArgs, NodePoolSpec
+from components.gke_workload import DEFAULT_MOUNT_OPTIONS, VllmGkeWorkload, VllmGkeWorkloadArgs
+from offline.manifests import write_kubernetes_manifests
+from offline.mocks import MOCK_PROJECT_NUMBER, is_wrapped_secret, mask_secrets, unwrap_secrets
+from offline.runner import run_under_mocks
+
+CANARY = "hf_CANARYcanaryCANARYcanary0123456789"
+SEED_IMAGE = "docker.io/vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564"
+SEED_ARGS = ("--host=0.0.0.0", "--port=8000", "--tensor-parallel-size=8", "--max-model-len=8192",
+             "--model=meta-llama/Llama-3.1-70B", "--download-dir=/data")
+SEED_MOUNT_OPTIONS = ("implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:parallel-downloads-per-file:100,"
+                      "file-cache:max-parallel-downloads:-1,file-cache:download-chunk-size-mb:10,file-cache:max-size-mb:-1")
+K8S_VERSION = "1.33.0"
+
+
+def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
+    base = dict(provider=provider, project_id="mock-project", project_number=MOCK_PROJECT_NUMBER,
+                model_bucket="mock-project-llm-dev-models", image=SEED_IMAGE, accelerator=accelerator,
+                args=SEED_ARGS, env={"VLLM_XLA_CACHE_PATH": "/data/xla-cache"},
+                hf_token=pulumi.Output.secret(CANARY), namespace="llm-serving", app_name="vllm-tpu",
+                service_account_name="vllm-ksa", hf_secret_name="hf-secret", min_replicas=1, max_replicas=2,
+                labels={"environment": "dev", "bad key!": "x"})
+    base.update(overrides)
+    return VllmGkeWorkloadArgs(**base)
+
+
+def run_seed(pools=None, pool="tpu", **overrides):
+    pools = pools or {"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_min_node_count=1,
+                                          total_max_node_count=2)}
+
+    def program():
+        cluster = GkeCluster("gke", GkeClusterArgs(project="mock-project", location="us-east5-b",
+                                                   cluster_name="llm-dev-gke", node_pools=pools))
+        workload = VllmGkeWorkload("llama", workload_args(cluster.provider, cluster.placement(pool), **overrides))
+        for key in ("namespace", "service_name", "service_port", "hpa_metric_name", "in_cluster_url",
+                    "load_balancer_ip", "port_forward_command"):
+            pulumi.export(key, getattr(workload, key))
+
+    return run_under_mocks(program)
+
+
+def error_of(**overrides) -> str:
+    with pytest.raises(ValueError) as caught:
+        run_seed(**overrides)
+    return str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return run_seed()
+
+
+def pod_spec(result):
+    return result.named("llama-deployment").inputs["spec"]["template"]["spec"]
+
+
+def container(result):
+    containers = pod_spec(result)["containers"]
+    assert len(containers) == 1, f"llama-deployment: expected one container, got {len(containers)}"
+    return containers[0]
+
+
+def test_seed_deployment_placement(seed):
+    spec = pod_spec(seed)
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-tpu-accelerator": "tpu-v6e-slice",
+                                    "cloud.google.com/gke-tpu-topology": "2x4"}, f"llama-deployment: {spec['nodeSelector']}"
+    assert {"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"], \
+        f"llama-deployment: tolerations {spec['tolerations']}"
+    assert spec["serviceAccountName"] == "vllm-ksa", f"llama-deployment: runs as {spec.get('serviceAccountName')!r}"
+    assert container(seed)["resources"]["limits"] == {"google.com/tpu": "8"}, \
+        f"llama-deployment: limits {container(seed)['resources']}"
+
+
+def test_seed_container(seed):
+    c = container(seed)
+    assert c["image"] == SEED_IMAGE, f"llama-deployment: image {c['image']!r}"
+    assert c["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"], f"llama-deployment: {c['command']}"
+    assert c["args"] == list(SEED_ARGS), f"llama-deployment: args {c['args']}"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["VLLM_XLA_CACHE_PATH"] == {"name": "VLLM_XLA_CACHE_PATH", "value": "/data/xla-cache"}, env
+    for name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN"):
+        assert env[name] == {"name": name, "valueFrom": {"secretKeyRef": {"name": "hf-secret", "key": "hf_api_token"}}}, \
+            f"llama-deployment: {name} is {env.get(name)}, expected a secretKeyRef to hf-secret/hf_api_token"
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"gcs-fuse-csi-ephemeral": "/data", "dshm": "/dev/shm"}, f"llama-deployment: mounts {mounts}"
+
+
+def test_seed_volumes_and_annotations(seed):
+    template = seed.named("llama-deployment").inputs["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "gke-gcsfuse/volumes": "true", "gke-gcsfuse/cpu-limit": "0",
+        "gke-gcsfuse/memory-limit": "0", "gke-gcsfuse/ephemeral-storage-limit": "0",
+    }, f"llama-deployment: pod annotations {template['metadata'].get('annotations')}"
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["gke-gcsfuse-cache"]["emptyDir"] == {"medium": "Memory"}, volumes.get("gke-gcsfuse-cache")
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory"}, volumes.get("dshm")
+    csi = volumes["gcs-fuse-csi-ephemeral"]["csi"]
+    assert csi["driver"] == "gcsfuse.csi.storage.gke.io", f"llama-deployment: csi {csi}"
+    assert csi["volumeAttributes"]["bucketName"] == "mock-project-llm-dev-models", f"llama-deployment: csi {csi}"
+    assert csi["volumeAttributes"]["mountOptions"] == SEED_MOUNT_OPTIONS == DEFAULT_MOUNT_OPTIONS, \
+        f"llama-deployment: mountOptions {csi['volumeAttributes']['mountOptions']!r}"
+
+
+def test_ports_agree(seed):
+    c = container(seed)
+    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}], f"llama-deployment: {c['ports']}"
+    named = {p["name"]: p["containerPort"] for p in c["ports"]}
+    service = seed.named("llama-service").inputs["spec"]
+    assert service["type"] == "LoadBalancer", f"llama-service: type {service['type']}"
+    (port,) = service["ports"]
+    assert port["port"] == 8000, f"llama-service: port {port}"
+    monitor = seed.named("llama-podmonitoring").inputs
+    (endpoint,) = monitor["spec"]["endpoints"]
+
+    def resolve(p):
+        return named.get(p, p) if isinstance(p, str) else p
+
+    assert resolve(port["targetPort"]) == resolve(endpoint["port"]) == 8000, \
+        f"llama-service targetPort {port['targetPort']!r} / llama-podmonitoring port {endpoint['port']!r} / " \
+        f"container ports {named} disagree"
+    assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s", f"llama-podmonitoring: {endpoint}"
+    selector = seed.named("llama-deployment").inputs["spec"]["selector"]["matchLabels"]
+    assert monitor["spec"]["selector"]["matchLabels"] == selector == service["selector"], \
+        f"llama-podmonitoring/llama-service selectors differ from the Deployment's {selector}"
+    assert monitor["apiVersion"] == "monitoring.googleapis.com/v1" and monitor["kind"] == "PodMonitoring", monitor
+
+
+def test_probes(seed):
+    c = container(seed)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}, f"llama-deployment: {probe} {c[probe]}"
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 3600, f"llama-deployment: startup budget {startup}"
+    other = run_seed(startup_timeout_seconds=1800, probe_period_seconds=15)
+    assert container(other)["startupProbe"]["failureThreshold"] == 120, container(other)["startupProbe"]
+
+
+def test_hpa(seed):
+    hpa = seed.named("llama-hpa").inputs["spec"]
+    (metric,) = hpa["metrics"]
+    assert metric["type"] == "Pods", f"llama-hpa: {metric}"
+    name = metric["pods"]["metric"]["name"]
+    assert re.fullmatch(r"prometheus\.googleapis\.com\|vllm:num_requests_waiting\|gauge", name), f"llama-hpa: metric {name!r}"
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "10"}, f"llama-hpa: {metric['pods']['target']}"
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm-tpu"}, hpa["scaleTargetRef"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2), f"llama-hpa: {hpa}"
+    assert seed.outputs["hpa_metric_name"].value == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
+    deployment = seed.named("llama-deployment").inputs["spec"]
+    assert "replicas" not in deployment, f"llama-deployment: sets replicas={deployment.get('replicas')}; the HPA owns it"
+
+
+def test_kv_cache_metric():
+    result = run_seed(autoscaling_metric="vllm:kv_cache_usage_perc", autoscaling_target=0.8)
+    metric = result.named("llama-hpa").inputs["spec"]["metrics"][0]["pods"]
+    assert metric["metric"]["name"] == "prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge", metric
+    assert metric["target"]["averageValue"] == "800m", f"llama-hpa: {metric['target']}"
+
+
+def test_service_internal_by_default(seed):
+    annotations = seed.named("llama-service").inputs["metadata"].get("annotations", {})
+    assert annotations.get("networking.gke.io/load-balancer-type") == "Internal", f"llama-service: {annotations}"
+    public = run_seed(public_load_balancer=True).named("llama-service").inputs["metadata"].get("annotations") or {}
+    assert "networking.gke.io/load-balancer-type" not in public, f"llama-service (public): {public}"
+
+
+def test_bucket_access_only(seed):
+    grants = seed.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    assert len(grants) == 1, f"expected one bucket grant, got {[g.name for g in grants]}"
+    grant = grants[0].inputs
+    assert grant == {"bucket": "mock-project-llm-dev-models", "role": "roles/storage.objectUser",
+                     "member": "principal://iam.googleapis.com/projects/123456789012/locations/global/"
+                               "workloadIdentityPools/mock-project.svc.id.goog/subject/ns/llm-serving/sa/vllm-ksa"}, \
+        f"{grants[0].name}: {grant}"
+    storage_roles = [r.name for r in seed.of_type("gcp:projects/iAMMember:IAMMember") if "storage" in r.inputs["role"]]
+    assert not storage_roles, f"project-wide storage roles granted: {storage_roles}"
+
+
+def test_kubernetes_resources_use_the_cluster_provider(seed):
+    provider = seed.named("gke-k8s")
+    for r in seed.registrations:
+        if r.type.startswith("kubernetes:"):
+            assert r.provider.startswith(provider.urn + "::"), f"{r.name}: uses provider {r.provider!r}, not gke-k8s"
+
+
+def test_labels(seed):
+    labels = seed.named("llama-deployment").inputs["metadata"]["labels"]
+    for key, value in {"app.kubernetes.io/name": "vllm-tpu", "app.kubernetes.io/instance": "llama",
+                       "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving",
+                       "environment": "dev"}.items():
+        assert labels.get(key) == value, f"llama-deployment: label {key}={labels.get(key)!r}, expected {value!r}"
+    assert "bad key!" not in labels, f"llama-deployment: invalid label key kept: {labels}"
+
+
+def test_outputs(seed):
+    out = {k: v.value for k, v in seed.outputs.items()}
+    assert out["namespace"] == "llm-serving" and out["service_name"] == "vllm-tpu" and out["service_port"] == 8000, out
+    assert out["in_cluster_url"] == "http://vllm-tpu.llm-serving.svc.cluster.local:8000", out
+    assert out["port_forward_command"] == "kubectl -n llm-serving port-forward svc/vllm-tpu 8000:8000", out
+    assert out["load_balancer_ip"] is None, f"load_balancer_ip should be unknown offline, got {out['load_balancer_ip']!r}"
+
+
+def test_canary_token_never_plaintext(seed, tmp_path):
+    found_wrapped = False
+    for r in seed.registrations:
+        masked = json.dumps(mask_secrets(r.inputs), default=str)
+        assert CANARY not in masked, f"{r.name}: the HF token appears in plaintext in its inputs"
+        if CANARY in json.dumps(unwrap_secrets(r.inputs), default=str):
+            found_wrapped = True
+            assert r.type == "kubernetes:core/v1:Secret", f"{r.name}: carries the HF token but is a {r.type}"
+            assert is_wrapped_secret(r.inputs["stringData"]) or is_wrapped_secret(r.inputs["stringData"]["hf_api_token"]), \
+                f"{r.name}: stringData is not a secret"
+    assert found_wrapped, "the HF token reached no Secret at all"
+    for key, output in seed.outputs.items():
+        assert CANARY not in json.dumps(output.value, default=str), f"output {key} contains the HF token"
+    for path in write_kubernetes_manifests(seed.registrations, tmp_path):
+        assert CANARY not in path.read_text(), f"{path.name}: contains the HF token"
+
+
+def test_no_token_without_hf_token():
+    result = run_seed(hf_token=None)
+    assert not result.of_type("kubernetes:core/v1:Secret"), "a Secret was created without a token"
+    names = {e["name"] for e in container(result)["env"]}
+    assert not names & {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}, f"llama-deployment: token env without a token: {names}"
+
+
+def test_manifests_validate(seed, tmp_path):
+    paths = write_kubernetes_manifests(seed.registrations, tmp_path)
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in paths}
+    assert {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service", "PodMonitoring",
+            "HorizontalPodAutoscaler"} <= kinds, f"manifests written: {sorted(p.name for p in paths)}"
+    skipped = []
+    for path in paths:
+        obj = yaml.safe_load(path.read_text())
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            skipped.append(obj["kind"])  # CRDs (PodMonitoring) have no schema in the validator
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{path.name}: {error}")
+    assert skipped == ["PodMonitoring"], f"unexpected kinds without a schema: {skipped}"
+    secret = next(p for p in paths if p.name.startswith("secret-"))
+    assert yaml.safe_load(secret.read_text())["stringData"] == {"hf_api_token": "[secret]"}, secret.read_text()
+    assert not any(p.name.startswith("provider") or "kubernetes" in p.name for p in paths), "the provider was written"
+
+
+def test_gpu_family():
+    pools = {"l4": NodePoolSpec("g2-standard-24", total_min_node_count=0, total_max_node_count=3)}
+    result = run_seed(pools=pools, pool="l4", args=("--port=8000", "--tensor-parallel-size=2"),
+                      image="docker.io/vllm/vllm-openai:v0.32.0", env={}, max_replicas=3)
+    spec = pod_spec(result)
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}, f"llama-deployment: {spec['nodeSelector']}"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"], spec["tolerations"]
+    assert container(result)["resources"]["limits"] == {"nvidia.com/gpu": "2"}, container(result)["resources"]
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    (dict(max_replicas=3), ["max_replicas", "got 3", "at most 2", "max 2 nodes", "1 pods per node"]),
+    (dict(image="docker.io/vllm/vllm-tpu:latest"), ["image", "latest"]),
+    (dict(image="docker.io/vllm/vllm-tpu"), ["image", "without a tag"]),
+    (dict(env={"HF_TOKEN": "x"}), ["env['HF_TOKEN']", "hf_token"]),
+    (dict(env={"TOKEN": CANARY}), ["env['TOKEN']", "hf_token"]),
+    (dict(autoscaling_metric="vllm:gpu_cache_usage_perc"), ["autoscaling_metric", "vllm:kv_cache_usage_perc"]),
+    (dict(autoscaling_metric="vllm:avg_generation_throughput_toks_per_s"), ["autoscaling_metric", "vllm:num_requests_waiting"]),
+    (dict(autoscaling_metric="vllm:kv_cache_usage_perc", autoscaling_target=10), ["autoscaling_target", "0-1"]),
+    (dict(args=SEED_ARGS + ("--disable-log-stats",)), ["--disable-log-stats", "HPA"]),
+    (dict(port=8080), ["--port=8000", "port is 8080"]),
+    (dict(args=("--host=127.0.0.1",)), ["--host=127.0.0.1", "0.0.0.0"]),
+    (dict(args=("--tensor-parallel-size=16",)), ["--tensor-parallel-size=16", "8 devices"]),
+    (dict(pods_per_node=3), ["pods_per_node", "got 3", "8 devices"]),
+    (dict(min_replicas=2, max_replicas=1), ["max_replicas", "below min_replicas 2"]),
+    (dict(gcsfuse_mount_options="implicit-dirs,app-name:x"), ["gcsfuse_mount_options", "app-name"]),
+    (dict(model_bucket="gs://bucket"), ["model_bucket", "gs://"]),
+    (dict(namespace="LLM"), ["namespace", "'LLM'"]),
+])
+def test_bad_args_rejected(overrides, needles):
+    message = error_of(**overrides)
+    assert "VllmGkeWorkload 'llama'" in message, message
+    for needle in needles:
+        assert needle in message, f"error for {overrides} lacks {needle!r}: {message}"
+
+
+def test_multi_host_slice_rejected():
+    pools = {"slice": NodePoolSpec("ct6e-standard-4t", tpu_topology="4x4", total_max_node_count=4)}
+    message = error_of(pools=pools, pool="slice", max_replicas=1)
+    assert "single-host" in message and "slice" in message, message
+
+
+def test_placement_is_plain_data():
+    placement = AcceleratorPlacement(pool="tpu", kind="tpu", gke_accelerator="tpu-v6e-slice", count_per_node=8,
+                                     tpu_topology="2x4", hosts=1, max_nodes=2)
+
+    def program():
+        # The provider is never reached: Args are validated before any child is registered.
+        VllmGkeWorkload("llama", workload_args(None, placement, max_replicas=5))
+
+    with pytest.raises(ValueError) as caught:
+        run_under_mocks(program)
+    assert "got 5" in str(caught.value) and "at most 2" in str(caught.value), str(caught.value)
+
+
+def test_xla_cache_warning(seed):
+    assert any("VLLM_XLA_CACHE_PATH" in w for w in seed.warnings), f"no XLA cache warning: {seed.warnings}"
+
+
+def test_manifest_file_names(seed, tmp_path):
+    names = sorted(p.name for p in write_kubernetes_manifests(seed.registrations, tmp_path))
+    for expected in ("deployment-llm-serving-vllm-tpu.yaml", "service-llm-serving-vllm-tpu.yaml",
+                     "namespace-cluster-llm-serving.yaml", "podmonitoring-llm-serving-vllm-tpu.yaml",
+                     "horizontalpodautoscaler-llm-serving-vllm-tpu.yaml", "secret-llm-serving-hf-secret.yaml"):
+        assert expected in names, f"{expected} not written: {names}"
+    assert all(Path(tmp_path, n).stat().st_size > 0 for n in names)
+
+
+def test_plain_token_is_still_kept_secret(tmp_path):
+    # A caller that forgets to mark the token secret still never writes it in plaintext.
+    result = run_seed(hf_token=CANARY)
+    secret = result.named("llama-hf-token")
+    assert CANARY not in json.dumps(mask_secrets(secret.inputs), default=str), \
+        "llama-hf-token: a plain hf_token was registered in plaintext"
+    for path in write_kubernetes_manifests(result.registrations, tmp_path):
+        assert CANARY not in path.read_text(), f"{path.name}: contains the HF token"
+
+
+def test_two_workloads_share_a_namespace():
+    pools = {"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=2)}
+
+    def program():
+        cluster = GkeCluster("gke", GkeClusterArgs(project="mock-project", location="us-east5-b",
+                                                   cluster_name="llm-dev-gke", node_pools=pools))
+        for index, app in enumerate(("vllm-a", "vllm-b")):
+            VllmGkeWorkload(app, workload_args(cluster.provider, cluster.placement("tpu"), app_name=app,
+                                               service_account_name=None, hf_secret_name=None, max_replicas=1,
+                                               create_namespace=index == 0))
+
+    result = run_under_mocks(program)
+    secrets = sorted(r.inputs["metadata"]["name"] for r in result.of_type("kubernetes:core/v1:Secret"))
+    assert secrets == ["vllm-a-hf-token", "vllm-b-hf-token"], f"Secrets collide: {secrets}"
+    assert len(result.of_type("kubernetes:core/v1:Namespace")) == 1, "the shared namespace was created twice"
+
+
+def test_autopilot_placement():
+    from components.gke_cluster import autopilot_placement
+
+    placement = autopilot_placement("ct6e-standard-8t", "2x4", max_nodes=2)
+    assert (placement.gke_accelerator, placement.count_per_node, placement.hosts) == ("tpu-v6e-slice", 8, 1), placement
+    with pytest.raises(ValueError) as caught:
+        autopilot_placement("ct6e-standard-8t", "4x4", max_nodes=2)
+    assert "ct6e-standard-8t" in str(caught.value) and "forms 2x4" in str(caught.value), str(caught.value)

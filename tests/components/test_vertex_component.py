@@ -1,0 +1,333 @@
+"""VertexVllmEndpoint under the mock engine: the seed's models on the seed's hardware, the
+container contract, secrets, validation and the LoRA grant."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+import pytest
+
+from components.vertex import DUTY_CYCLE_METRIC, VertexVllmEndpoint, VertexVllmEndpointArgs
+from offline.mocks import MOCK_PROJECT_NUMBER, is_wrapped_secret, unwrap_secrets
+from offline.runner import RunResult, run_under_mocks
+
+VERTEX = "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment"
+BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
+IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:20250710_0916_RC01"
+SERVING_SA = "vllm-serving@mock-project.iam.gserviceaccount.com"
+
+# Machine type -> (Vertex accelerator, count): what the accelerator catalog hands the component.
+MACHINES: dict[str, tuple[str, int]] = {
+    **{f"g2-standard-{n}": ("NVIDIA_L4", 1) for n in (4, 8, 12, 16, 32)},
+    "g2-standard-24": ("NVIDIA_L4", 2), "g2-standard-48": ("NVIDIA_L4", 4), "g2-standard-96": ("NVIDIA_L4", 8),
+    **{f"a2-highgpu-{n}g": ("NVIDIA_TESLA_A100", n) for n in (1, 2, 4, 8)},
+    **{f"a2-ultragpu-{n}g": ("NVIDIA_A100_80GB", n) for n in (1, 2, 4, 8)},
+    "a3-highgpu-8g": ("NVIDIA_H100_80GB", 8),
+    "a3-megagpu-8g": ("NVIDIA_H100_MEGA_80GB", 8),
+    "a3-ultragpu-8g": ("NVIDIA_H200_141GB", 8),
+}
+
+# The seed's recommended hardware, per model it lists (Llama 3.1 text, Llama 3.2 text and vision).
+SEED_MODELS = [
+    ("meta-llama/Meta-Llama-3.1-8B", "g2-standard-12", "NVIDIA_L4", 1),
+    ("meta-llama/Meta-Llama-3.1-8B-Instruct", "g2-standard-12", "NVIDIA_L4", 1),
+    ("meta-llama/Meta-Llama-3.1-70B", "g2-standard-96", "NVIDIA_L4", 8),
+    ("meta-llama/Meta-Llama-3.1-70B-Instruct", "g2-standard-96", "NVIDIA_L4", 8),
+    ("meta-llama/Meta-Llama-3.1-405B-FP8", "a3-highgpu-8g", "NVIDIA_H100_80GB", 8),
+    ("meta-llama/Meta-Llama-3.1-405B-Instruct-FP8", "a3-highgpu-8g", "NVIDIA_H100_80GB", 8),
+    ("meta-llama/Llama-3.2-1B", "g2-standard-8", "NVIDIA_L4", 1),
+    ("meta-llama/Llama-3.2-1B-Instruct", "g2-standard-8", "NVIDIA_L4", 1),
+    ("meta-llama/Llama-3.2-3B", "g2-standard-8", "NVIDIA_L4", 1),
+    ("meta-llama/Llama-3.2-3B-Instruct", "g2-standard-8", "NVIDIA_L4", 1),
+    ("meta-llama/Llama-3.2-11B-Vision", "a2-highgpu-1g", "NVIDIA_TESLA_A100", 1),
+    ("meta-llama/Llama-3.2-11B-Vision-Instruct", "a2-highgpu-1g", "NVIDIA_TESLA_A100", 1),
+    ("meta-llama/Llama-3.2-90B-Vision", "a3-highgpu-8g", "NVIDIA_H100_80GB", 8),
+    ("meta-llama/Llama-3.2-90B-Vision-Instruct", "a3-highgpu-8g", "NVIDIA_H100_80GB", 8),
+]
+
+
+def make_args(model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct", machine: str = "g2-standard-12",
+              accelerator: str = "NVIDIA_L4", count: int = 1, **overrides: Any) -> VertexVllmEndpointArgs:
+    vision = "Vision" in model
+    values: dict[str, Any] = dict(
+        region="us-central1",
+        hugging_face_model_id=model,
+        image_uri=IMAGE,
+        container_command=["python", "-m", "vllm.entrypoints.api_server"],
+        container_args=["--host=0.0.0.0", "--port=8080", f"--model={model}", f"--tensor-parallel-size={count}",
+                        "--gpu-memory-utilization=0.9", "--max-model-len=4096",
+                        f"--max-num-seqs={12 if vision else 256}"],
+        machine_type=machine,
+        accelerator_type=accelerator,
+        accelerator_count=count,
+        machine_accelerators=MACHINES,
+        service_account_email=SERVING_SA,
+    )
+    values.update(overrides)
+    return VertexVllmEndpointArgs(**values)
+
+
+def deploy(args: VertexVllmEndpointArgs, name: str = "llm") -> RunResult:
+    def program() -> None:
+        endpoint = VertexVllmEndpoint(name, args)
+        pulumi.export("deployment", endpoint.client_outputs())
+
+    return run_under_mocks(program)
+
+
+def the_deployment(run: RunResult, name: str = "llm"):
+    found = run.of_type(VERTEX)
+    assert len(found) == 1, f"{name}: expected one {VERTEX}, registered {[r.name for r in run.registrations]}"
+    return found[0]
+
+
+def expect(resource: str, path: str, got: Any, want: Any) -> None:
+    assert got == want, f"{resource}: {path} is {got!r}, expected {want!r}"
+
+
+@pytest.mark.parametrize("model,machine,accelerator,count", SEED_MODELS, ids=[m[0].split("/")[1] for m in SEED_MODELS])
+def test_seed_models_on_seed_hardware(model: str, machine: str, accelerator: str, count: int) -> None:
+    run = deploy(make_args(model, machine, accelerator, count))
+    reg = the_deployment(run)
+    inputs = unwrap_secrets(reg.inputs)
+    where = f"{reg.name} ({model})"
+
+    expect(where, "huggingFaceModelId", inputs.get("huggingFaceModelId"), model)
+    expect(where, "location", inputs.get("location"), "us-central1")
+    resources = inputs["deployConfig"]["dedicatedResources"]
+    expect(where, "machineSpec", resources["machineSpec"],
+           {"machineType": machine, "acceleratorType": accelerator, "acceleratorCount": count})
+    expect(where, "minReplicaCount", resources["minReplicaCount"], 1)
+    expect(where, "autoscalingMetricSpecs", resources["autoscalingMetricSpecs"],
+           [{"metricName": DUTY_CYCLE_METRIC, "target": 60}])
+    expect(where, "spot", resources["spot"], False)
+
+    spec = inputs["modelConfig"]["containerSpec"]
+    expect(where, "containerSpec.imageUri", spec["imageUri"], IMAGE)
+    expect(where, "containerSpec.commands", spec["commands"], ["python", "-m", "vllm.entrypoints.api_server"])
+    assert f"--model={model}" in spec["args"], f"{where}: containerSpec.args {spec['args']} lack --model={model}"
+    expect(where, "containerSpec.predictRoute", spec["predictRoute"], "/generate")
+    expect(where, "containerSpec.healthRoute", spec["healthRoute"], "/ping")
+    expect(where, "containerSpec.ports", spec["ports"], [{"containerPort": 8080}])
+    expect(where, "containerSpec.sharedMemorySizeMb", spec["sharedMemorySizeMb"], "16384")
+    expect(where, "containerSpec.deploymentTimeout", spec["deploymentTimeout"], "7200s")
+    env = {item["name"]: item["value"] for item in spec["envs"]}
+    expect(where, "containerSpec.envs names", sorted(env), ["DEPLOY_SOURCE", "MODEL_ID"])
+    expect(where, "containerSpec.envs MODEL_ID", env["MODEL_ID"], model)
+    assert not [n for n in env if "TOKEN" in n.upper()], f"{where}: container env {sorted(env)} holds a token variable"
+    assert "huggingFaceAccessToken" not in inputs["modelConfig"], f"{where}: a token was sent though none was given"
+    expect(where, "endpointConfig.dedicatedEndpointEnabled", inputs["endpointConfig"]["dedicatedEndpointEnabled"], True)
+    assert not run.of_type(BUCKET_MEMBER), f"{where}: a bucket grant was created without LoRA adapters"
+
+
+def test_dedicated_endpoint_urls() -> None:
+    run = deploy(make_args())
+    out = run.outputs["deployment"].value
+    endpoint_id = out["endpoint_id"]
+    name = f"projects/{MOCK_PROJECT_NUMBER}/locations/us-central1/endpoints/{endpoint_id}"
+    host = f"https://{endpoint_id}.us-central1-{MOCK_PROJECT_NUMBER}.prediction.vertexai.goog"
+    expect("llm outputs", "endpoint_name", out["endpoint_name"], name)
+    expect("llm outputs", "predict_url", out["predict_url"], f"{host}/v1/{name}:predict")
+    expect("llm outputs", "openai_base_url", out["openai_base_url"], f"{host}/v1beta1/{name}")
+    expect("llm outputs", "region", out["region"], "us-central1")
+    expect("llm outputs", "dedicated", out["dedicated"], True)
+    expect("llm outputs", "platform", out["platform"], "vertex")
+    assert out["deployed_model_id"], "llm outputs: deployed_model_id is empty"
+
+
+def test_shared_endpoint_urls_and_logs_link() -> None:
+    run = deploy(make_args(dedicated_endpoint=False))
+    reg = the_deployment(run)
+    expect(reg.name, "endpointConfig.dedicatedEndpointEnabled", reg.inputs["endpointConfig"]["dedicatedEndpointEnabled"], False)
+    out = run.outputs["deployment"].value
+    name = out["endpoint_name"]
+    expect("llm outputs", "predict_url", out["predict_url"], f"https://us-central1-aiplatform.googleapis.com/v1/{name}:predict")
+    expect("llm outputs", "openai_base_url", out["openai_base_url"], f"https://us-central1-aiplatform.googleapis.com/v1beta1/{name}")
+    logs = urllib.parse.urlsplit(out["logs_url"])
+    query = urllib.parse.unquote(logs.path.split(";query=", 1)[1])
+    expect("llm outputs", "logs_url host", logs.netloc, "console.cloud.google.com")
+    expect("llm outputs", "logs_url query", query.splitlines(),
+           ['resource.type="aiplatform.googleapis.com/Endpoint"', f'resource.labels.endpoint_id="{out["endpoint_id"]}"'])
+    expect("llm outputs", "logs_url project", logs.query, "project=mock-project")
+
+
+def test_endpoint_id_output_is_turned_into_a_full_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real provider returns only the endpoint id in `endpoint`; the mock returns the full name.
+    import offline.mocks as mocks
+
+    original = mocks.COMPUTED[VERTEX]
+    monkeypatch.setitem(mocks.COMPUTED, VERTEX,
+                        lambda *a: {**original(*a), "endpoint": original(*a)["endpoint"].rsplit("/", 1)[-1]})
+    out = deploy(make_args()).outputs["deployment"].value
+    expect("llm outputs", "endpoint_name", out["endpoint_name"],
+           f"projects/{MOCK_PROJECT_NUMBER}/locations/us-central1/endpoints/{out['endpoint_id']}")
+    assert "/" not in out["endpoint_id"], f"llm outputs: endpoint_id {out['endpoint_id']!r} is not a bare id"
+
+
+def _plaintext_paths(value: Any, needle: str, path: str = "") -> list[str]:
+    """Paths where ``needle`` occurs outside a wrapped secret."""
+    if is_wrapped_secret(value):
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _plaintext_paths(v, needle, f"{path}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _plaintext_paths(v, needle, f"{path}[{i}]")]
+    return [path or "."] if needle in str(value) else []
+
+
+@pytest.mark.parametrize("as_secret", [True, False], ids=["pulumi-secret", "plain-string"])
+def test_token_only_in_model_config_as_secret(as_secret: bool) -> None:
+    canary = "hf_CANARY_5b1e0c9d7a"
+    token = pulumi.Output.secret(canary) if as_secret else canary
+    run = deploy(make_args(hugging_face_access_token=token))
+    reg = the_deployment(run)
+
+    model_config = reg.inputs["modelConfig"]
+    assert is_wrapped_secret(model_config), f"{reg.name}: modelConfig carrying the token is not a secret"
+    expect(reg.name, "modelConfig.huggingFaceAccessToken", unwrap_secrets(model_config)["huggingFaceAccessToken"], canary)
+    env = unwrap_secrets(model_config)["containerSpec"]["envs"]
+    assert canary not in json.dumps(env), f"{reg.name}: the token leaked into the container env {env}"
+    for other in run.registrations:
+        leaks = _plaintext_paths(dict(other.inputs), canary)
+        assert not leaks, f"{other.type} {other.name}: token in plain text at {leaks}"
+    for key, output in run.outputs.items():
+        assert canary not in json.dumps(output.value, default=str), f"stack output {key} holds the token"
+
+
+def test_replacement_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[pulumi.ResourceOptions] = []
+    real = gcp.vertex.AiEndpointWithModelGardenDeployment
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, resource_name: str, *args: Any, **kwargs: Any) -> None:
+            seen.append(kwargs["opts"])
+            super().__init__(resource_name, *args, **kwargs)
+
+    monkeypatch.setattr(gcp.vertex, "AiEndpointWithModelGardenDeployment", Spy)
+    deploy(make_args())
+    assert len(seen) == 1, f"llm-deployment: expected one deployment, saw {len(seen)}"
+    opts = seen[0]
+    expect("llm-deployment", "delete_before_replace", opts.delete_before_replace, True)
+    for prop in ("modelConfig", "deployConfig", "endpointConfig", "huggingFaceModelId", "location"):
+        assert prop in (opts.replace_on_changes or []), f"llm-deployment: replace_on_changes lacks {prop}"
+    assert "deletionPolicy" not in opts.replace_on_changes, "llm-deployment: deletionPolicy updates in place"
+    assert "modelConfig" in (opts.additional_secret_outputs or []), "llm-deployment: modelConfig output not secret"
+
+
+def _problems(**overrides: Any) -> str:
+    args = make_args(**overrides)
+    with pytest.raises(ValueError) as raised:
+        deploy(args)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("machine,accelerator,count,fragment", [
+    ("g2-standard-12", "NVIDIA_L4", 2, "accelerator_count 2 does not fit machine_type 'g2-standard-12'"),
+    ("a2-highgpu-1g", "NVIDIA_L4", 1, "accelerator_type 'NVIDIA_L4' does not fit machine_type 'a2-highgpu-1g'"),
+    ("a3-highgpu-8g", "NVIDIA_H100_80GB", 4, "accelerator_count 4 does not fit machine_type 'a3-highgpu-8g'"),
+    ("g2-standard-96", "NVIDIA_TESLA_A100", 8, "which carries NVIDIA_L4"),
+    ("n1-standard-8", "NVIDIA_L4", 1, "machine_type 'n1-standard-8' is not in machine_accelerators"),
+])
+def test_bad_machine_accelerator_combinations(machine: str, accelerator: str, count: int, fragment: str) -> None:
+    message = _problems(machine=machine, accelerator=accelerator, count=count,
+                        container_args=["--host=0.0.0.0", "--port=8080"])
+    assert fragment in message, f"VertexVllmEndpoint llm: error for {machine}/{accelerator}x{count} was {message!r}"
+    assert message.startswith("VertexVllmEndpoint llm:"), f"error does not name the component: {message!r}"
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "hf_token", "HUGGING_FACE_HUB_TOKEN"])
+def test_token_env_var_rejected(name: str) -> None:
+    message = _problems(extra_env={name: "hf_whatever"})
+    assert f"extra_env {name} looks like a credential" in message, f"llm: error was {message!r}"
+    assert "hugging_face_access_token" in message, f"llm: error does not say where the token goes: {message!r}"
+    assert "hf_whatever" not in message, "llm: the error message repeats the token value"
+
+
+def test_plain_extra_env_is_kept_sorted() -> None:
+    reg = the_deployment(deploy(make_args(extra_env={"VLLM_LOGGING_LEVEL": "INFO", "AIP_X": "1"})))
+    names = [e["name"] for e in unwrap_secrets(reg.inputs)["modelConfig"]["containerSpec"]["envs"]]
+    expect(reg.name, "containerSpec.envs names", names, ["MODEL_ID", "DEPLOY_SOURCE", "AIP_X", "VLLM_LOGGING_LEVEL"])
+
+
+@pytest.mark.parametrize("image,fragment", [
+    (IMAGE.rsplit(":", 1)[0] + ":latest", "`latest` moves under you"),
+    (IMAGE.rsplit(":", 1)[0], "without a tag"),
+    (IMAGE.rsplit(":", 1)[0] + "@sha256:abc", "a digest must be sha256: followed by 64 hex digits"),
+])
+def test_unpinned_images_rejected(image: str, fragment: str) -> None:
+    message = _problems(image_uri=image)
+    assert fragment in message, f"llm: error for image {image} was {message!r}"
+
+
+def test_digest_image_accepted() -> None:
+    image = IMAGE.rsplit(":", 1)[0] + "@sha256:" + "a" * 64
+    reg = the_deployment(deploy(make_args(image_uri=image)))
+    expect(reg.name, "containerSpec.imageUri", unwrap_secrets(reg.inputs)["modelConfig"]["containerSpec"]["imageUri"], image)
+
+
+def test_all_problems_reported_at_once() -> None:
+    message = _problems(count=2, extra_env={"HF_TOKEN": "x"}, image_uri="vllm/vllm-openai:latest",
+                        container_args=["--port=9000", "--tensor-parallel-size=4"], min_replica_count=0)
+    for fragment in ("accelerator_count 2", "extra_env HF_TOKEN", ":latest", "--port=9000",
+                     "--tensor-parallel-size=4", "min_replica_count is 0"):
+        assert fragment in message, f"llm: combined error lacks {fragment!r}: {message!r}"
+
+
+def test_deployment_timeout_over_two_hours_rejected() -> None:
+    message = _problems(deployment_timeout_seconds=7201)
+    assert "deployment_timeout_seconds is 7201" in message, f"llm: error was {message!r}"
+
+
+LORA_ARGS = ["--host=0.0.0.0", "--port=8080", "--model=meta-llama/Meta-Llama-3.1-8B-Instruct",
+             "--tensor-parallel-size=1", "--enable-lora", "--max-loras=1"]
+
+
+def test_lora_grant_only_on_the_bucket() -> None:
+    run = deploy(make_args(container_args=LORA_ARGS, lora_bucket="mock-project-models",
+                           lora_adapters={"support": "loras/support-v3"}))
+    grants = run.of_type(BUCKET_MEMBER)
+    assert len(grants) == 1, f"llm: expected one bucket grant, found {[g.name for g in grants]}"
+    grant = grants[0]
+    expect(grant.name, "bucket", grant.inputs["bucket"], "mock-project-models")
+    expect(grant.name, "role", grant.inputs["role"], "roles/storage.objectViewer")
+    expect(grant.name, "member", grant.inputs["member"], f"serviceAccount:{SERVING_SA}")
+    expect(grant.name, "name", grant.name, "llm-lora-reader")
+    assert_child_of(grant, "llm")
+    broader = [r.type + " " + r.name for r in run.registrations
+               if "IAM" in r.type and r.type != BUCKET_MEMBER]
+    assert not broader, f"llm: IAM beyond the bucket grant: {broader}"
+    out = run.outputs["deployment"].value
+    expect("llm outputs", "lora_adapters", out["lora_adapters"], {"support": "gs://mock-project-models/loras/support-v3"})
+
+
+def test_lora_needs_enable_lora_and_enable_lora_needs_adapters() -> None:
+    message = _problems(lora_bucket="mock-project-models", lora_adapters={"support": "loras/support-v3"})
+    assert "lack --enable-lora" in message, f"llm: error was {message!r}"
+    message = _problems(container_args=LORA_ARGS)
+    assert "no lora_adapters are configured" in message, f"llm: error was {message!r}"
+    message = _problems(container_args=LORA_ARGS, lora_adapters={"support": "gs://other/loras/x"})
+    assert "lora_bucket is empty" in message and "object prefix inside lora_bucket" in message, \
+        f"llm: error was {message!r}"
+
+
+def test_children_are_parented_and_named_after_the_component() -> None:
+    run = deploy(make_args(container_args=LORA_ARGS, lora_bucket="b-models", lora_adapters={"a": "loras/a"}),
+                 name="chat")
+    component = run.named("chat")
+    expect("chat", "type", component.type, "llm-serving:vertex:VertexVllmEndpoint")
+    children = [r for r in run.registrations if r is not component]
+    expect("chat", "children", sorted(r.name for r in children), ["chat-deployment", "chat-lora-reader"])
+    for child in children:
+        assert_child_of(child, "chat")
+
+
+def assert_child_of(child, component_name: str) -> None:
+    # The parent chain is part of the URN (`...$<parent type>$<child type>::<name>`); the recorded
+    # `parent` field is blank for grandchildren of the stack, so the URN is what is checked here.
+    parent_type = "llm-serving:vertex:VertexVllmEndpoint$"
+    assert parent_type in child.urn, f"{child.type} {child.name}: not a child of the component ({child.urn})"
+    assert child.name.startswith(f"{component_name}-"), f"{child.type} {child.name}: not named after {component_name}"

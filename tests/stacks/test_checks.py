@@ -1,0 +1,249 @@
+"""Preview-time checks: each error and warning, through the real config -> resolve path."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from stacks.config import load
+from offline.mocks import CloudMocks, QuotaAnswer
+from offline.plan import plan
+from stacks.resolve import resolve_stack
+from stacks.vllm import render_server
+
+BASE = {
+    "gcp:project": "acme-llm-test",
+    "gcp:region": "us-central1",
+    "llm-serving:environment": "staging",
+    "llm-serving:hfTokenSecret": "hf-token",
+}
+TPU_CLUSTER = {"location": "us-east5-b",
+               "nodePools": {"tpu": {"machineType": "ct6e-standard-8t", "tpuTopology": "2x4", "minNodes": 1, "maxNodes": 2}}}
+
+
+def resolve(deployment: dict, *, gke: dict | None = None, **settings):
+    values = dict(BASE, **{f"llm-serving:{k}": v for k, v in settings.items()})
+    values["llm-serving:deployments"] = {"model": deployment}
+    if gke is not None:
+        values["llm-serving:gke"] = gke
+    stack = load(values, set(), source="Pulumi.test.yaml", stack="test")
+    return resolve_stack(stack)
+
+
+def messages(resolved, level: str) -> list[str]:
+    return [c.message for c in resolved.checks if c.level == level]
+
+
+def only(resolved, level: str, needle: str) -> str:
+    found = [m for m in messages(resolved, level) if needle in m]
+    assert found, f"no {level} mentioning {needle!r}; got {[c.render() for c in resolved.checks]}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_weights_that_do_not_fit_are_rejected_with_the_numbers():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-70B-Instruct",
+                        "hardware": {"machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1}})
+    message = only(resolved, "error", "GiB of weights per device")
+    assert "meta-llama/Llama-3.1-70B-Instruct" in message and "nvidia-l4" in message
+    assert "use more or larger accelerators" in message
+
+
+def test_kv_capacity_below_max_model_len_gives_capacity_and_largest_length():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                        "vllm": {"maxModelLen": 131072}})
+    message = only(resolved, "error", "KV cache")
+    d = resolved.deployments["model"]
+    assert f"{d.fit.kv_capacity_tokens} tokens" in message, message
+    assert f"largest max_model_len that fits is {d.fit.largest_max_model_len}" in message
+    assert "llm-serving:deployments.model.vllm.maxModelLen" in message
+    assert d.fit.largest_max_model_len < 131072
+
+
+def test_max_model_len_above_the_model_context():
+    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "vllm": {"maxModelLen": 65536}})
+    assert "32768" in only(resolved, "error", "exceeds google/gemma-3-1b-it's context")
+
+
+def test_tensor_parallel_not_matching_devices_or_heads():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-70B-Instruct",
+                        "vllm": {"tensorParallelSize": 3}})
+    assert "does not divide" in only(resolved, "error", "tensor_parallel_size 3")
+    assert only(resolved, "error", "differs from the 8 accelerators")
+
+
+@pytest.mark.parametrize("hardware, expected", [
+    ({"machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 2}, "use g2-standard-24"),
+    ({"machineType": "a2-highgpu-1g", "acceleratorType": "NVIDIA_L4"}, "carries 1 x NVIDIA_TESLA_A100"),
+    ({"machineType": "g2-standard-13"}, "did you mean"),
+    ({"acceleratorType": "NVIDIA_L5"}, "allowed:"),
+])
+def test_machine_type_must_carry_the_requested_accelerators(hardware, expected):
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "hardware": hardware})
+    assert "model" not in resolved.deployments, "a bad machine/accelerator pair must not resolve"
+    assert any(expected in m for m in messages(resolved, "error")), messages(resolved, "error")
+
+
+def test_gated_model_without_a_token():
+    values = {k: v for k, v in BASE.items() if k != "llm-serving:hfTokenSecret"}
+    values["llm-serving:deployments"] = {"model": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct"}}
+    resolved = resolve_stack(load(values, set(), source="Pulumi.test.yaml", stack="test"))
+    assert "pulumi config set --secret llm-serving:hfToken" in only(resolved, "error", "gated")
+
+
+def test_llama_vision_on_a_new_vllm_image_is_rejected_and_fine_on_the_model_garden_default():
+    on_new = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+                      "image": "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:20991231_0000_RC00",
+                      "vllmVersion": "0.11.0"})
+    assert "removed in vLLM 0.11" in only(on_new, "error", "Llama 3.2 Vision")
+    on_default = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct"})
+    assert not [m for m in messages(on_default, "error") if "Vision" in m], messages(on_default, "error")
+
+
+def test_a_flag_the_pinned_vllm_rejects_is_dropped_and_reported():
+    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "vllm": {"swapSpace": 16}})
+    message = only(resolved, "error", "--swap-space")
+    assert "removed in vLLM 0.18" in message and "unrecognized arguments" in message
+    d = resolved.deployments["model"]
+    assert not any(a.startswith("--swap-space") for a in d.server.args), d.server.args
+    # The Vertex default image (vLLM 0.9.2) still accepts it, as the tutorial used it.
+    vertex = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "vllm": {"swapSpace": 16}})
+    assert "--swap-space=16" in vertex.deployments["model"].server.args
+
+
+def test_extra_args_are_checked_against_the_version_too():
+    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it",
+                        "vllm": {"extraArgs": ["--disable-log-requests"]}})
+    assert only(resolved, "error", "--disable-log-requests")
+
+
+def test_hpa_with_disable_log_stats_or_a_metric_the_version_lacks():
+    resolved = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B", "hardware": {"nodePool": "tpu"},
+                        "vllm": {"disableLogStats": True}, "scaling": {"maxReplicas": 2}}, gke=TPU_CLUSTER)
+    assert "never scale" in only(resolved, "error", "disableLogStats")
+    old = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B", "image": "vllm/vllm-tpu:v0.8.0",
+                   "scaling": {"metric": "kv_cache_usage"}}, gke=TPU_CLUSTER)
+    d = old.deployments["model"]
+    assert d.scaling.metric == "vllm:gpu_cache_usage_perc", "before 0.9.2 the KV metric had its old name"
+    new = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B", "scaling": {"metric": "kv_cache_usage"}},
+                  gke=TPU_CLUSTER)
+    assert new.deployments["model"].scaling.metric == "vllm:kv_cache_usage_perc"
+    assert new.deployments["model"].scaling.hpa_metric_name == "prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge"
+
+
+def test_max_replicas_above_node_pool_capacity():
+    resolved = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B", "scaling": {"maxReplicas": 3}},
+                       gke=TPU_CLUSTER)
+    assert "2 nodes x 1 replica per node = 2" in only(resolved, "error", "max replicas 3")
+
+
+@pytest.mark.parametrize("pool, expected", [
+    ({"machineType": "ct6e-standard-8t", "tpuTopology": "2x2"}, "use tpuTopology 2x4"),
+    ({"machineType": "ct6e-standard-8t", "tpuTopology": "4x4"}, "spans"),
+    ({"machineType": "ct6e-standard-8t"}, "needs one of"),
+    ({"machineType": "g2-standard-24", "tpuTopology": "2x4"}, "GPU machine type"),
+])
+def test_tpu_topology_machine_and_chips_must_agree(pool, expected):
+    gke = {"location": "us-east5-b", "nodePools": {"tpu": dict(pool, maxNodes=1)}}
+    resolved = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B"}, gke=gke)
+    assert any(expected in m for m in messages(resolved, "error")), messages(resolved, "error")
+
+
+def test_cloudrun_gpu_type_and_minimums():
+    bad_gpu = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "hardware": {"acceleratorType": "nvidia-t4"}})
+    assert "nvidia-l4" in only(bad_gpu, "error", "not a Cloud Run GPU type")
+    small = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "hardware": {"cpu": "2", "memory": "8Gi"}})
+    assert only(small, "error", "at least 4 vCPU")
+    assert only(small, "error", "at least 16Gi")
+
+
+def test_quota_below_max_replica_needs_fails_the_plan_and_unreadable_quota_warns():
+    values = dict(BASE)
+    values["llm-serving:deployments"] = {"model": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                                                    "scaling": {"maxReplicas": 4}}}
+    short = CloudMocks(project="acme-llm-test", quotas={"CustomModelServingL4GPUsPerProjectPerRegion": QuotaAnswer(2)})
+    result = plan(copy.deepcopy(values), set(), stack="test", source="Pulumi.test.yaml", mocks=short)
+    assert result.failed, "a quota of 2 for 4 replicas must refuse the deploy"
+    errors = [c.message for c in result.checks if c.level == "error"]
+    assert any("is 2, but the stack needs 4" in m for m in errors), errors
+    unreadable = CloudMocks(project="acme-llm-test", quotas={"CustomModelServingL4GPUsPerProjectPerRegion": QuotaAnswer(None)})
+    result = plan(copy.deepcopy(values), set(), stack="test", source="Pulumi.test.yaml", mocks=unreadable)
+    assert not result.failed
+    assert any("could not be read" in c.message for c in result.checks if c.level == "warning"), result.checks
+
+
+# ---------------------------------------------------------------------------- warnings
+
+
+def test_vision_model_with_high_max_num_seqs_warns_and_defaults_to_12():
+    default = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct"})
+    assert default.deployments["model"].vllm.max_num_seqs == 12
+    high = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct", "vllm": {"maxNumSeqs": 256}})
+    assert "ran out of GPU memory at 256" in only(high, "warning", "max_num_seqs 256")
+
+
+def test_base_model_without_chat_template_warns():
+    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-pt"})
+    assert only(resolved, "warning", "without a chat template")
+    with_template = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-pt", "vllm": {"chatTemplate": "/t.jinja"}})
+    assert not [m for m in messages(with_template, "warning") if "chat template" in m]
+
+
+def test_low_concurrency_warns():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "vllm": {"maxModelLen": 16384}})
+    assert only(resolved, "warning", "sequences of max_model_len 16384")
+
+
+def test_idle_accelerators_in_dev_warn_on_cloud_run():
+    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "scaling": {"minReplicas": 1}},
+                       environment="dev")
+    assert only(resolved, "warning", "billed while idle")
+
+
+def test_settings_that_cost_throughput_warn():
+    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it",
+                        "vllm": {"enforceEager": True, "extraArgs": ["--enable-lora"]}})
+    assert "14%" in only(resolved, "warning", "enforce_eager")
+    assert "30%" in only(resolved, "warning", "--enable-lora without adapters")
+
+
+# ---------------------------------------------------------------------------- defaults (issue: defaults that beat the tutorials)
+
+
+def test_defaults_keep_cuda_graphs_stats_and_lora_off():
+    d = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct"}).deployments["model"]
+    args = d.server.args
+    for flag in ("--enforce-eager", "--enable-lora", "--disable-log-stats", "--swap-space", "--max-loras"):
+        assert not any(a.startswith(flag) for a in args), f"{flag} is in the default args: {args}"
+    assert "--gpu-memory-utilization=0.9" in args
+    assert "--tensor-parallel-size=1" in args
+    assert any(a.startswith("--max-num-seqs=") for a in args)
+
+
+def test_lora_flags_only_with_adapters():
+    d = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                 "lora": {"adapters": {"support": "loras/support-v3"}, "maxLoras": 2, "maxCpuLoras": 4}}).deployments["model"]
+    assert {"--enable-lora", "--max-loras=2", "--max-cpu-loras=4"} <= set(d.server.args), d.server.args
+
+
+def test_the_seed_flags_stay_reachable_through_config():
+    d = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                 "vllm": {"enforceEager": True, "disableLogStats": True, "swapSpace": 16, "maxNumSeqs": 256},
+                 "lora": {"adapters": {"a": "loras/a"}, "maxCpuLoras": 8}}).deployments["model"]
+    for arg in ("--enforce-eager", "--disable-log-stats", "--swap-space=16", "--max-num-seqs=256", "--enable-lora",
+                "--max-loras=1", "--max-cpu-loras=8"):
+        assert arg in d.server.args, f"{arg} missing from {d.server.args}"
+
+
+def test_renderer_emits_only_flags_the_version_accepts():
+    d = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it"}).deployments["model"]
+    import dataclasses
+
+    with_swap = dataclasses.replace(d.vllm, swap_space=4)
+    on_new = render_server(with_swap, d.image, port=8080)
+    assert "--swap-space" in on_new.rejected_flags and not any("swap" in a for a in on_new.args)
+    on_old = render_server(with_swap, dataclasses.replace(d.image, vllm_version=(0, 9, 2)), port=8080)
+    assert "--swap-space=4" in on_old.args and not on_old.rejected_flags

@@ -1,0 +1,192 @@
+"""Pure parts of tools.bench: result parsing, ratios, seed flags, server command, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools import bench
+from tools.bench import (BenchError, BenchResult, Comparison, compare, parse_bench_result,
+                          seed_argv, server_command, set_flag)
+
+# Shape of the file `vllm bench serve --save-result` writes (keys as vLLM 0.32
+# writes them for a random-dataset run; values from a tiny CPU run).
+VLLM_RESULT = {
+    "date": "20250101-000000",
+    "endpoint_type": "openai",
+    "backend": "openai",
+    "label": None,
+    "model_id": "google/gemma-3-1b-it",
+    "tokenizer_id": "/tmp/model",
+    "num_prompts": 16,
+    "request_rate": "inf",
+    "burstiness": 1.0,
+    "max_concurrency": 4,
+    "duration": 2.5,
+    "completed": 16,
+    "failed": 0,
+    "total_input_tokens": 512,
+    "total_output_tokens": 256,
+    "request_throughput": 6.4,
+    "request_goodput": None,
+    "output_throughput": 102.4,
+    "total_token_throughput": 307.2,
+    "max_output_tokens_per_s": 120.0,
+    "max_concurrent_requests": 4,
+    "mean_ttft_ms": 85.25,
+    "median_ttft_ms": 80.0,
+    "std_ttft_ms": 10.0,
+    "p99_ttft_ms": 110.0,
+    "mean_tpot_ms": 31.5,
+    "median_tpot_ms": 30.0,
+    "std_tpot_ms": 2.0,
+    "p99_tpot_ms": 36.0,
+    "mean_itl_ms": 31.0,
+    "median_itl_ms": 30.0,
+    "std_itl_ms": 3.0,
+    "p99_itl_ms": 40.0,
+    "rtfx": 0.0,
+    "latencies": [0.6] * 16,
+    "queue_times": [0.0] * 16,
+}
+
+
+def test_parse_realistic_vllm_result():
+    result = parse_bench_result(VLLM_RESULT)
+    assert result == BenchResult(output_tokens_per_s=102.4, mean_ttft_ms=85.25,
+                                 mean_tpot_ms=31.5, completed=16)
+
+
+def test_parse_names_missing_keys():
+    data = {k: v for k, v in VLLM_RESULT.items() if k not in ("output_throughput", "completed")}
+    with pytest.raises(BenchError, match="lacks output_throughput, completed"):
+        parse_bench_result(data)
+
+
+def test_parse_rejects_non_numeric_metric():
+    with pytest.raises(BenchError, match="non-numeric"):
+        parse_bench_result({**VLLM_RESULT, "mean_tpot_ms": None})
+
+
+def test_compare_ratios():
+    project = BenchResult(9225.0, 100.0, 11.8, 512)
+    seed = BenchResult(5367.0, 200.0, 21.9, 512)
+    comparison = compare(project, seed)
+    assert comparison.throughput_ratio == pytest.approx(9225 / 5367)
+    assert comparison.throughput_ratio == pytest.approx(1.719, abs=1e-3)
+    assert comparison.tpot_ratio == pytest.approx(11.8 / 21.9)
+    assert isinstance(comparison, Comparison)
+
+
+def test_compare_identical_runs_is_one():
+    r = BenchResult(10.0, 1.0, 2.0, 4)
+    assert compare(r, r) == Comparison(1.0, 1.0)
+
+
+@pytest.mark.parametrize("seed", [BenchResult(0.0, 1.0, 2.0, 0), BenchResult(5.0, 1.0, 0.0, 4)])
+def test_compare_refuses_empty_seed(seed):
+    with pytest.raises(BenchError, match="no ratio"):
+        compare(BenchResult(10.0, 1.0, 2.0, 4), seed)
+
+
+BASE = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
+        "--port", "8000", "--model", "/m", "--max-num-seqs", "256"]
+
+
+def test_seed_argv_appends_every_seed_flag_once():
+    out = seed_argv(BASE)
+    assert out[:len(BASE)] == BASE
+    assert out[len(BASE):] == ["--enforce-eager", "--enable-lora", "--max-loras", "1",
+                               "--max-cpu-loras", "8", "--disable-log-stats"]
+    # the project's --max-num-seqs is kept: only the seed's flags differ
+    assert out.count("--max-num-seqs") == 1 and out[out.index("--max-num-seqs") + 1] == "256"
+
+
+def test_seed_argv_does_not_duplicate_present_flags():
+    argv = [*BASE, "--enforce-eager", "--max-loras=4", "--max-cpu-loras", "2",
+            "--no-enable-lora"]
+    out = seed_argv(argv)
+    names = [t.split("=", 1)[0] for t in out if t.startswith("--")]
+    assert len(names) == len(set(names)), out
+    assert "--no-enable-lora" not in out
+    assert "--max-loras=1" in out  # seed's value, the rendered spelling kept
+    assert out[out.index("--max-cpu-loras") + 1] == "8"
+    assert seed_argv(out) == out  # idempotent
+
+
+def test_seed_argv_does_not_mutate_input():
+    argv = list(BASE)
+    seed_argv(argv)
+    assert argv == BASE
+
+
+def test_set_flag_keeps_spelling_and_dedupes():
+    assert set_flag(["x", "--port=1", "--port", "2"], "--port", "9") == ["x", "--port=9"]
+    assert set_flag(["x"], "--load-format", "dummy") == ["x", "--load-format", "dummy"]
+
+
+def test_server_command_cpu_swaps_model_host_port_and_adds_dummy_load():
+    rendered = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host=0.0.0.0",
+                "--port=8080", "--model=google/gemma-3-1b-it",
+                "--served-model-name=google/gemma-3-1b-it", "--tensor-parallel-size=1",
+                "--gpu-memory-utilization=0.9", "--max-model-len=8192", "--max-num-seqs=256"]
+    argv, env, changes = server_command(
+        rendered, {"HF_HOME": "/model-cache", "HF_HUB_OFFLINE": "1"}, python="/py",
+        model_dir="/tmp/model", port=4321, device_kept=False, max_model_len=1024)
+    assert argv[:3] == ["/py", "-m", "vllm.entrypoints.openai.api_server"]
+    assert "--host=127.0.0.1" in argv and "--port=4321" in argv
+    assert "--model=/tmp/model" in argv and "--max-model-len=1024" in argv
+    assert "--max-num-seqs=256" in argv
+    assert not any(a.startswith("--gpu-memory-utilization") for a in argv)
+    assert argv[-2:] == ["--load-format", "dummy"]
+    assert env == {"HF_HUB_OFFLINE": "1"}
+    assert any("HF_HOME" in c for c in changes)
+
+
+def test_server_command_gpu_keeps_device_flags_and_uses_openai_server():
+    rendered = ["python", "-m", "vllm.entrypoints.api_server", "--host=0.0.0.0", "--port=8080",
+                "--model=meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size=1",
+                "--gpu-memory-utilization=0.9", "--max-model-len=4096", "--max-num-seqs=31"]
+    argv, env, changes = server_command(
+        rendered, {"MODEL_ID": "x"}, python="/gpu/python", model_dir="/tmp/model",
+        port=4321, device_kept=True, max_model_len=1024)
+    assert argv[:3] == ["/gpu/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert "--gpu-memory-utilization=0.9" in argv and "--max-model-len=4096" in argv
+    assert "--host=127.0.0.1" in argv and "--port=4321" in argv and "--model=/tmp/model" in argv
+    assert argv.count("--load-format") == 1
+    assert env == {"MODEL_ID": "x"}
+    assert any("/v1/completions" in c for c in changes)
+
+
+def test_bench_args_fixed_random_workload():
+    args = bench.bench_args(base_url="http://127.0.0.1:1", served_model="m", tokenizer="/t",
+                            input_len=512, output_len=256, num_prompts=512, concurrency=128,
+                            result_dir="/r", result_filename="f.json")
+    joined = " ".join(args)
+    for part in ("--dataset-name random", "--random-input-len 512", "--random-output-len 256",
+                 "--num-prompts 512", "--max-concurrency 128", "--ignore-eos", "--seed 0",
+                 "--save-result", "--result-dir /r"):
+        assert part in joined
+
+
+def test_tiny_architecture_is_small_llama():
+    arch = bench.architecture_of(None, tiny=True)
+    assert arch["architecture"] == "LlamaForCausalLM"
+    assert (arch["hidden_size"], arch["num_layers"], arch["vocab_size"]) == (256, 2, 1024)
+
+
+def test_unknown_deployment_is_refused(capsys):
+    assert bench.main(["dev", "no-such-deployment", "--tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown deployment 'no-such-deployment' in stack 'dev'" in err
+    assert "gemma-1b" in err  # lists what exists
+
+
+def test_unknown_stack_is_refused(capsys):
+    assert bench.main(["nostack", "gemma-1b"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stack 'nostack'" in err and "dev" in err
+
+
+def test_bad_workload_is_refused(capsys):
+    assert bench.main(["dev", "gemma-1b", "--num-prompts", "0"]) == 2
+    assert "--num-prompts must be at least 1" in capsys.readouterr().err

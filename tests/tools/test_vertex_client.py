@@ -1,0 +1,281 @@
+"""tools.vertex_client against a local stand-in for Vertex AI (http.server on 127.0.0.1).
+
+The stand-in records every request and answers like Vertex AI: predictions for the deployed
+endpoint, 404 NOT_FOUND for a deleted one, 400 FAILED_PRECONDITION for one without a deployed
+model, and 401 UNAUTHENTICATED for any other bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import vertex_client
+
+TOKEN = "ya29.test-token-7c41e2"
+TOKEN_VAR = "VERTEX_CLIENT_TEST_TOKEN"
+PROJECT = "projects/123456789012/locations/us-central1/endpoints"
+DEPLOYED, DELETED, COLD = "1111", "4040", "4120"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeVertex:
+    base: str
+    requests: list[Seen] = field(default_factory=list)
+
+    def only(self) -> Seen:
+        assert len(self.requests) == 1, f"expected one request to the fake endpoint, got {[r.path for r in self.requests]}"
+        return self.requests[0]
+
+
+def _handler(fake: FakeVertex):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def _answer(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError:
+                body = raw.decode(errors="replace")
+            fake.requests.append(Seen("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._answer(401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
+                                                    "message": "Request had invalid authentication credentials."}})
+            if f"/endpoints/{DELETED}" in self.path:
+                return self._answer(404, {"error": {"code": 404, "status": "NOT_FOUND",
+                                                    "message": f'Endpoint "{PROJECT}/{DELETED}" not found.'}})
+            if f"/endpoints/{COLD}" in self.path:
+                return self._answer(400, {"error": {"code": 400, "status": "FAILED_PRECONDITION",
+                                                    "message": "Endpoint does not have any deployed model."}})
+            if self.path.endswith(":predict"):
+                instance = body["instances"][0]
+                return self._answer(200, {"predictions": [f"Prompt:\n{instance['prompt']}\nOutput:\nA car is a vehicle."],
+                                          "deployedModelId": "42"})
+            if self.path.endswith("/chat/completions"):
+                return self._answer(200, {
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "A puppy on grass."}}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+                })
+            return self._answer(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"no route {self.path}"}})
+
+    return Handler
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv(TOKEN_VAR, TOKEN)
+    fake = FakeVertex(base="")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def _entry(fake: FakeVertex, endpoint_id: str, **extra: Any) -> dict[str, Any]:
+    name = f"{PROJECT}/{endpoint_id}"
+    return {"platform": "vertex", "predict_url": f"{fake.base}/v1/{name}:predict",
+            "openai_base_url": f"{fake.base}/v1beta1/{name}", "endpoint_name": name,
+            "region": "us-central1", "dedicated": False, **extra}
+
+
+@pytest.fixture
+def outputs(fake: FakeVertex, tmp_path: Path) -> Path:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"deployments": {
+        "llama": _entry(fake, DEPLOYED, lora_adapters={"support": "gs://models/loras/support-v3"},
+                        logs_url="https://console.cloud.google.com/logs/query;query=x?project=p"),
+        "gone": _entry(fake, DELETED),
+        "cold": _entry(fake, COLD, logs_url="https://console.cloud.google.com/logs/query;query=cold?project=p"),
+        "web": {"platform": "cloudrun", "url": "https://web.run.app"},
+    }}))
+    return path
+
+
+def client(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = vertex_client.main(list(argv))
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err, f"vertex_client {' '.join(argv)}: printed the access token"
+    return status, out, err
+
+
+def test_text_predict_request_shape(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                              "predict", "--prompt", "What is a car?", "--max-tokens", "50", "--top-k", "1")
+    assert status == 0, f"predict to llama exited {status}: {err}"
+    seen = fake.only()
+    assert seen.path == f"/v1/{PROJECT}/{DEPLOYED}:predict", f"predict to llama hit {seen.path}"
+    assert seen.headers.get("authorization") == f"Bearer {TOKEN}", "predict to llama: wrong Authorization header"
+    assert seen.headers.get("content-type") == "application/json", f"predict to llama: content type {seen.headers}"
+    assert seen.body == {"instances": [{"prompt": "What is a car?", "max_tokens": 50, "temperature": 1.0,
+                                        "top_p": 1.0, "top_k": 1, "raw_response": False}]}, \
+        f"predict to llama: body was {seen.body}"
+    assert "A car is a vehicle." in out, f"predict to llama: printed {out!r}"
+
+
+def test_text_predict_with_lora_adapter_name(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                            "predict", "--lora-id", "support", "--raw-response")
+    assert status == 0, f"predict with LoRA to llama exited {status}: {err}"
+    instance = fake.only().body["instances"][0]
+    assert instance["lora_id"] == "gs://models/loras/support-v3", f"predict to llama: lora_id was {instance.get('lora_id')}"
+    assert instance["raw_response"] is True, f"predict to llama: raw_response was {instance['raw_response']}"
+
+
+def test_image_predict_request_shape(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                              "predict-image", "--image-url", "https://example.com/car.jpg")
+    assert status == 0, f"image predict to llama exited {status}: {err}"
+    seen = fake.only()
+    assert seen.path == f"/v1/{PROJECT}/{DEPLOYED}:predict", f"image predict to llama hit {seen.path}"
+    assert seen.body == {"instances": [{"prompt": "<|begin_of_text|><|image|>This is a picture of",
+                                        "multi_modal_data": {"image": "https://example.com/car.jpg"},
+                                        "max_tokens": 64, "temperature": 0.5, "top_p": 0.95}]}, \
+        f"image predict to llama: body was {seen.body}"
+    assert "Output:" in out, f"image predict to llama: printed {out!r}"
+
+
+def test_chat_completions_request_shape(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                              "chat", "--message", "Describe this image?", "--image-url", "https://example.com/p.jpg",
+                              "--max-tokens", "50", "--temperature", "1.0")
+    assert status == 0, f"chat to llama exited {status}: {err}"
+    seen = fake.only()
+    assert seen.path == f"/v1beta1/{PROJECT}/{DEPLOYED}/chat/completions", f"chat to llama hit {seen.path}"
+    assert seen.headers.get("authorization") == f"Bearer {TOKEN}", "chat to llama: wrong Authorization header"
+    body = seen.body
+    assert body["model"] == "", f"chat to llama: model was {body.get('model')!r}"
+    assert body["max_tokens"] == 50 and body["temperature"] == 1.0, f"chat to llama: body was {body}"
+    assert body["messages"] == [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/p.jpg"}},
+        {"type": "text", "text": "Describe this image?"}]}], f"chat to llama: messages were {body['messages']}"
+    assert out.strip() == "A puppy on grass.", f"chat to llama: printed {out!r}"
+
+
+def test_outputs_from_stdin(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(outputs.read_text()))
+    status, _, err = client(capsys, "--outputs", "-", "--deployment", "llama", "--token", TOKEN_VAR, "predict")
+    assert status == 0, f"predict to llama with outputs on stdin exited {status}: {err}"
+
+
+def test_missing_outputs_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.json"
+    status, _, err = client(capsys, "--outputs", str(missing), "--deployment", "llama", "--token", TOKEN_VAR, "predict")
+    assert status == 2, f"missing outputs file: exit {status}"
+    assert f"outputs file {missing} does not exist" in err and "pulumi stack output --json --show-secrets" in err, err
+
+
+def test_unknown_deployment_lists_known_ones(outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "mistral", "--token", TOKEN_VAR, "predict")
+    assert status == 2, f"unknown deployment mistral: exit {status}"
+    assert "deployment 'mistral' is not in" in err and "known deployments: cold, gone, llama, web" in err, err
+
+
+def test_non_vertex_deployment(outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "web", "--token", TOKEN_VAR, "chat")
+    assert status == 2, f"cloudrun deployment web: exit {status}"
+    assert "deployment 'web' runs on platform 'cloudrun', not vertex" in err, err
+
+
+def test_outputs_without_show_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "hidden.json"
+    path.write_text(json.dumps({"deployments": "[secret]"}))
+    status, _, err = client(capsys, "--outputs", str(path), "--deployment", "llama", "--token", TOKEN_VAR, "predict")
+    assert status == 2 and "--show-secrets" in err, f"outputs with hidden deployments: exit {status}, {err}"
+
+
+@pytest.mark.parametrize("command", ["predict", "predict-image", "chat"])
+def test_deleted_endpoint_is_reported_as_not_deployed(command: str, fake: FakeVertex, outputs: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "gone", "--token", TOKEN_VAR, command)
+    assert status == 2, f"{command} to gone (HTTP 404): exit {status}, {err}"
+    assert f"{PROJECT}/{DELETED} failed (HTTP 404 NOT_FOUND)" in err, f"{command} to gone: {err}"
+    assert "no deployed model" in err and "pulumi up" in err, f"{command} to gone: {err}"
+    assert len(err.strip().splitlines()) == 1, f"{command} to gone: message is not one line: {err!r}"
+
+
+def test_endpoint_without_model_is_reported_as_not_deployed(fake: FakeVertex, outputs: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "cold", "--token", TOKEN_VAR, "predict")
+    assert status == 2, f"predict to cold (FAILED_PRECONDITION): exit {status}, {err}"
+    assert "HTTP 400 FAILED_PRECONDITION" in err and "no deployed model" in err, f"predict to cold: {err}"
+    assert "logs/query;query=cold" in err, f"predict to cold: logs link missing: {err}"
+
+
+@pytest.mark.parametrize("command", ["predict", "chat"])
+def test_rejected_credentials(command: str, fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STALE_TOKEN", "ya29.expired")
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", "STALE_TOKEN", command)
+    assert status == 2, f"{command} to llama with a stale token: exit {status}, {err}"
+    assert "was refused (HTTP 401 UNAUTHENTICATED)" in err and "gcloud auth login" in err, f"{command} to llama: {err}"
+    assert "ya29.expired" not in err, f"{command} to llama: printed the stale token"
+    assert fake.only().headers["authorization"] == "Bearer ya29.expired", f"{command} to llama: header not sent"
+
+
+def test_empty_token_variable(outputs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNSET_TOKEN_VAR", raising=False)
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", "UNSET_TOKEN_VAR", "predict")
+    assert status == 2 and "environment variable UNSET_TOKEN_VAR (from --token) is unset or empty" in err, err
+
+
+def test_no_credentials_at_all(outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(vertex_client, "_token_from_google_auth", lambda: None)
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
+    assert status == 2, f"predict to llama without credentials: exit {status}, {err}"
+    assert "no Google access token found" in err and "gcloud auth login" in err, err
+
+
+def test_token_from_gcloud(fake: FakeVertex, outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gcloud = bin_dir / "gcloud"
+    gcloud.write_text(f'#!/bin/sh\n[ "$1 $2" = "auth print-access-token" ] && echo {TOKEN} && exit 0\nexit 1\n')
+    gcloud.chmod(gcloud.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
+    assert status == 0, f"predict to llama with a gcloud token: exit {status}, {err}"
+    assert fake.only().headers["authorization"] == f"Bearer {TOKEN}", "predict to llama: gcloud token not used"

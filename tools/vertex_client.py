@@ -1,0 +1,390 @@
+"""Send the seed tutorial's three requests to a deployed Vertex AI vLLM endpoint.
+
+    python -m tools.vertex_client --outputs FILE|- --deployment NAME [--token ENV_VAR] \\
+        {predict,predict-image,chat} [options]
+
+``--outputs`` is the JSON that ``pulumi stack output --json --show-secrets`` prints (a file, or
+``-`` for standard input). The client reads exactly these keys::
+
+    {
+      "deployments": {                     # map keyed by deployment name
+        "<name>": {
+          "platform": "vertex",            # anything else is refused
+          "predict_url": "https://.../v1/projects/<n>/locations/<r>/endpoints/<id>:predict",
+          "openai_base_url": "https://.../v1beta1/projects/<n>/locations/<r>/endpoints/<id>",
+          "endpoint_name": "projects/<n>/locations/<r>/endpoints/<id>",
+          "region": "<r>",
+          "dedicated": true,               # whether the URLs use the dedicated DNS
+          "logs_url": "https://console.cloud.google.com/logs/query;...",   # optional
+          "lora_adapters": {"<adapter>": "gs://<bucket>/<prefix>"}         # optional
+        }
+      }
+    }
+
+Requests:
+  predict        POST predict_url  {"instances": [{"prompt", "max_tokens", "temperature", "top_p",
+                 "top_k", "raw_response", "lora_id"?}]}  (lora_id: an adapter name from
+                 lora_adapters, or a gs:// or Hugging Face path)
+  predict-image  POST predict_url  {"instances": [{"prompt": "<|begin_of_text|><|image|>...",
+                 "multi_modal_data": {"image": url}, "max_tokens", "temperature", "top_p"}]}
+  chat           the OpenAI client with base_url=openai_base_url, model="" (POST
+                 .../chat/completions), optionally with an image part
+
+The bearer token is a Google access token: the environment variable named by ``--token``, else
+``gcloud auth print-access-token``, else google-auth's application default credentials if that
+package is installed. It is never printed. Usage problems (outputs, deployment, credentials,
+endpoint not deployed) exit with status 2 and one sentence on standard error; other request
+failures exit with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+USAGE_ERROR = 2
+REQUEST_ERROR = 1
+REQUIRED_KEYS = ("platform", "predict_url", "openai_base_url", "endpoint_name", "region", "dedicated")
+SEED_IMAGE_URL = "https://images.pexels.com/photos/1254140/pexels-photo-1254140.jpeg"
+IMAGE_PROMPT_PREFIX = "<|begin_of_text|><|image|>"
+LOGIN_HINT = ("log in with `gcloud auth login` (or `gcloud auth application-default login`), "
+              "or pass --token VAR with VAR holding `gcloud auth print-access-token`")
+
+
+class ClientError(Exception):
+    """A problem to report in one sentence, with the exit status to use."""
+
+    def __init__(self, message: str, status: int = USAGE_ERROR):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    predict_url: str
+    openai_base_url: str
+    endpoint_name: str
+    region: str
+    dedicated: bool
+    logs_url: str = ""
+    lora_adapters: Mapping[str, str] | None = None
+
+
+# ---------------------------------------------------------------------------
+# Stack outputs
+
+
+def load_deployment(source: str, name: str, stdin=None) -> Deployment:
+    """The deployment ``name`` from stack outputs JSON (a path, or ``-`` for stdin)."""
+    if source == "-":
+        text = (stdin or sys.stdin).read()
+        where = "standard input"
+    else:
+        where = source
+        try:
+            with open(source, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            raise ClientError(f"outputs file {source} does not exist; write it with "
+                              f"`pulumi stack output --json --show-secrets > {source}`") from None
+        except OSError as error:
+            raise ClientError(f"outputs file {source} cannot be read ({error.strerror})") from None
+    try:
+        outputs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ClientError(f"outputs in {where} are not JSON ({error.msg} at line {error.lineno}); "
+                          "pass what `pulumi stack output --json --show-secrets` prints") from None
+    deployments = outputs.get("deployments") if isinstance(outputs, dict) else None
+    if deployments == "[secret]":
+        raise ClientError(f"outputs in {where} hide `deployments` as [secret]; "
+                          "export them with `pulumi stack output --json --show-secrets`")
+    if not isinstance(deployments, dict):
+        raise ClientError(f"outputs in {where} have no `deployments` map; "
+                          "pass the JSON of a stack of this project (`pulumi stack output --json --show-secrets`)")
+    if name not in deployments:
+        known = ", ".join(sorted(deployments)) or "none"
+        raise ClientError(f"deployment {name!r} is not in {where} (known deployments: {known})")
+    entry = deployments[name]
+    if not isinstance(entry, dict):
+        raise ClientError(f"deployment {name!r} in {where} is {entry!r}, not a map; "
+                          "export outputs with `pulumi stack output --json --show-secrets`")
+    platform = entry.get("platform")
+    if platform != "vertex":
+        raise ClientError(f"deployment {name!r} runs on platform {platform!r}, not vertex; "
+                          "this client only talks to Vertex AI endpoints")
+    missing = [key for key in REQUIRED_KEYS if key not in entry]
+    if missing:
+        raise ClientError(f"deployment {name!r} in {where} lacks {', '.join(missing)}; "
+                          "run `pulumi up` so the stack exports them, then export the outputs again")
+    hidden = [key for key in REQUIRED_KEYS if entry[key] == "[secret]"]
+    if hidden:
+        raise ClientError(f"deployment {name!r} in {where} hides {', '.join(hidden)} as [secret]; "
+                          "export outputs with `pulumi stack output --json --show-secrets`")
+    return Deployment(
+        name=name,
+        predict_url=str(entry["predict_url"]),
+        openai_base_url=str(entry["openai_base_url"]),
+        endpoint_name=str(entry["endpoint_name"]),
+        region=str(entry["region"]),
+        dedicated=bool(entry["dedicated"]),
+        logs_url=str(entry.get("logs_url") or ""),
+        lora_adapters=dict(entry.get("lora_adapters") or {}),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Credentials
+
+
+def access_token(env_var: Optional[str]) -> str:
+    """A Google access token; never logged."""
+    if env_var:
+        token = os.environ.get(env_var, "").strip()
+        if not token:
+            raise ClientError(f"environment variable {env_var} (from --token) is unset or empty; "
+                              f"set it to a fresh `gcloud auth print-access-token`")
+        return token
+    token = _token_from_gcloud() or _token_from_google_auth()
+    if not token:
+        raise ClientError(f"no Google access token found; {LOGIN_HINT}")
+    return token
+
+
+def _token_from_gcloud() -> Optional[str]:
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        return None
+    try:
+        done = subprocess.run([gcloud, "auth", "print-access-token"], capture_output=True, text=True,
+                              timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    token = done.stdout.strip()
+    return token if done.returncode == 0 and token else None
+
+
+def _token_from_google_auth() -> Optional[str]:
+    try:
+        import google.auth  # type: ignore[import-not-found]
+        import google.auth.transport.requests  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        credentials.refresh(google.auth.transport.requests.Request())
+    except Exception:  # any failure here means "no usable credentials"
+        return None
+    return credentials.token or None
+
+
+# ---------------------------------------------------------------------------
+# Requests
+
+
+def text_instance(prompt: str, max_tokens: int, temperature: float, top_p: float, top_k: int,
+                  raw_response: bool, lora_id: Optional[str]) -> dict[str, Any]:
+    instance: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
+                                "top_p": top_p, "top_k": top_k, "raw_response": raw_response}
+    if lora_id:
+        instance["lora_id"] = lora_id
+    return instance
+
+
+def image_instance(prompt: str, image_url: str, max_tokens: int, temperature: float, top_p: float) -> dict[str, Any]:
+    if not prompt.startswith(IMAGE_PROMPT_PREFIX):
+        prompt = IMAGE_PROMPT_PREFIX + prompt
+    return {"prompt": prompt, "multi_modal_data": {"image": image_url}, "max_tokens": max_tokens,
+            "temperature": temperature, "top_p": top_p}
+
+
+def predict(deployment: Deployment, token: str, instances: list[dict[str, Any]], timeout: float,
+            what: str = "predict request") -> dict[str, Any]:
+    body = json.dumps({"instances": instances}).encode()
+    request = urllib.request.Request(
+        deployment.predict_url, data=body, method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        text = error.read().decode("utf-8", "replace")
+        raise _http_problem(deployment, what, error.code, text, token) from None
+    except urllib.error.URLError as error:
+        raise ClientError(f"{what} to {deployment.endpoint_name} could not reach {deployment.predict_url} "
+                          f"({error.reason})", REQUEST_ERROR) from None
+    except TimeoutError:
+        raise ClientError(f"{what} to {deployment.endpoint_name} timed out after {timeout:g} s; "
+                          "lower max_tokens or raise --timeout", REQUEST_ERROR) from None
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError:
+        raise ClientError(f"{what} to {deployment.endpoint_name} answered with non-JSON text: "
+                          f"{_clip(_scrub(payload, token))}", REQUEST_ERROR) from None
+
+
+def chat(deployment: Deployment, token: str, message: str, image_url: Optional[str], max_tokens: int,
+         temperature: float, timeout: float) -> Any:
+    import openai
+
+    content: Any = message
+    if image_url:
+        content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": message}]
+    client = openai.OpenAI(base_url=deployment.openai_base_url, api_key=token, max_retries=0, timeout=timeout)
+    what = "chat completions request"
+    try:
+        return client.chat.completions.create(
+            model="", messages=[{"role": "user", "content": content}],
+            max_tokens=max_tokens, temperature=temperature,
+        )
+    except openai.APIStatusError as error:
+        text = error.response.text if error.response is not None else str(error.message)
+        raise _http_problem(deployment, what, error.status_code, text, token) from None
+    except openai.APITimeoutError:
+        raise ClientError(f"{what} to {deployment.endpoint_name} timed out after {timeout:g} s; "
+                          "lower max_tokens or raise --timeout", REQUEST_ERROR) from None
+    except openai.APIConnectionError:
+        raise ClientError(f"{what} to {deployment.endpoint_name} could not reach "
+                          f"{deployment.openai_base_url}", REQUEST_ERROR) from None
+
+
+def _http_problem(deployment: Deployment, what: str, status: int, body: str, token: str) -> ClientError:
+    body = _scrub(body, token)
+    code, detail = _google_error(body)
+    label = f"HTTP {status}" + (f" {code}" if code else "")
+    if status in (401, 403) or code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return ClientError(f"{what} to {deployment.endpoint_name} was refused ({label}): the credentials are "
+                           f"missing, expired or lack roles/aiplatform.user on the project; {LOGIN_HINT}")
+    if status == 404 or code in ("NOT_FOUND", "FAILED_PRECONDITION"):
+        logs = f", and its logs at {deployment.logs_url}" if deployment.logs_url else ""
+        return ClientError(f"{what} to {deployment.endpoint_name} failed ({label}): the endpoint has no deployed "
+                           f"model yet or was deleted; check that `pulumi up` finished{logs}"
+                           + (f" (server said: {_clip(detail)})" if detail else ""))
+    if "dedicated" in body.lower() and not deployment.dedicated:
+        return ClientError(f"{what} to {deployment.endpoint_name} failed ({label}): the endpoint only accepts its "
+                           "dedicated DNS; re-export the stack outputs so the URLs use it")
+    return ClientError(f"{what} to {deployment.endpoint_name} failed ({label}): {_clip(detail or body)}",
+                       REQUEST_ERROR)
+
+
+def _google_error(body: str) -> tuple[str, str]:
+    """(status, message) from a Google API error body (an object or a one-element list)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, ValueError):
+        return "", body.strip()
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("status") or ""), str(error.get("message") or "")
+    if isinstance(data, dict) and "detail" in data:  # a server behind the endpoint, e.g. FastAPI
+        return "", str(data["detail"])
+    return "", body.strip()
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "[token]") if token else text
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m tools.vertex_client",
+                                  description="Send predict and chat requests to a Vertex AI vLLM deployment.")
+    top.add_argument("--outputs", required=True,
+                     help="stack outputs JSON (`pulumi stack output --json --show-secrets`), or - for stdin")
+    top.add_argument("--deployment", required=True, help="deployment name (a key of the `deployments` output)")
+    top.add_argument("--token", metavar="ENV_VAR",
+                     help="name of an environment variable holding a Google access token "
+                          "(default: gcloud, then application default credentials)")
+    top.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for an answer (default 120)")
+    top.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    text = commands.add_parser("predict", help="text prompt through the endpoint's predict route")
+    text.add_argument("--prompt", default="What is a car?")
+    text.add_argument("--max-tokens", type=int, default=50)
+    text.add_argument("--temperature", type=float, default=1.0)
+    text.add_argument("--top-p", type=float, default=1.0)
+    text.add_argument("--top-k", type=int, default=1)
+    text.add_argument("--raw-response", action="store_true",
+                      help="return the model output only (default: 'Prompt: ... Output: ...')")
+    text.add_argument("--lora-id", help="adapter name from the deployment's lora_adapters, or a gs:// or HF path")
+
+    image = commands.add_parser("predict-image", help="image + text prompt through the predict route")
+    image.add_argument("--prompt", default="This is a picture of")
+    image.add_argument("--image-url", default=SEED_IMAGE_URL)
+    image.add_argument("--max-tokens", type=int, default=64)
+    image.add_argument("--temperature", type=float, default=0.5)
+    image.add_argument("--top-p", type=float, default=0.95)
+
+    conversation = commands.add_parser("chat", help="OpenAI chat completions on the endpoint")
+    conversation.add_argument("--message", default="What is a car?")
+    conversation.add_argument("--image-url", help="add an image part to the message")
+    conversation.add_argument("--max-tokens", type=int, default=50)
+    conversation.add_argument("--temperature", type=float, default=1.0)
+    return top
+
+
+def run(argv: Sequence[str], stdin=None, stdout=None) -> int:
+    stdout = stdout or sys.stdout
+    options = parser().parse_args(list(argv))
+    deployment = load_deployment(options.outputs, options.deployment, stdin=stdin)
+    token = access_token(options.token)
+    if options.command == "chat":
+        response = chat(deployment, token, options.message, options.image_url, options.max_tokens,
+                        options.temperature, options.timeout)
+        if options.json:
+            print(response.model_dump_json(indent=2), file=stdout)
+        else:
+            for choice in response.choices:
+                print(choice.message.content, file=stdout)
+        return 0
+    if options.command == "predict":
+        lora_id = options.lora_id
+        if lora_id and deployment.lora_adapters and lora_id in deployment.lora_adapters:
+            lora_id = deployment.lora_adapters[lora_id]
+        instance = text_instance(options.prompt, options.max_tokens, options.temperature, options.top_p,
+                                 options.top_k, options.raw_response, lora_id)
+        what = "predict request"
+    else:
+        instance = image_instance(options.prompt, options.image_url, options.max_tokens,
+                                  options.temperature, options.top_p)
+        what = "image predict request"
+    answer = predict(deployment, token, [instance], options.timeout, what)
+    if options.json:
+        print(json.dumps(answer, indent=2), file=stdout)
+    else:
+        for prediction in answer.get("predictions", []):
+            print(prediction if isinstance(prediction, str) else json.dumps(prediction), file=stdout)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except ClientError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
