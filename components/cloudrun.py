@@ -6,9 +6,9 @@ with the GPU attached through ``template.node_selector.accelerator``, instance-b
 time budget, and additive ``roles/run.invoker`` grants. Nothing is public unless
 ``allow_public=True``; secrets reach the container only as Secret Manager references.
 
-The caller renders the server's command line (``command``/``args``) and plain environment; this
-component checks that the rendered ``--port`` matches the container port and that the served
-model name it advertises is the one vLLM will answer to.
+The caller decides the whole container (``components.container.ServingContainer``: image,
+command, args, plain environment, port, health path, served model name); this component places
+it: the container port and both probes follow ``container.port`` and ``container.health_path``.
 
 Limits checked here, as documented in the pulumi-gcp 10.2 ``cloudrunv2.Service`` docstrings and
 the Cloud Run docs:
@@ -30,7 +30,7 @@ import hashlib
 import math
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Optional
@@ -38,16 +38,16 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from components.container import ServingContainer
 from components.images import pinned_image_problem
 
-TYPE_TOKEN = "llm-serving:cloudrun:CloudRunVllmService"
+TYPE_TOKEN = "llm-serving:cloudrun:VllmService"
+# Earlier type tokens of this component: aliases keep deployed services from being replaced.
+PREVIOUS_TYPE_TOKENS = ("llm-serving:cloudrun:CloudRunVllmService",)
 
 # Cloud Run GPU types (node_selector.accelerator values). Their CPU/memory minimums come from the
 # accelerator catalog through the Args, not from here.
 GPU_TYPES = ("nvidia-l4", "nvidia-rtx-pro-6000")
-
-CONTAINER_PORT = 8080
-HEALTH_PATH = "/health"
 
 STARTUP_PERIOD_MAX_SECONDS = 240  # startup probe period_seconds maximum (SDK docstring)
 STARTUP_WINDOW_MAX_SECONDS = 1800  # failure_threshold * period_seconds with a GPU (Cloud Run docs)
@@ -65,6 +65,8 @@ MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "principal:"
 
 # Environment variables Cloud Run sets itself and rejects in a revision.
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+# The variable the Hugging Face libraries and vLLM read the token from.
+HF_TOKEN_ENV = "HF_TOKEN"
 # Plain env names that look like credentials: these belong in `secret_env`.
 _SECRET_LIKE_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL)", re.IGNORECASE)
 # Literal credentials that must never be used where a secret reference is expected.
@@ -107,21 +109,20 @@ class CloudRunVllmServiceArgs:
     project: str  # project of the service
     region: str  # Cloud Run region with the GPU type available
     service_name: str  # Cloud Run service name: lowercase letters, digits, hyphens, at most 49 characters
-    image: pulumi.Input[str]  # serving image, pinned by release tag or digest (e.g. ModelImageBuild.image_by_digest)
+    # What runs: image pinned by release tag or digest (e.g. ModelImageBuild.image_by_digest),
+    # command, args, plain environment (no credentials), port, health path, served model name.
+    container: ServingContainer
     service_account_email: pulumi.Input[str]  # the workload's own service account
-    served_model_name: str  # model name clients send; must match --served-model-name (or --model) in args
     min_cpu: int  # the GPU type's minimum vCPU on Cloud Run (catalog: L4 4, RTX PRO 6000 20)
     min_memory_gib: int  # the GPU type's minimum memory on Cloud Run (catalog: L4 16, RTX PRO 6000 80)
-    command: tuple[str, ...] = ()  # container command, e.g. ("python3", "-m", "vllm.entrypoints.openai.api_server")
-    args: tuple[str, ...] = ()  # server arguments; must include --port=8080
-    env: Mapping[str, str] = field(default_factory=dict)  # plain environment (no credentials)
-    secret_env: Mapping[str, SecretRef] = field(default_factory=dict)  # environment read from Secret Manager
+    hf_token: Optional[SecretRef] = None  # the Hugging Face token's secret, read into HF_TOKEN at start
+    secret_env: Mapping[str, SecretRef] = field(default_factory=dict)  # more environment read from Secret Manager
     gpu_type: str = "nvidia-l4"  # one of GPU_TYPES
     cpu: int = 8  # vCPU limit
     memory_gib: int = 32  # memory limit (GiB)
     gpu_zonal_redundancy: bool = True  # reserve zonal failover capacity (dearer, own quota); False = best effort
-    min_instances: int = 0  # 0 scales to zero (cold starts load the model)
-    max_instances: int = 1  # upper bound; each instance holds one GPU
+    min_replicas: int = 0  # instances kept warm; 0 scales to zero (cold starts load the model)
+    max_replicas: int = 1  # upper bound on instances; each instance holds one GPU
     max_concurrency: int = 80  # requests per instance at once (Cloud Run's own default is 80)
     request_timeout_seconds: int = 600  # per request, at most 3600
     startup_timeout_seconds: int = 1200  # time allowed for the model to load before /health answers
@@ -132,17 +133,6 @@ class CloudRunVllmServiceArgs:
     gcs_volume: Optional[GcsVolume] = None  # weights bucket to mount read-only
     deletion_protection: bool = True  # provider-side guard against deleting the service
     labels: Mapping[str, str] = field(default_factory=dict)  # labels on the service and its revisions
-
-
-def _arg_value(args: Sequence[str], flag: str) -> Optional[str]:
-    """The value of ``--flag=value`` or ``--flag value`` in a rendered argument list (last wins)."""
-    found = None
-    for i, arg in enumerate(args):
-        if arg.startswith(flag + "="):
-            found = arg[len(flag) + 1:]
-        elif arg == flag and i + 1 < len(args):
-            found = args[i + 1]
-    return found
 
 
 def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
@@ -158,12 +148,7 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
     if not _SERVICE_NAME.fullmatch(a.service_name or ""):
         add("service_name", f"got {a.service_name!r}; use 1-49 lowercase letters, digits or hyphens, "
                             "starting with a letter and not ending with a hyphen")
-    if isinstance(a.image, str):
-        problem = pinned_image_problem(a.image)
-        if problem:
-            add("image", problem)
-    if not a.served_model_name:
-        add("served_model_name", "is empty; give the name clients put in `model`")
+    problems += a.container.problems()
 
     if a.gpu_type not in GPU_TYPES:
         add("gpu_type", f"got {a.gpu_type!r}; Cloud Run offers {', '.join(GPU_TYPES)}")
@@ -176,10 +161,10 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
         add("memory_gib", f"got {a.memory_gib}; {a.gpu_type} on Cloud Run needs at least {a.min_memory_gib} GiB, "
                           f"raise it to {a.min_memory_gib} or more")
 
-    if a.min_instances < 0:
-        add("min_instances", f"got {a.min_instances}; use 0 (scale to zero) or more")
-    if a.max_instances < max(1, a.min_instances):
-        add("max_instances", f"got {a.max_instances}; use at least 1 and at least min_instances ({a.min_instances})")
+    if a.min_replicas < 0:
+        add("min_replicas", f"got {a.min_replicas}; use 0 (scale to zero) or more")
+    if a.max_replicas < max(1, a.min_replicas):
+        add("max_replicas", f"got {a.max_replicas}; use at least 1 and at least min_replicas ({a.min_replicas})")
     if not 1 <= a.max_concurrency <= CONCURRENCY_MAX:
         add("max_concurrency", f"got {a.max_concurrency}; use 1 to {CONCURRENCY_MAX} "
                                "(usually vLLM's --max-num-seqs, so requests queue inside vLLM)")
@@ -196,29 +181,21 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
     if a.ingress not in INGRESS:
         add("ingress", f"got {a.ingress!r}; use one of {', '.join(INGRESS)}")
 
-    port = _arg_value(a.args, "--port")
-    if port != str(CONTAINER_PORT):
-        add("args", f"--port is {port!r}; the container port is {CONTAINER_PORT}, add --port={CONTAINER_PORT} "
-                    "(vLLM listens on 8000 by default and the probes would never reach it)")
-    served = _arg_value(a.args, "--served-model-name") or _arg_value(a.args, "--model")
-    if served is not None and a.served_model_name and served != a.served_model_name:
-        add("served_model_name", f"got {a.served_model_name!r} but the server answers to {served!r}; "
-                                 "make --served-model-name and served_model_name agree")
-
-    for key, value in a.env.items():
-        if not _ENV_NAME.fullmatch(key) or key in RESERVED_ENV:
-            add(f"env.{key}", f"is not a usable variable name; use letters, digits and _, not {', '.join(RESERVED_ENV)}")
+    env = a.container.env
+    for key, value in env.items():
+        if key in RESERVED_ENV:
+            add(f"container.env.{key}", f"is set by Cloud Run itself; remove it (reserved: {', '.join(RESERVED_ENV)})")
         elif _SECRET_LIKE_ENV.search(key):
-            add(f"env.{key}", "looks like a credential; move it to secret_env as a Secret Manager reference")
-        if not isinstance(value, str):
-            add(f"env.{key}", f"got a {type(value).__name__}; plain env takes strings only, secrets go to secret_env")
-        elif _LITERAL_TOKEN.match(value):
-            add(f"env.{key}", "holds what looks like a literal token; store it in Secret Manager and use secret_env")
-    for key, ref in a.secret_env.items():
+            add(f"container.env.{key}", "looks like a credential; move it to secret_env as a Secret Manager reference")
+        if isinstance(value, str) and _LITERAL_TOKEN.match(value):
+            add(f"container.env.{key}", "holds what looks like a literal token; store it in Secret Manager and use secret_env")
+    if a.hf_token is not None and HF_TOKEN_ENV in a.secret_env:
+        add(f"secret_env.{HF_TOKEN_ENV}", "is also given as hf_token; keep one")
+    for key, ref in _secret_env(a).items():
         if not _ENV_NAME.fullmatch(key) or key in RESERVED_ENV:
             add(f"secret_env.{key}", "is not a usable variable name")
-        if key in a.env:
-            add(f"secret_env.{key}", "is also in env; keep one")
+        if key in env:
+            add(f"secret_env.{key}", "is also in container.env; keep one")
         if not isinstance(ref, SecretRef):
             add(f"secret_env.{key}", f"got a {type(ref).__name__}; give SecretRef(secret=..., version=...)")
             continue
@@ -271,33 +248,35 @@ class CloudRunVllmService(pulumi.ComponentResource):
         problems = _validate(args)
         if problems:
             raise ValueError(f"CloudRunVllmService {name!r} has invalid arguments:\n  - " + "\n  - ".join(problems))
-        super().__init__(TYPE_TOKEN, name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
+            pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
 
-        image = args.image
+        serving = args.container
+        image = serving.image
         if not isinstance(image, str):
             image = pulumi.Output.from_input(image).apply(lambda value: _checked_image(name, value))
 
-        envs: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.env.items())]
+        envs: list[dict] = [{"name": k, "value": v} for k, v in sorted(serving.env.items())]
         envs += [
             {"name": k, "value_source": {"secret_key_ref": {"secret": ref.secret, "version": ref.version}}}
-            for k, ref in sorted(args.secret_env.items())
+            for k, ref in sorted(_secret_env(args).items())
         ]
 
         container: dict = {
             "name": "vllm",
             "image": image,
-            "commands": list(args.command) or None,
-            "args": list(args.args),
+            "commands": list(serving.command) or None,
+            "args": list(serving.args),
             "envs": envs or None,
-            "ports": {"name": "http1", "container_port": CONTAINER_PORT},
+            "ports": {"name": "http1", "container_port": serving.port},
             "resources": {
                 "limits": {"cpu": str(args.cpu), "memory": f"{args.memory_gib}Gi", "nvidia.com/gpu": "1"},
                 "cpu_idle": False,  # instance-based billing: required with a GPU
                 "startup_cpu_boost": True,
             },
-            "startup_probe": _startup_probe(args.startup_timeout_seconds, args.startup_probe_period_seconds),
+            "startup_probe": _startup_probe(serving, args.startup_timeout_seconds, args.startup_probe_period_seconds),
             "liveness_probe": {
-                "http_get": {"path": HEALTH_PATH, "port": CONTAINER_PORT},
+                "http_get": {"path": serving.health_path, "port": serving.port},
                 "period_seconds": 30,
                 "timeout_seconds": 5,
                 "failure_threshold": 3,
@@ -325,7 +304,7 @@ class CloudRunVllmService(pulumi.ComponentResource):
                 "execution_environment": "EXECUTION_ENVIRONMENT_GEN2",
                 "node_selector": {"accelerator": args.gpu_type},
                 "gpu_zonal_redundancy_disabled": not args.gpu_zonal_redundancy,
-                "scaling": {"min_instance_count": args.min_instances, "max_instance_count": args.max_instances},
+                "scaling": {"min_instance_count": args.min_replicas, "max_instance_count": args.max_replicas},
                 "max_instance_request_concurrency": args.max_concurrency,
                 "timeout": f"{args.request_timeout_seconds}s",
                 "labels": labels,
@@ -351,12 +330,13 @@ class CloudRunVllmService(pulumi.ComponentResource):
         # service it cannot reach yet.
         self.uri = pulumi.Output.all(service.uri, *[m.id for m in invokers]).apply(lambda values: values[0])
         self.service_name = service.name
-        self.served_model_name = pulumi.Output.from_input(args.served_model_name)
+        model = serving.served_model_name
+        self.served_model_name = pulumi.Output.from_input(model)
         self.proxy_command = service.name.apply(
             lambda n: f"gcloud run services proxy {n} --region {args.region} --project {args.project}")
         self.curl_example = pulumi.Output.all(service.name, self.uri).apply(
-            lambda v: _curl_example(v[0], v[1], args.region, args.project, args.served_model_name))
-        self.openai_example = self.uri.apply(lambda uri: _openai_example(uri, args.served_model_name))
+            lambda v: _curl_example(v[0], v[1], args.region, args.project, model))
+        self.openai_example = self.uri.apply(lambda uri: _openai_example(uri, model))
         self.register_outputs({
             "uri": self.uri,
             "service_name": self.service_name,
@@ -370,14 +350,22 @@ class CloudRunVllmService(pulumi.ComponentResource):
 def _checked_image(resource: str, image: str) -> str:
     problem = pinned_image_problem(image)
     if problem:
-        raise ValueError(f"CloudRunVllmService {resource!r} has invalid arguments:\n  - image: {problem}")
+        raise ValueError(f"CloudRunVllmService {resource!r} has invalid arguments:\n  - container.image: {problem}")
     return image
 
 
-def _startup_probe(budget_seconds: int, period_seconds: int) -> dict:
-    """An HTTP probe on /health that keeps trying for ``budget_seconds`` (rounded up to whole periods)."""
+def _secret_env(a: CloudRunVllmServiceArgs) -> dict[str, SecretRef]:
+    """Every variable read from Secret Manager: ``secret_env`` plus the token as HF_TOKEN."""
+    refs = dict(a.secret_env)
+    if a.hf_token is not None:
+        refs[HF_TOKEN_ENV] = a.hf_token
+    return refs
+
+
+def _startup_probe(serving: ServingContainer, budget_seconds: int, period_seconds: int) -> dict:
+    """An HTTP probe on the health path that keeps trying for ``budget_seconds`` (rounded up to whole periods)."""
     return {
-        "http_get": {"path": HEALTH_PATH, "port": CONTAINER_PORT},
+        "http_get": {"path": serving.health_path, "port": serving.port},
         "initial_delay_seconds": 0,
         "period_seconds": period_seconds,
         "timeout_seconds": min(5, period_seconds - 1),

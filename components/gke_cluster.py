@@ -31,7 +31,9 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-TYPE_TOKEN = "llm-serving:gke:GkeCluster"
+TYPE_TOKEN = "llm-serving:gke:Cluster"
+# Earlier type tokens of this component: aliases keep the deployed cluster from being replaced.
+PREVIOUS_TYPE_TOKENS = ("llm-serving:gke:GkeCluster",)
 
 # TPU v6e (Trillium) is supported from this GKE version on (FACTS.md D).
 TPU_V6E_MIN_VERSION = "1.31.2-gke.1115000"
@@ -370,7 +372,8 @@ class GkeCluster(pulumi.ComponentResource):
     workload_pool: str
 
     def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(TYPE_TOKEN, name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
+            pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
         hw = args.hardware or hardware_from_catalog()
         problems = validate_args(args, hw)
         if problems:

@@ -32,12 +32,13 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement
-from components.images import pinned_image_problem
 
-TYPE_TOKEN = "llm-serving:gke:VllmGkeWorkload"
+TYPE_TOKEN = "llm-serving:gke:VllmWorkload"
+# Earlier type tokens of this component: aliases keep deployed workloads from being replaced.
+PREVIOUS_TYPE_TOKENS = ("llm-serving:gke:VllmGkeWorkload",)
 
-DEFAULT_COMMAND = ("python3", "-m", "vllm.entrypoints.openai.api_server")
 # The seed's gcsfuse options: parallel downloads into an unbounded file cache (RAM-backed below).
 DEFAULT_MOUNT_OPTIONS = (
     "implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:parallel-downloads-per-file:100,"
@@ -47,11 +48,8 @@ DEFAULT_MOUNT_OPTIONS = (
 _DISALLOWED_MOUNT_FLAGS = ("app-name", "temp-dir", "foreground", "log-file", "log-format", "key-file",
                            "token-url", "reuse-token-from-url")
 # vLLM gauges an HPA can average per pod; exported by every server this project pins (FACTS.md A).
-SCALING_GAUGES = {
-    "vllm:num_requests_waiting": 10.0,  # queue length per pod
-    "vllm:num_requests_running": 64.0,
-    "vllm:kv_cache_usage_perc": 0.8,  # fraction 0-1
-}
+# The caller chooses the gauge and its target.
+SCALING_GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc")
 _RENAMED_METRICS = {"vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc"}
 _FRACTION_METRICS = ("vllm:kv_cache_usage_perc",)
 HF_ENV_NAMES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
@@ -63,33 +61,31 @@ _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VllmGkeWorkloadArgs:
-    """Inputs of ``VllmGkeWorkload``. The stack renders command/args/env; this component places them."""
+    """Inputs of ``VllmGkeWorkload``. The caller decides the container; this component places it."""
 
     provider: k8s.Provider  # Kubernetes provider of the target cluster (GkeCluster.provider)
-    project_id: str  # names the Workload Identity pool <project_id>.svc.id.goog
+    project: str  # names the Workload Identity pool <project>.svc.id.goog
     project_number: pulumi.Input[str]  # used in the principal:// member of the bucket grant
     model_bucket: pulumi.Input[str]  # bucket name (no gs://) mounted at mount_path
-    image: str  # serving image, pinned by tag or digest (never :latest)
+    # What runs: image (tag or digest, never :latest), command, args, plain environment (never the
+    # HF token), port (container port `http`, Service port and scrape port) and health path.
+    container: ServingContainer
     accelerator: AcceleratorPlacement  # from GkeCluster.placement(pool): selectors and capacity
-    args: tuple[str, ...]  # vLLM server flags, e.g. ("--port=8000", "--model=...", "--download-dir=/data")
-    command: tuple[str, ...] = DEFAULT_COMMAND  # container entrypoint
-    env: Mapping[str, str] = field(default_factory=dict)  # plain environment (never the HF token)
     namespace: str = "llm-serving"  # Kubernetes namespace (created here unless create_namespace=False)
     create_namespace: bool = True  # False when the namespace exists or another workload in it creates it
     app_name: str = "vllm"  # Deployment, Service, PodMonitoring and HPA name
     service_account_name: Optional[str] = None  # Kubernetes ServiceAccount; default "<app_name>"
     hf_token: Optional[pulumi.Input[str]] = None  # Hugging Face token (a Pulumi secret); gated models only
     hf_secret_name: Optional[str] = None  # Kubernetes Secret with key hf_api_token; default "<app_name>-hf-token"
-    port: int = 8000  # vLLM's HTTP port: container port `http`, Service port and scrape port
     pods_per_node: int = 1  # replicas sharing one node; devices per pod = count_per_node / pods_per_node
     startup_timeout_seconds: int = 3600  # startup probe budget: weight download + XLA compilation
     probe_period_seconds: int = 10  # startup probe period; failureThreshold = budget / period
     min_replicas: int = 1  # HPA lower bound
     max_replicas: int = 1  # HPA upper bound; at most max nodes x pods_per_node
-    autoscaling_metric: str = "vllm:num_requests_waiting"  # vLLM gauge the HPA averages per pod
-    autoscaling_target: Optional[float] = None  # default: 10 waiting requests, or 0.8 KV-cache usage
+    autoscaling_metric: str  # vLLM gauge the HPA averages per pod, one of SCALING_GAUGES
+    autoscaling_target: float  # per pod: e.g. 10 waiting requests, or a 0-1 fraction for KV-cache usage
     scrape_interval: str = "15s"  # PodMonitoring interval
     public_load_balancer: bool = False  # default: internal passthrough load balancer
     mount_path: str = "/data"  # where the bucket is mounted (vLLM --download-dir)
@@ -110,28 +106,10 @@ def _quantity(value: float) -> str:
     return f"{round(value * 1000)}m"
 
 
-def _flag(args: tuple[str, ...], name: str) -> Optional[str]:
-    """Value of ``--name=value`` or ``--name value`` in args (last wins)."""
-    found = None
-    for i, arg in enumerate(args):
-        if arg.startswith(name + "="):
-            found = arg.split("=", 1)[1]
-        elif arg == name and i + 1 < len(args):
-            found = args[i + 1]
-    return found
-
-
-def _image_problem(image: str) -> Optional[str]:
-    problem = pinned_image_problem(image)
-    return f"image: {problem}" if problem else None
-
-
 def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     p: list[str] = []
     acc = args.accelerator
-    problem = _image_problem(args.image)
-    if problem:
-        p.append(problem)
+    p += args.container.problems()
     for fname in ("namespace", "app_name", "hf_secret_name"):
         value = getattr(args, fname)
         if value is None:
@@ -144,29 +122,13 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     if isinstance(args.model_bucket, str) and not _BUCKET.fullmatch(args.model_bucket):
         p.append(f"model_bucket: got {args.model_bucket!r}; give the bucket name without gs:// (3-63 lowercase "
                  f"letters, digits, dots, hyphens, underscores)")
-    if not 1 <= args.port <= 65535:
-        p.append(f"port: got {args.port}; use 1-65535")
-    server_port = _flag(args.args, "--port")
-    if server_port is not None and server_port != str(args.port):
-        p.append(f"args: --port={server_port} but port is {args.port}; the container port, Service targetPort and "
-                 f"scrape port follow `port`, so make them agree (or drop --port from args)")
-    host = _flag(args.args, "--host")
-    if host is not None and host not in ("0.0.0.0", "::"):
-        p.append(f"args: --host={host} would keep probes and the Service from reaching vLLM; use --host=0.0.0.0")
-    if "--disable-log-stats" in args.args:
-        p.append("args: --disable-log-stats empties the vLLM Prometheus metrics the HPA scales on; remove it")
-    if not args.command:
-        p.append("command: is empty; give the server entrypoint, e.g. python3 -m vllm.entrypoints.openai.api_server")
-
     # The token only ever travels as a Secret.
-    for key, value in args.env.items():
+    for key, value in args.container.env.items():
         if key in HF_ENV_NAMES:
-            p.append(f"env[{key!r}]: the Hugging Face token must not be a plain env value; pass it as hf_token "
+            p.append(f"container.env.{key}: the Hugging Face token must not be a plain env value; pass it as hf_token "
                      f"(a Pulumi secret) and it is read from a Kubernetes Secret")
         elif isinstance(value, str) and re.fullmatch(r"hf_[A-Za-z0-9]{20,}", value):
-            p.append(f"env[{key!r}]: looks like a Hugging Face token; pass it as hf_token instead of plain env")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
-            p.append(f"env: {key!r} is not a valid environment variable name")
+            p.append(f"container.env.{key}: looks like a Hugging Face token; pass it as hf_token instead of plain env")
 
     # Accelerator placement and capacity.
     if acc.kind not in ("tpu", "gpu"):
@@ -180,11 +142,6 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     if args.pods_per_node < 1 or acc.count_per_node % max(args.pods_per_node, 1) != 0:
         p.append(f"pods_per_node: got {args.pods_per_node}; it must divide the {acc.count_per_node} devices per node "
                  f"of pool {acc.pool!r}")
-    devices = acc.count_per_node // max(args.pods_per_node, 1) or 1
-    tp = _flag(args.args, "--tensor-parallel-size")
-    if tp is not None and tp.isdigit() and int(tp) > devices:
-        p.append(f"args: --tensor-parallel-size={tp} but each pod gets {devices} devices of pool {acc.pool!r}; "
-                 f"lower it to {devices} or use fewer pods per node")
     if args.min_replicas < 1:
         p.append(f"min_replicas: got {args.min_replicas}; the HPA needs at least 1")
     if args.max_replicas < args.min_replicas:
@@ -203,11 +160,10 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     elif metric not in SCALING_GAUGES:
         p.append(f"autoscaling_metric: got {metric!r}; use a vLLM gauge: {', '.join(SCALING_GAUGES)}")
     target = args.autoscaling_target
-    if target is not None:
-        if target <= 0:
-            p.append(f"autoscaling_target: got {target}; use a positive number")
-        elif metric in _FRACTION_METRICS and target > 1:
-            p.append(f"autoscaling_target: got {target} for {metric}, a 0-1 fraction; use e.g. 0.8")
+    if target <= 0:
+        p.append(f"autoscaling_target: got {target}; use a positive number")
+    elif metric in _FRACTION_METRICS and target > 1:
+        p.append(f"autoscaling_target: got {target} for {metric}, a 0-1 fraction; use e.g. 0.8")
     if not re.fullmatch(r"\d+s", args.scrape_interval):
         p.append(f"scrape_interval: got {args.scrape_interval!r}; give seconds like 15s")
 
@@ -242,12 +198,14 @@ class VllmGkeWorkload(pulumi.ComponentResource):
     port_forward_command: str
 
     def __init__(self, name: str, args: VllmGkeWorkloadArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(TYPE_TOKEN, name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
+            pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
         problems = validate_args(args)
         if problems:
             raise ValueError(f"VllmGkeWorkload {name!r}: " + "; ".join(problems))
 
         acc = args.accelerator
+        serving = args.container
         ns = args.namespace
         ksa_name = args.service_account_name or args.app_name
         hf_secret_name = args.hf_secret_name or f"{args.app_name}-hf-token"
@@ -276,7 +234,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         # Bucket access for this ServiceAccount only, by its Workload Identity principal.
         self.workload_identity_principal = pulumi.Output.concat(
             "principal://iam.googleapis.com/projects/", args.project_number,
-            "/locations/global/workloadIdentityPools/", args.project_id,
+            "/locations/global/workloadIdentityPools/", args.project,
             ".svc.id.goog/subject/ns/", ns, "/sa/", ksa_name,
         )
         bucket_grant = gcp.storage.BucketIAMMember(
@@ -287,7 +245,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in args.env.items()]
+        env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in serving.env.items()]
         pod_deps: list[pulumi.Resource] = [ksa, bucket_grant]
         if args.hf_token is not None:
             hf_secret = k8s.core.v1.Secret(
@@ -320,15 +278,15 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                 requests[key] = value
 
         period = args.probe_period_seconds
-        http_get = k8s.core.v1.HTTPGetActionArgs(path="/health", port="http")
+        http_get = k8s.core.v1.HTTPGetActionArgs(path=serving.health_path, port="http")
         container = k8s.core.v1.ContainerArgs(
             name="vllm",
-            image=args.image,
+            image=serving.image,
             image_pull_policy="IfNotPresent",
-            command=list(args.command),
-            args=list(args.args),
+            command=list(serving.command),
+            args=list(serving.args),
             env=env,
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=args.port, protocol="TCP")],
+            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=serving.port, protocol="TCP")],
             resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=requests),
             startup_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=period, timeout_seconds=5,
                                                 failure_threshold=math.ceil(args.startup_timeout_seconds / period)),
@@ -403,7 +361,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="LoadBalancer",
                 selector=selector,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", protocol="TCP", port=args.port, target_port="http")],
+                ports=[k8s.core.v1.ServicePortArgs(name="http", protocol="TCP", port=serving.port, target_port="http")],
             ),
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(delete_before_replace=True)),
         )
@@ -421,7 +379,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         )
 
         metric = args.autoscaling_metric
-        target = args.autoscaling_target if args.autoscaling_target is not None else SCALING_GAUGES[metric]
+        target = args.autoscaling_target
         self.hpa_metric_name = hpa_metric_name(metric)
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",
@@ -443,7 +401,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[deployment])),
         )
 
-        xla = args.env.get("VLLM_XLA_CACHE_PATH", "")
+        xla = serving.env.get("VLLM_XLA_CACHE_PATH", "")
         if xla.startswith(args.mount_path) and args.max_replicas > 1:
             pulumi.log.warn(
                 f"VLLM_XLA_CACHE_PATH={xla} is on the bucket and max_replicas={args.max_replicas}: replicas compiling "
@@ -452,10 +410,11 @@ class VllmGkeWorkload(pulumi.ComponentResource):
 
         self.namespace = ns
         self.service_name = args.app_name
-        self.service_port = args.port
+        port = serving.port
+        self.service_port = port
         self.deployment_name = args.app_name
-        self.in_cluster_url = f"http://{args.app_name}.{ns}.svc.cluster.local:{args.port}"
-        self.port_forward_command = f"kubectl -n {ns} port-forward svc/{args.app_name} {args.port}:{args.port}"
+        self.in_cluster_url = f"http://{args.app_name}.{ns}.svc.cluster.local:{port}"
+        self.port_forward_command = f"kubectl -n {ns} port-forward svc/{args.app_name} {port}:{port}"
         self.load_balancer_ip = service.status.apply(_ingress_ip)
         self.register_outputs({
             "namespace": self.namespace,

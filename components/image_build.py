@@ -28,9 +28,11 @@ from typing import Optional
 import pulumi
 import pulumi_command as command
 
-from components.cloudrun import pinned_image_problem
+from components.images import pinned_image_problem
 
-TYPE_TOKEN = "llm-serving:cloudrun:ModelImageBuild"
+TYPE_TOKEN = "llm-serving:images:ModelImageBuild"
+# Earlier type tokens of this component: aliases keep existing builds from rerunning.
+PREVIOUS_TYPE_TOKENS = ("llm-serving:cloudrun:ModelImageBuild",)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where Pulumi.yaml lives
 BUILD_DIR = "images/vllm-baked"  # relative to PROJECT_ROOT
@@ -55,10 +57,10 @@ class ModelImageBuildArgs:
     image_name: str  # image name inside the repository, e.g. "vllm-gemma-3-1b-it"
     model_id: str  # Hugging Face model id, e.g. "google/gemma-3-1b-it"
     base_image: pulumi.Input[str]  # pinned vLLM image (tag or digest), e.g. via the Docker Hub remote repository
-    hf_token_secret: pulumi.Input[str]  # Secret Manager secret id or projects/<p>/secrets/<id> with the HF token
+    hf_token: pulumi.Input[str]  # the HF token's Secret Manager secret: id or projects/<p>/secrets/<id>
     build_service_account: pulumi.Input[str]  # the build's service account: email or projects/<p>/serviceAccounts/<email>
     model_revision: Optional[str] = None  # Hugging Face revision; a commit pins the weights (default: main)
-    hf_token_secret_version: str = "latest"  # secret version the build reads
+    hf_token_version: str = "latest"  # secret version the build reads
     source_dir: str = BUILD_DIR  # directory with Dockerfile and cloudbuild.yaml, relative to the project root or absolute
     timeout_seconds: int = 3600  # whole build, download and push included
     machine_type: Optional[str] = "e2-highcpu-8"  # Cloud Build machine type; None = Cloud Build's default
@@ -101,11 +103,11 @@ def _validate(a: ModelImageBuildArgs) -> list[str]:
         problem = pinned_image_problem(a.base_image)
         if problem:
             add("base_image", problem)
-    if isinstance(a.hf_token_secret, str) and not _SECRET_NAME.fullmatch(a.hf_token_secret):
-        add("hf_token_secret", f"got {a.hf_token_secret!r}; give the secret's id or projects/<p>/secrets/<id>, "
-                               "never the token itself")
-    if not (a.hf_token_secret_version == "latest" or a.hf_token_secret_version.isdigit()):
-        add("hf_token_secret_version", f"got {a.hf_token_secret_version!r}; use 'latest' or a version number")
+    if isinstance(a.hf_token, str) and not _SECRET_NAME.fullmatch(a.hf_token):
+        add("hf_token", f"got {a.hf_token!r}; give the secret's id or projects/<p>/secrets/<id>, "
+                        "never the token itself")
+    if not (a.hf_token_version == "latest" or a.hf_token_version.isdigit()):
+        add("hf_token_version", f"got {a.hf_token_version!r}; use 'latest' or a version number")
     missing = [f for f in BUILD_FILES if not (resolve_source_dir(a.source_dir) / f).is_file()]
     if missing:
         add("source_dir", f"{a.source_dir!r} lacks {', '.join(missing)}; point it at the shipped images/vllm-baked")
@@ -129,7 +131,8 @@ class ModelImageBuild(pulumi.ComponentResource):
         problems = _validate(args)
         if problems:
             raise ValueError(f"ModelImageBuild {name!r} has invalid arguments:\n  - " + "\n  - ".join(problems))
-        super().__init__(TYPE_TOKEN, name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
+            pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
 
         files_hash = build_files_hash(args.source_dir)
         revision = args.model_revision or "main"
@@ -143,8 +146,8 @@ class ModelImageBuild(pulumi.ComponentResource):
             lambda url: f"{url.rstrip('/')}/{args.image_name}")
         tagged = pulumi.Output.all(image_path, tag).apply(lambda v: f"{v[0]}:{v[1]}")
 
-        secret_version = pulumi.Output.from_input(args.hf_token_secret).apply(
-            lambda s: _secret_version_name(args.project, s, args.hf_token_secret_version))
+        secret_version = pulumi.Output.from_input(args.hf_token).apply(
+            lambda s: _secret_version_name(args.project, s, args.hf_token_version))
         build_sa = pulumi.Output.from_input(args.build_service_account).apply(
             lambda sa: _service_account_name(args.project, sa))
         script = pulumi.Output.all(tagged, base_image, secret_version, build_sa).apply(

@@ -49,7 +49,7 @@ class CustomMetricsAdapterArgs:
     """Inputs of ``CustomMetricsAdapter``."""
 
     provider: k8s.Provider  # Kubernetes provider of the cluster (GkeCluster.provider)
-    project_id: str  # project of the cluster; names the Workload Identity pool
+    project: str  # project of the cluster; names the Workload Identity pool
     project_number: pulumi.Input[str]  # used in the principal:// member
     image: str = DEFAULT_ADAPTER_IMAGE  # pinned adapter image (tag or digest, never :latest)
     replicas: int = 1  # adapter replicas
@@ -86,8 +86,8 @@ class CustomMetricsAdapter(pulumi.ComponentResource):
             problems.append(image_problem)
         if args.replicas < 1:
             problems.append(f"replicas: got {args.replicas}; use 1 or more")
-        if not args.project_id:
-            problems.append("project_id: is required")
+        if not args.project:
+            problems.append("project: is required")
         if problems:
             raise ValueError(f"CustomMetricsAdapter {name!r}: " + "; ".join(problems))
 
@@ -147,9 +147,9 @@ class CustomMetricsAdapter(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[external]))))
 
         # Cloud Monitoring read access for exactly this ServiceAccount.
-        self.principal = adapter_principal(args.project_id, args.project_number)
+        self.principal = adapter_principal(args.project, args.project_number)
         grant = gcp.projects.IAMMember(
-            f"{name}-monitoring-viewer", project=args.project_id, role="roles/monitoring.viewer",
+            f"{name}-monitoring-viewer", project=args.project, role="roles/monitoring.viewer",
             member=self.principal, opts=pulumi.ResourceOptions(parent=self))
 
         deployment = k8s.apps.v1.Deployment(

@@ -10,26 +10,26 @@ from __future__ import annotations
 import re
 import types
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
-from components.images import pinned_image_problem
+from components.container import ServingContainer
 
 # The metric Vertex AI scales GPU deployments on (the other one is CPU utilization).
 DUTY_CYCLE_METRIC = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle"
 # The deploy API caps the container's deployment timeout at two hours.
 MAX_DEPLOYMENT_TIMEOUT_SECONDS = 7200
 # Environment variable names that look like credentials. The Hugging Face token has its own
-# field (`hugging_face_access_token`), kept secret end to end; container env is plain text.
+# input (`hf_token`), kept secret end to end; container env is plain text.
 CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
-# Set by the component itself from other Args.
-RESERVED_ENV = ("MODEL_ID", "DEPLOY_SOURCE")
+TYPE_TOKEN = "llm-serving:vertex:VllmEndpoint"
+# Earlier type tokens of this component: aliases keep deployed endpoints from being replaced.
+PREVIOUS_TYPE_TOKENS = ("llm-serving:vertex:VertexVllmEndpoint",)
 HF_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 EMPTY: Mapping[str, Any] = types.MappingProxyType({})
@@ -51,21 +51,19 @@ def custom_code_service_agent(project_number: str) -> str:
 class VertexVllmEndpointArgs:
     """What to serve, on which hardware, and how Vertex AI reaches the container.
 
-    The container command and arguments are rendered by the caller for the pinned server
-    version; this component checks them against the rest of the Args (port, host, tensor
-    parallelism, LoRA) but never adds flags of its own.
+    The caller decides the whole container (image, command, args rendered for the pinned server
+    version, environment, port, health and predict routes); this component places it as given
+    and never adds flags or variables of its own.
     """
 
     # Region of the endpoint and its replicas, e.g. `us-central1`.
     region: str
-    # Hugging Face model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`; also the container's MODEL_ID.
+    # Hugging Face model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.
     hugging_face_model_id: str
-    # Serving image with a release tag or digest (never `:latest` or untagged).
-    image_uri: str
-    # Container entrypoint, e.g. ["python", "-m", "vllm.entrypoints.api_server"].
-    container_command: Sequence[str]
-    # Server flags, e.g. ["--host=0.0.0.0", "--port=8080", "--model=...", "--tensor-parallel-size=1"].
-    container_args: Sequence[str]
+    # What runs: image (release tag or digest), command, args, environment (plain text, never
+    # credentials; the Model Garden server reads MODEL_ID and DEPLOY_SOURCE from it), port,
+    # health path and predict route (both required here).
+    container: ServingContainer
     # Vertex AI machine type, e.g. `g2-standard-12`; must be a key of `machine_accelerators`.
     machine_type: str
     # Vertex AI accelerator enum, e.g. `NVIDIA_L4`.
@@ -80,25 +78,17 @@ class VertexVllmEndpointArgs:
     project_number: Optional[pulumi.Input[str]] = None
     # Hugging Face read token for gated models. Always sent as a Pulumi secret, and only in
     # `model_config.hugging_face_access_token`.
-    hugging_face_access_token: Optional[pulumi.Input[str]] = None
+    hf_token: Optional[pulumi.Input[str]] = None
     # Accept the model's licence (EULA) on the caller's behalf.
     accept_eula: bool = False
     # Let Vertex AI deploy from its cached copy of the Hugging Face weights.
     hugging_face_cache_enabled: bool = False
-    # DEPLOY_SOURCE in the container's environment (tracking only).
-    deploy_source: str = "pulumi"
-    # More plain-text environment variables; never credentials (names with TOKEN, SECRET, ...).
-    extra_env: Mapping[str, str] = field(default_factory=lambda: EMPTY)
-    # The container's serving port (the first and only `ports` entry).
-    container_port: int = 8080
-    predict_route: str = "/generate"
-    health_route: str = "/ping"
     # /dev/shm for NCCL between GPUs; the seed uses 16 GiB.
     shared_memory_size_mb: int = 16 * 1024
     # How long Vertex AI waits for the container to become healthy (at most 7200).
     deployment_timeout_seconds: int = MAX_DEPLOYMENT_TIMEOUT_SECONDS
-    min_replica_count: int = 1
-    max_replica_count: int = 1
+    min_replicas: int = 1
+    max_replicas: int = 1
     # Scale out when the accelerators' duty cycle passes this percentage (1-100).
     duty_cycle_target: int = 60
     # Run the replicas on Spot capacity (can be preempted).
@@ -127,20 +117,20 @@ class VertexVllmEndpointArgs:
         if not HF_MODEL_ID.fullmatch(self.hugging_face_model_id or ""):
             found.append(f"hugging_face_model_id {self.hugging_face_model_id!r} is not a Hugging Face id; "
                          "give one like meta-llama/Llama-3.1-8B-Instruct")
-        found += _image_problems(self.image_uri)
+        found += self.container.problems()
         found += self._hardware_problems()
         found += self._container_problems()
         found += self._env_problems()
         found += self._lora_problems()
-        if self.min_replica_count < 1:
-            found.append(f"min_replica_count is {self.min_replica_count}; Vertex AI keeps at least 1 replica, set 1 or more")
-        if self.max_replica_count < self.min_replica_count:
-            found.append(f"max_replica_count {self.max_replica_count} is below min_replica_count "
-                         f"{self.min_replica_count}; raise it or lower min_replica_count")
+        if self.min_replicas < 1:
+            found.append(f"min_replicas is {self.min_replicas}; Vertex AI keeps at least 1 replica, set 1 or more")
+        if self.max_replicas < self.min_replicas:
+            found.append(f"max_replicas {self.max_replicas} is below min_replicas "
+                         f"{self.min_replicas}; raise it or lower min_replicas")
         if not 1 <= self.duty_cycle_target <= 100:
             found.append(f"duty_cycle_target is {self.duty_cycle_target}; give a percentage from 1 to 100")
-        if isinstance(self.hugging_face_access_token, str) and not self.hugging_face_access_token.strip():
-            found.append("hugging_face_access_token is empty; leave it unset for public models or give the token")
+        if isinstance(self.hf_token, str) and not self.hf_token.strip():
+            found.append("hf_token is empty; leave it unset for public models or give the token")
         return found
 
     def _hardware_problems(self) -> list[str]:
@@ -163,31 +153,13 @@ class VertexVllmEndpointArgs:
 
     def _container_problems(self) -> list[str]:
         found = []
-        if not self.container_command:
-            found.append("container_command is empty; give the server entrypoint, e.g. "
-                         "['python', '-m', 'vllm.entrypoints.api_server']")
-        for name, values in (("container_command", self.container_command), ("container_args", self.container_args)):
-            bad = [v for v in values if not isinstance(v, str)]
-            if bad:
-                found.append(f"{name} holds non-text values {bad!r}; render every entry as a plain string")
-        if not 1 <= self.container_port <= 65535:
-            found.append(f"container_port is {self.container_port}; give a port from 1 to 65535")
-        flags = _flags(self.container_args)
-        port = flags.get("--port")
-        if port is not None and port != str(self.container_port):
-            found.append(f"container_args set --port={port} but container_port is {self.container_port}; "
-                         "Vertex AI only sends traffic to container_port, make them equal")
-        host = flags.get("--host")
-        if host is not None and host != "0.0.0.0":
-            found.append(f"container_args set --host={host}; Vertex AI reaches the container on its pod IP, "
-                         "use --host=0.0.0.0")
-        tp = flags.get("--tensor-parallel-size")
-        if tp is not None and (not tp.isdigit() or int(tp) > self.accelerator_count):
-            found.append(f"container_args set --tensor-parallel-size={tp} but each replica has "
-                         f"{self.accelerator_count} accelerator(s); use at most {self.accelerator_count}")
-        for name, route in (("predict_route", self.predict_route), ("health_route", self.health_route)):
-            if not route.startswith("/"):
-                found.append(f"{name} {route!r} must be a path starting with /, e.g. /generate or /ping")
+        if self.container.predict_route is None:
+            found.append("container.predict_route is unset; Vertex AI needs the route predict requests go to, "
+                         "e.g. /generate")
+        model_id = self.container.env.get("MODEL_ID")
+        if model_id is not None and model_id != self.hugging_face_model_id:
+            found.append(f"container.env.MODEL_ID is {model_id!r} but hugging_face_model_id is "
+                         f"{self.hugging_face_model_id!r}; the server would load another model, make them equal")
         if self.shared_memory_size_mb < 0:
             found.append(f"shared_memory_size_mb is {self.shared_memory_size_mb}; give a size in MB, 0 or more")
         if not 1 <= self.deployment_timeout_seconds <= MAX_DEPLOYMENT_TIMEOUT_SECONDS:
@@ -197,25 +169,16 @@ class VertexVllmEndpointArgs:
 
     def _env_problems(self) -> list[str]:
         found = []
-        for name, value in self.extra_env.items():
-            if not ENV_NAME.fullmatch(name):
-                found.append(f"extra_env name {name!r} is not a valid variable name; use letters, digits and _")
+        for name in self.container.env:
             upper = name.upper()
             if any(marker in upper for marker in CREDENTIAL_MARKERS):
-                found.append(f"extra_env {name} looks like a credential, and container environment variables are "
-                             "stored and shown in plain text; pass the Hugging Face token as "
-                             "hugging_face_access_token (a Pulumi secret) and remove it from extra_env")
-            if upper in RESERVED_ENV:
-                found.append(f"extra_env {name} is set by the component; use "
-                             f"{'hugging_face_model_id' if upper == 'MODEL_ID' else 'deploy_source'} instead")
-            if not isinstance(value, str):
-                found.append(f"extra_env {name} is {type(value).__name__}; container environment values must be "
-                             "plain strings (no Outputs or secrets)")
+                found.append(f"container.env.{name} looks like a credential, and container environment variables are "
+                             "stored and shown in plain text; pass the Hugging Face token as hf_token "
+                             "(a Pulumi secret) and remove it from the environment")
         return found
 
     def _lora_problems(self) -> list[str]:
         found = []
-        enabled = "--enable-lora" in _flags(self.container_args)
         if self.lora_adapters:
             if not self.lora_bucket:
                 found.append("lora_adapters are set but lora_bucket is empty; name the bucket that holds them")
@@ -224,18 +187,12 @@ class VertexVllmEndpointArgs:
             if self.service_account_email is None:
                 found.append("lora_adapters are set but service_account_email is empty; give the serving identity "
                              "that needs read access to the adapters")
-            if not enabled:
-                found.append("lora_adapters are set but container_args lack --enable-lora; the server would refuse "
-                             "every lora_id, add --enable-lora")
             for adapter, prefix in self.lora_adapters.items():
                 if not ADAPTER_NAME.fullmatch(adapter):
                     found.append(f"lora_adapters key {adapter!r} must be letters, digits, '.', '_' or '-'")
                 if not prefix or prefix.startswith(("/", "gs://")):
                     found.append(f"lora_adapters.{adapter} is {prefix!r}; give the object prefix inside lora_bucket, "
                                  "e.g. loras/support-v3")
-        elif enabled:
-            found.append("container_args have --enable-lora but no lora_adapters are configured; LoRA support costs "
-                         "throughput even when unused, remove --enable-lora or configure lora_adapters")
         return found
 
 
@@ -261,8 +218,8 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
     component has no ``labels`` Arg; the endpoint and model carry only Google's system labels.
 
     The Hugging Face token is sent only as ``model_config.hugging_face_access_token`` and
-    always as a Pulumi secret; the container environment holds MODEL_ID, DEPLOY_SOURCE and
-    ``extra_env``, all plain text and never credentials.
+    always as a Pulumi secret; the container environment (MODEL_ID, DEPLOY_SOURCE, ...) is plain
+    text and never holds credentials.
     """
 
     endpoint_name: pulumi.Output[str]
@@ -277,34 +234,35 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
         problems = args.problems()
         if problems:
             raise ValueError(f"VertexVllmEndpoint {name}: " + "; ".join(problems))
-        super().__init__("llm-serving:vertex:VertexVllmEndpoint", name, None, opts)
+        super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
+            pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
         display_name = args.display_name or name
         self.dedicated = args.dedicated_endpoint
+        serving = args.container
 
-        env = [{"name": "MODEL_ID", "value": args.hugging_face_model_id},
-               {"name": "DEPLOY_SOURCE", "value": args.deploy_source}]
-        # Sorted, so reordering a mapping never replaces the deployment.
-        env += [{"name": key, "value": args.extra_env[key]} for key in sorted(args.extra_env)]
+        # In the container's own order: reordering would replace the deployment, so the caller
+        # keeps it stable.
+        env = [{"name": key, "value": value} for key, value in serving.env.items()]
 
         model_config: dict[str, Any] = {
             "accept_eula": args.accept_eula,
             "hugging_face_cache_enabled": args.hugging_face_cache_enabled,
             "model_display_name": display_name,
             "container_spec": {
-                "image_uri": args.image_uri,
-                "commands": list(args.container_command),
-                "args": list(args.container_args),
+                "image_uri": serving.image,
+                "commands": list(serving.command),
+                "args": list(serving.args),
                 "envs": env,
-                "ports": [{"container_port": args.container_port}],
-                "predict_route": args.predict_route,
-                "health_route": args.health_route,
+                "ports": [{"container_port": serving.port}],
+                "predict_route": serving.predict_route,
+                "health_route": serving.health_path,
                 # Both are strings in the API: int64 as JSON text and a protobuf Duration.
                 "shared_memory_size_mb": str(args.shared_memory_size_mb),
                 "deployment_timeout": f"{args.deployment_timeout_seconds}s",
             },
         }
-        if args.hugging_face_access_token is not None:
-            model_config["hugging_face_access_token"] = pulumi.Output.secret(args.hugging_face_access_token)
+        if args.hf_token is not None:
+            model_config["hugging_face_access_token"] = pulumi.Output.secret(args.hf_token)
 
         self.deployment = gcp.vertex.AiEndpointWithModelGardenDeployment(
             f"{name}-deployment",
@@ -320,8 +278,8 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
                         "accelerator_type": args.accelerator_type,
                         "accelerator_count": args.accelerator_count,
                     },
-                    "min_replica_count": args.min_replica_count,
-                    "max_replica_count": args.max_replica_count,
+                    "min_replica_count": args.min_replicas,
+                    "max_replica_count": args.max_replicas,
                     "autoscaling_metric_specs": [
                         {"metric_name": DUTY_CYCLE_METRIC, "target": args.duty_cycle_target},
                     ],
@@ -382,12 +340,12 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
         # secret (nested secrets make the top-level property secret), so a plan would hide the
         # container spec; this output keeps changes to it reviewable.
         self.serving_spec: dict[str, Any] = {
-            "image_uri": args.image_uri,
-            "command": list(args.container_command),
-            "args": list(args.container_args),
-            "env": {item["name"]: item["value"] for item in env},
+            "image_uri": serving.image,
+            "command": list(serving.command),
+            "args": list(serving.args),
+            "env": dict(serving.env),
             "machine": f"{args.machine_type} ({args.accelerator_count} x {args.accelerator_type})",
-            "replicas": [args.min_replica_count, args.max_replica_count],
+            "replicas": [args.min_replicas, args.max_replicas],
         }
 
         self.register_outputs({
@@ -417,25 +375,6 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
             "deployed_model_id": self.deployed_model_id,
             "lora_adapters": dict(self.lora_adapters),
         }
-
-
-def _image_problems(image: str) -> list[str]:
-    problem = pinned_image_problem(image)
-    return [f"image_uri {problem}"] if problem else []
-
-
-def _flags(args: Sequence[str]) -> dict[str, str]:
-    """`--flag=value` and `--flag value` -> {flag: value}; bare `--flag` -> {flag: ""}."""
-    flags: dict[str, str] = {}
-    items = [a for a in args if isinstance(a, str)]
-    for index, item in enumerate(items):
-        if not item.startswith("--"):
-            continue
-        key, sep, value = item.partition("=")
-        if not sep and index + 1 < len(items) and not items[index + 1].startswith("--"):
-            value = items[index + 1]
-        flags[key] = value
-    return flags
 
 
 def _host(region: str, dedicated: bool, endpoint_id: str, project_number: str) -> str:

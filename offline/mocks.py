@@ -192,6 +192,18 @@ class CloudMocks(pulumi.runtime.Mocks):
 
 
 @dataclass(frozen=True)
+class AliasRecord:
+    """One alias a registration declared, as the engine receives it: a whole URN, or a spec
+    whose empty fields mean "the same as now"."""
+
+    urn: str = ""
+    name: str = ""
+    type: str = ""
+    parent_urn: str = ""
+    no_parent: bool = False
+
+
+@dataclass(frozen=True)
 class Registration:
     """One resource as the program registered it."""
 
@@ -203,6 +215,19 @@ class Registration:
     custom: bool
     provider: str
     dependencies: tuple[str, ...]
+    aliases: tuple[AliasRecord, ...] = ()
+
+
+def _alias_records(request) -> tuple[AliasRecord, ...]:
+    records = []
+    for alias in request.aliases:
+        if alias.HasField("spec"):
+            spec = alias.spec
+            records.append(AliasRecord(name=spec.name, type=spec.type, parent_urn=spec.parentUrn,
+                                       no_parent=spec.noParent))
+        else:
+            records.append(AliasRecord(urn=alias.urn))
+    return tuple(records)
 
 
 def _is_root_stack(urn: str) -> bool:
@@ -214,7 +239,7 @@ def _is_root_stack(urn: str) -> bool:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The stock mock monitor, also remembering each registration's parent and raw inputs."""
+    """The stock mock monitor, also remembering each registration's parent, raw inputs and aliases."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
@@ -234,6 +259,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     custom=bool(request.custom),
                     provider=request.provider,
                     dependencies=tuple(request.dependencies),
+                    aliases=_alias_records(request),
                 )
             )
         return response

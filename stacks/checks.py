@@ -77,7 +77,7 @@ def deployment_checks(d: "ResolvedDeployment", stack: StackConfig, out: "Finding
         out.error(f"{model.hf_id} (Llama 3.2 Vision) cannot be served by vLLM {version}: its encoder-decoder "
                   "runner was removed in vLLM 0.11; pin an image with vLLM 0.10 or older (the default Vertex AI "
                   "Model Garden image has 0.9.2) or choose another vision model")
-    for flag in d.server.rejected_flags:
+    for flag in d.rejected_flags:
         spec = CATALOG.flags.get(flag)
         why = (f"removed in vLLM {'.'.join(map(str, spec.removed_in))}" if spec and spec.removed_in
                else f"not accepted by the {d.image.server} server")

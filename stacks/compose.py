@@ -8,6 +8,7 @@ stack file -> stacks.config -> stacks.resolve -> the Args built here -> the reso
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -25,7 +26,7 @@ from components.service_account import WorkloadServiceAccount, WorkloadServiceAc
 from stacks.config import Platform, StackConfig, WeightsSource
 from stacks.findings import ERROR, INFO, WARNING, Check
 from stacks.resolve import DATA, memory_gib
-from stacks.resolved import ResolvedDeployment, ResolvedStack
+from stacks.resolved import ResolvedDeployment, ResolvedStack, StackNames
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
 PLATFORM_APIS = {
@@ -41,6 +42,7 @@ class Foundation:
     """What the platform builders share."""
 
     stack: StackConfig
+    names: StackNames
     apis: ProjectApis
     bucket: ModelBucket
     registry: Optional[ArtifactRegistry]
@@ -48,7 +50,6 @@ class Foundation:
     identities: dict[str, WorkloadServiceAccount]
     build_identities: dict[str, WorkloadServiceAccount]
     project_number: pulumi.Output[str]
-    bucket_name: str
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,12 +136,11 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
         if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS:
             bucket_grants[name] = Grant("roles/storage.objectViewer", identities[name].member)
     bucket_settings = stack.settings.bucket
-    bucket_name = bucket_settings.name or f"{stack.project}-{prefix}-models"[:63]
     bucket = ModelBucket(
         f"{prefix}-models",
         ModelBucketArgs(
             project=stack.project,
-            bucket_name=bucket_name,
+            bucket_name=resolved.names.bucket,
             location=stack.region,
             labels=stack.labels(),
             force_destroy=bucket_settings.force_destroy and stack.protections.allow_force_destroy,
@@ -167,7 +167,7 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                 project=stack.project,
                 region=stack.region,
                 labels=stack.labels(),
-                secret_id=f"{prefix}-hf-token",
+                secret_id=resolved.names.hf_token_secret,
                 token=hf_token_value if stack.hf_token_set else None,
                 existing_secret=None if stack.hf_token_set else stack.settings.hf_token_secret,
                 accessors=accessors,
@@ -191,8 +191,8 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                 project=stack.project,
                 location=stack.region,
                 labels=stack.labels(),
-                images_repository_id=f"{prefix}-images",
-                dockerhub_repository_id=f"{prefix}-dockerhub",
+                images_repository_id=resolved.names.images_repository,
+                dockerhub_repository_id=resolved.names.dockerhub_repository,
                 docker_hub_remote=settings.docker_hub_remote,
                 keep_recent_versions=settings.keep_recent_versions,
                 delete_untagged_after_days=settings.delete_untagged_after_days,
@@ -202,9 +202,9 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
             opts=after_apis,
         )
 
-    foundation = Foundation(stack=stack, apis=apis, bucket=bucket, registry=registry, hf_token=hf_token,
-                            identities=identities, build_identities=build_identities,
-                            project_number=project_number, bucket_name=bucket_name)
+    foundation = Foundation(stack=stack, names=resolved.names, apis=apis, bucket=bucket, registry=registry,
+                            hf_token=hf_token, identities=identities, build_identities=build_identities,
+                            project_number=project_number)
     foundation.outputs.update({
         "project": stack.project,
         "region": stack.region,
@@ -217,14 +217,6 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
     if hf_token is not None:
         foundation.outputs["hf_token_secret"] = hf_token.secret_name
     return foundation
-
-
-def upstream_image(foundation: Foundation, ref: str) -> str:
-    """Pull Docker Hub images through the stack's in-region remote repository."""
-    registry = foundation.registry
-    if registry is None or registry.dockerhub_path is None or "/" not in ref or "." in ref.split("/", 1)[0]:
-        return ref  # not a Docker Hub image, or no remote repository
-    return f"{registry.dockerhub_path}/{ref}"
 
 
 def quota_requirements(resolved: ResolvedStack) -> dict[tuple[str, str], int]:
@@ -337,24 +329,18 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             project=stack.project,
             project_number=foundation.project_number,
             hugging_face_model_id=d.config.model,
-            image_uri=d.image.ref,
-            container_command=list(d.server.command),
-            container_args=list(d.server.args),
+            container=d.container,
             machine_type=d.hardware.machine_type,
             accelerator_type=d.hardware.accelerator.vertex_accelerator,
             accelerator_count=d.hardware.devices,
             machine_accelerators=machines,
-            hugging_face_access_token=_token_for(foundation, d),
+            hf_token=_token_for(foundation, d),
             accept_eula=d.model.gated,
             hugging_face_cache_enabled=options.hugging_face_cache,
-            deploy_source=str(d.server.env.get("DEPLOY_SOURCE", "pulumi")),
-            container_port=d.server.port,
-            predict_route="/generate",
-            health_route=d.server.health_path,
             shared_memory_size_mb=options.shared_memory_gib * 1024,
             deployment_timeout_seconds=options.deployment_timeout_seconds,
-            min_replica_count=max(1, d.scaling.min_replicas),
-            max_replica_count=d.scaling.max_replicas,
+            min_replicas=d.scaling.min_replicas,
+            max_replicas=d.scaling.max_replicas,
             duty_cycle_target=int(d.scaling.target),
             spot=options.spot,
             dedicated_endpoint=options.dedicated_endpoint,
@@ -363,7 +349,7 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             # reads LoRA adapters, granted on the model bucket only (by the component).
             service_account_email=(foundation.project_number.apply(custom_code_service_agent)
                                    if d.config.lora.adapters else None),
-            lora_bucket=foundation.bucket_name if d.config.lora.adapters else None,
+            lora_bucket=foundation.names.bucket if d.config.lora.adapters else None,
             lora_adapters=dict(d.config.lora.adapters),
             delete_before_replace=True,
         ),
@@ -391,9 +377,8 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
     stack = foundation.stack
     options = d.config.cloudrun_options
     name = f"{stack.prefix}-{d.name}"
-    base_image = upstream_image(foundation, d.image.ref)
-    image: pulumi.Input[str] = base_image
-    secret_env: dict[str, SecretRef] = {}
+    container = d.container
+    hf_token = None
     gcs_volume = None
     if options.weights is WeightsSource.IMAGE:
         build_sa = foundation.build_identities[d.name]
@@ -407,18 +392,19 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
                 image_name=f"vllm-{d.name}",
                 model_id=d.config.model,
                 model_revision=d.config.model_revision,
-                base_image=base_image,
-                hf_token_secret=token_secret or "",
+                base_image=d.container.image,
+                hf_token=token_secret or "",
                 build_service_account=build_sa.email,
             ),
             opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.registry, foundation.bucket]
                                         + ([foundation.hf_token] if foundation.hf_token else [])),
         )
-        image = build.image_by_digest
+        # The one field known only after the build: the resolved image with the weights baked in.
+        container = dataclasses.replace(container, image=build.image_by_digest)
     elif options.weights is WeightsSource.GCS:
         gcs_volume = GcsVolume(bucket=foundation.bucket.name, mount_path=GCS_MOUNT, read_only=True)
     elif foundation.hf_token is not None and _needs_token(d):
-        secret_env["HF_TOKEN"] = SecretRef(secret=foundation.hf_token.secret_name)
+        hf_token = SecretRef(secret=foundation.hf_token.secret_name)
 
     accelerator = d.hardware.accelerator
     service = CloudRunVllmService(
@@ -427,22 +413,18 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             project=stack.project,
             region=stack.region,
             service_name=name,
-            image=image,
+            container=container,
             service_account_email=foundation.identities[d.name].email,
-            served_model_name=d.server.served_model_name,
             min_cpu=accelerator.cloudrun_min_cpu,
             min_memory_gib=accelerator.cloudrun_min_memory_gib,
-            command=d.server.command,
-            args=d.server.args,
-            env=dict(d.server.env),
-            secret_env=secret_env,
+            hf_token=hf_token,
             gpu_type=accelerator.cloudrun_gpu,
             cpu=int(float(d.hardware.cpu)),
             memory_gib=int(memory_gib(d.hardware.memory)),
             gpu_zonal_redundancy=options.gpu_zonal_redundancy,
-            min_instances=d.scaling.min_replicas,
-            max_instances=d.scaling.max_replicas,
-            max_concurrency=options.max_concurrency or d.vllm.max_num_seqs,
+            min_replicas=d.scaling.min_replicas,
+            max_replicas=d.scaling.max_replicas,
+            max_concurrency=d.scaling.max_concurrency,
             request_timeout_seconds=options.request_timeout_seconds,
             startup_timeout_seconds=options.startup_timeout_seconds,
             ingress=options.ingress.value,
@@ -460,9 +442,9 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
     return {
         "platform": "cloudrun",
         "model": d.config.model,
-        "served_model_name": d.server.served_model_name,
+        "served_model_name": d.container.served_model_name,
         "url": service.uri,
-        "image": image,
+        "image": container.image,
         "proxy_command": service.proxy_command,
         "curl_example": service.curl_example,
         "openai_example": service.openai_example,
@@ -493,13 +475,13 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
     registry = foundation.registry
     repositories = ()
     if registry is not None and registry.dockerhub is not None:
-        repositories = (ArtifactRepository(location=stack.region, repository_id=f"{stack.prefix}-dockerhub"),)
+        repositories = (ArtifactRepository(location=stack.region, repository_id=foundation.names.dockerhub_repository),)
     return GkeCluster(
         f"{stack.prefix}-gke",
         GkeClusterArgs(
             project=stack.project,
             location=gke.location,
-            cluster_name=gke.name or f"{stack.prefix}-gke",
+            cluster_name=foundation.names.cluster,
             enable_autopilot=gke.autopilot,
             release_channel=gke.release_channel.value,
             min_master_version=gke.min_master_version,
@@ -522,7 +504,7 @@ def _metrics_adapter(foundation: Foundation, cluster):
 
     return CustomMetricsAdapter(
         f"{foundation.stack.prefix}-metrics-adapter",
-        CustomMetricsAdapterArgs(provider=cluster.provider, project_id=foundation.stack.project,
+        CustomMetricsAdapterArgs(provider=cluster.provider, project=foundation.stack.project,
                                  project_number=foundation.project_number),
         opts=pulumi.ResourceOptions(depends_on=[cluster]),
     )
@@ -541,6 +523,7 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
 def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, *,
                   create_namespace: bool) -> dict[str, Any]:
     from components.gke_workload import VllmGkeWorkload, VllmGkeWorkloadArgs
+    from stacks.resolve import GKE_DATA_DIR
 
     stack = foundation.stack
     options = d.config.gke_options
@@ -548,19 +531,16 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
         f"{stack.prefix}-{d.name}",
         VllmGkeWorkloadArgs(
             provider=cluster.provider,
-            project_id=stack.project,
+            project=stack.project,
             project_number=foundation.project_number,
             model_bucket=foundation.bucket.name,
-            image=upstream_image(foundation, d.image.ref),
+            container=d.container,
             accelerator=_placement(foundation, cluster, d),
-            args=d.server.args,
-            command=d.server.command,
-            env=dict(d.server.env),
             namespace=options.namespace,
             create_namespace=create_namespace,
             app_name=f"vllm-{d.name}",
             hf_token=_token_for(foundation, d),
-            port=d.server.port,
+            mount_path=GKE_DATA_DIR,
             startup_timeout_seconds=options.startup_timeout_seconds,
             min_replicas=d.scaling.min_replicas,
             max_replicas=d.scaling.max_replicas,
@@ -574,7 +554,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
     return {
         "platform": "gke",
         "model": d.config.model,
-        "served_model_name": d.server.served_model_name,
+        "served_model_name": d.container.served_model_name,
         "namespace": workload.namespace,
         "service": workload.service_name,
         "in_cluster_url": workload.in_cluster_url,

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -49,7 +50,7 @@ def check(stack: StackConfig) -> ResolvedStack:
     checks = list(resolved.checks)
     if stack.settings.check_quota and not any(c.level == ERROR for c in checks):
         checks += compose.quota_checks(resolved)
-    resolved = ResolvedStack(config=stack, deployments=resolved.deployments, checks=tuple(checks))
+    resolved = dataclasses.replace(resolved, checks=tuple(checks))
     for item in checks:
         if item.level == WARNING:
             pulumi.log.warn(item.render())

@@ -16,10 +16,11 @@ from typing import Optional
 
 import yaml
 
+from components.container import ServingContainer
 from stacks.catalog import CATALOG, DATA_DIR, ImageSpec, ModelSpec, parse_version
 from stacks.checks import deployment_checks
 from stacks.findings import Check, Findings
-from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling
+from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling, StackNames
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
@@ -32,7 +33,13 @@ from stacks.schema import NAMESPACE, did_you_mean
 from stacks.vllm import VllmSettings, render_server
 
 DATA = DATA_DIR
+# The port the server listens on: the platform's convention (Cloud Run and Vertex AI send to
+# 8080; on GKE vLLM keeps its own default, 8000).
 PORTS = {Platform.VERTEX: 8080, Platform.CLOUDRUN: 8080, Platform.GKE: 8000}
+# Where Vertex AI sends predict requests: the Model Garden server's route.
+VERTEX_PREDICT_ROUTE = "/generate"
+# Vertex AI's own label of where a deployment came from (tracking only).
+VERTEX_DEPLOY_SOURCE = "pulumi"
 DEFAULT_MAX_MODEL_LEN = 8192
 VISION_MAX_NUM_SEQS = 12  # the Vertex seed's value after max_num_seqs 256 ran an 11B Vision model out of memory
 GCS_MOUNT = "/models"
@@ -49,19 +56,46 @@ def hardware_defaults() -> dict:
 
 
 def resolve_stack(stack: StackConfig) -> ResolvedStack:
+    names = stack_names(stack)
     deployments: dict[str, ResolvedDeployment] = {}
     checks: list[Check] = []
     for name, deployment in stack.deployments.items():
         collector = Findings(name)
-        resolved = _resolve(name, deployment, stack, collector)
+        resolved = _resolve(name, deployment, stack, names, collector)
         if resolved is not None:
             deployments[name] = resolved
             deployment_checks(resolved, stack, collector)
         checks.extend(collector.items)
-    return ResolvedStack(config=stack, deployments=deployments, checks=tuple(checks))
+    return ResolvedStack(config=stack, names=names, deployments=deployments, checks=tuple(checks))
 
 
-def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, out: Findings) -> Optional[ResolvedDeployment]:
+def stack_names(stack: StackConfig) -> StackNames:
+    prefix = stack.prefix
+    dockerhub_repository = f"{prefix}-dockerhub"
+    gke = stack.settings.gke
+    return StackNames(
+        bucket=stack.settings.bucket.name or f"{stack.project}-{prefix}-models"[:63],
+        images_repository=f"{prefix}-images",
+        dockerhub_repository=dockerhub_repository,
+        dockerhub_path=(f"{stack.region}-docker.pkg.dev/{stack.project}/{dockerhub_repository}"
+                        if stack.settings.registry.docker_hub_remote else None),
+        cluster=(gke.name or f"{prefix}-gke") if gke is not None else None,
+        hf_token_secret=f"{prefix}-hf-token",
+    )
+
+
+def pulled_image(ref: str, platform: Platform, names: StackNames) -> str:
+    """The image a Cloud Run or GKE deployment pulls: Docker Hub images through the stack's
+    in-region remote repository (when it has one), anything else as given. Vertex AI pulls
+    its images itself."""
+    on_docker_hub = "/" in ref and "." not in ref.split("/", 1)[0]
+    if platform is Platform.VERTEX or names.dockerhub_path is None or not on_docker_hub:
+        return ref
+    return f"{names.dockerhub_path}/{ref}"
+
+
+def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNames,
+             out: Findings) -> Optional[ResolvedDeployment]:
     key = f"{NAMESPACE}:deployments.{name}"
     model = _model(d, key, out)
     image = _image(d, stack, key, out)
@@ -125,9 +159,19 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, out: Findings) 
         extra_args=v.extra_args,
     )
     server = render_server(settings, image, port=PORTS[d.platform], env=env)
-    scaling = _scaling(d, stack, image, hardware)
-    return ResolvedDeployment(name=name, config=d, model=model, image=image, hardware=hardware,
-                              vllm=settings, server=server, scaling=scaling, fit=fit)
+    container = ServingContainer(
+        image=pulled_image(image.ref, d.platform, names),
+        command=server.command,
+        args=server.args,
+        env=server.env,
+        port=server.port,
+        health_path=server.health_path,
+        served_model_name=server.served_model_name,
+        predict_route=VERTEX_PREDICT_ROUTE if d.platform is Platform.VERTEX else None,
+    )
+    scaling = _scaling(d, stack, image, hardware, settings)
+    return ResolvedDeployment(name=name, config=d, model=model, image=image, hardware=hardware, vllm=settings,
+                              container=container, rejected_flags=server.rejected_flags, scaling=scaling, fit=fit)
 
 
 def _replace(request: FitRequest, **changes) -> FitRequest:
@@ -311,7 +355,7 @@ def memory_gib(memory: str) -> float:
 def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: StackConfig) -> tuple[str, dict, Optional[str]]:
     """What --model points at, the plain environment, and vLLM's download dir, per platform."""
     if d.platform is Platform.VERTEX:
-        return d.model, {"MODEL_ID": d.model, "DEPLOY_SOURCE": "pulumi"}, None
+        return d.model, {"MODEL_ID": d.model, "DEPLOY_SOURCE": VERTEX_DEPLOY_SOURCE}, None
     if d.platform is Platform.CLOUDRUN:
         weights = d.cloudrun_options.weights
         if weights is WeightsSource.IMAGE:
@@ -333,12 +377,18 @@ def gcs_prefix(d: DeploymentConfig) -> str:
     return (d.cloudrun_options.gcs_prefix or f"models/{d.model}").strip("/")
 
 
-def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware: Hardware) -> Scaling:
+def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware: Hardware,
+             settings: VllmSettings) -> Scaling:
     s = d.scaling
     if d.platform is Platform.CLOUDRUN:
-        return Scaling(s.min_replicas if s.min_replicas is not None else 0, s.max_replicas or 3, None, 0.0)
+        # One request per sequence vLLM can batch: the rest queue inside vLLM, not in Cloud Run.
+        concurrency = d.cloudrun_options.max_concurrency or settings.max_num_seqs
+        return Scaling(s.min_replicas if s.min_replicas is not None else 0, s.max_replicas or 3, None, 0.0,
+                       max_concurrency=concurrency)
     if d.platform is Platform.VERTEX:
-        return Scaling(s.min_replicas if s.min_replicas is not None else 1, s.max_replicas or 1, None, s.target or 60.0)
+        # Vertex AI keeps at least one replica.
+        minimum = max(1, s.min_replicas if s.min_replicas is not None else 1)
+        return Scaling(minimum, s.max_replicas or 1, None, s.target or 60.0)
     if s.metric is AutoscalingMetric.KV_CACHE_USAGE:
         metric = ("vllm:kv_cache_usage_perc" if CATALOG.metric_exported("vllm:kv_cache_usage_perc", image.vllm_version)
                   else "vllm:gpu_cache_usage_perc")

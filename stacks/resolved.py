@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+from components.container import ServingContainer
 from stacks.catalog import AcceleratorSpec, ImageSpec, ModelSpec
 from stacks.config import DeploymentConfig, Platform, StackConfig
-from stacks.findings import ERROR, WARNING, Check
+from stacks.findings import ERROR, Check
 from stacks.fit import FitEstimate
 from stacks.schema import NAMESPACE
-from stacks.vllm import ServerCommand, VllmSettings
+from stacks.vllm import VllmSettings
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,11 @@ class Hardware:
 
 @dataclass(frozen=True)
 class Scaling:
-    min_replicas: int
+    min_replicas: int  # already at the platform's floor (Vertex AI keeps at least one replica)
     max_replicas: int
     metric: Optional[str]  # Prometheus name the GKE HPA reads, e.g. vllm:num_requests_waiting
-    target: float
-
-    @property
-    def hpa_metric_name(self) -> Optional[str]:
-        return f"prometheus.googleapis.com|{self.metric}|gauge" if self.metric else None
+    target: float  # per replica: the HPA's metric target, or Vertex AI's duty-cycle percent
+    max_concurrency: Optional[int] = None  # Cloud Run: requests one instance takes at once
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,8 @@ class ResolvedDeployment:
     image: ImageSpec
     hardware: Hardware
     vllm: VllmSettings
-    server: ServerCommand
+    container: ServingContainer  # what the platform runs, passed to its component unchanged
+    rejected_flags: tuple[str, ...]  # flags the pinned vLLM would refuse, dropped from the args
     scaling: Scaling
     fit: FitEstimate
 
@@ -65,15 +64,24 @@ class ResolvedDeployment:
 
 
 @dataclass(frozen=True)
+class StackNames:
+    """Names of the stack's shared resources, decided once."""
+
+    bucket: str
+    images_repository: str  # Artifact Registry repository of the images the stack builds
+    dockerhub_repository: str  # remote repository proxying Docker Hub
+    dockerhub_path: Optional[str]  # <region>-docker.pkg.dev/<project>/<repository>; None without the remote
+    cluster: Optional[str]  # the GKE cluster, when the stack has one
+    hf_token_secret: str  # Secret Manager secret id when the stack creates the token secret
+
+
+@dataclass(frozen=True)
 class ResolvedStack:
     config: StackConfig
+    names: StackNames
     deployments: Mapping[str, ResolvedDeployment]
     checks: tuple[Check, ...]
 
     @property
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.level == ERROR]
-
-    @property
-    def warnings(self) -> list[Check]:
-        return [c for c in self.checks if c.level == WARNING]

@@ -461,7 +461,7 @@ def _main(args: argparse.Namespace) -> int:
         write_dummy_model(Path(model_dir), python=Path(python), architecture=arch)
         port = free_port()
         project_argv, env, changes = server_command(
-            d.server.argv, d.server.env, python=python, model_dir=model_dir, port=port,
+            d.container.argv, d.container.env, python=python, model_dir=model_dir, port=port,
             device_kept=args.device_kept, max_model_len=max_model_len)
         for change in changes:
             _log(f"  {change}")

@@ -17,6 +17,7 @@ from components.cloudrun import (
     SecretRef,
     invoker_key,
 )
+from components.container import ServingContainer
 from offline.mocks import mask_secrets
 from offline.runner import RunResult, run_under_mocks
 
@@ -25,21 +26,30 @@ INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
 DIGEST_IMAGE = "us-central1-docker.pkg.dev/mock-project/serving/vllm-gemma-3-1b-it@sha256:" + "ab" * 32
 
 # The seed: gemma-3-1b-it with vLLM on one L4, its own service account, scale to zero.
-SEED = CloudRunVllmServiceArgs(
-    project="mock-project",
-    region="us-central1",
-    service_name="gemma-3-1b-it-service",
+CONTAINER = ServingContainer(
     image=DIGEST_IMAGE,
-    service_account_email="gemma-3-1b-it-service-sa@mock-project.iam.gserviceaccount.com",
-    served_model_name="gemma-3-1b-it",
-    min_cpu=4,
-    min_memory_gib=16,
     command=("python3", "-m", "vllm.entrypoints.openai.api_server"),
     args=("--host=0.0.0.0", "--port=8080", "--model=google/gemma-3-1b-it",
           "--served-model-name=gemma-3-1b-it", "--gpu-memory-utilization=0.9"),
     env={"HF_HUB_OFFLINE": "1"},
+    port=8080,
+    health_path="/health",
+    served_model_name="gemma-3-1b-it",
+)
+SEED = CloudRunVllmServiceArgs(
+    project="mock-project",
+    region="us-central1",
+    service_name="gemma-3-1b-it-service",
+    container=CONTAINER,
+    service_account_email="gemma-3-1b-it-service-sa@mock-project.iam.gserviceaccount.com",
+    min_cpu=4,
+    min_memory_gib=16,
     labels={"environment": "test", "deployment": "gemma"},
 )
+
+
+def with_container(**changes) -> CloudRunVllmServiceArgs:
+    return dataclasses.replace(SEED, container=dataclasses.replace(CONTAINER, **changes))
 
 
 def run(args: CloudRunVllmServiceArgs, name: str = "gemma", **kwargs) -> RunResult:
@@ -112,6 +122,14 @@ def test_seed_probes_ask_vllm_health_within_the_startup_budget():
     assert liveness["httpGet"] == {"path": "/health", "port": 8080}, f"gemma-service livenessProbe: {liveness.get('httpGet')}"
 
 
+def test_port_and_probes_follow_the_container():
+    c = container_of(run(with_container(port=9000, health_path="/ready")))
+    where = "gemma-service"
+    assert c["ports"] == {"name": "http1", "containerPort": 9000}, f"{where}: ports {c.get('ports')}"
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": 9000}, f"{where}: startup probe {c['startupProbe']}"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/ready", "port": 9000}, f"{where}: liveness probe {c['livenessProbe']}"
+
+
 def test_startup_threshold_rounds_the_budget_up_to_whole_periods():
     c = container_of(run(dataclasses.replace(SEED, startup_timeout_seconds=1000, startup_probe_period_seconds=240)))
     probe = c["startupProbe"]
@@ -121,7 +139,7 @@ def test_startup_threshold_rounds_the_budget_up_to_whole_periods():
 
 def test_labels_switch_and_deletion_protection_reach_the_service():
     result = run(dataclasses.replace(SEED, gpu_zonal_redundancy=False, deletion_protection=False, ingress="internal",
-                                     min_instances=1, max_instances=3, max_concurrency=64))
+                                     min_replicas=1, max_replicas=3, max_concurrency=64))
     svc = service_of(result)
     where = "gemma-service"
     assert svc["labels"] == {"environment": "test", "deployment": "gemma"}, f"{where}: labels {svc.get('labels')}"
@@ -170,7 +188,7 @@ def test_image_mode_takes_the_build_digest_from_another_resource():
     def program() -> None:
         repo = gcp.artifactregistry.Repository("repo", repository_id="serving", location="us-central1", format="DOCKER")
         image = repo.registry_uri.apply(lambda uri: f"{uri}/vllm-gemma@sha256:{'cd' * 32}")
-        svc = CloudRunVllmService("gemma", dataclasses.replace(SEED, image=image))
+        svc = CloudRunVllmService("gemma", with_container(image=image))
         pulumi.export("uri", svc.uri)
 
     result = run_under_mocks(program)
@@ -181,15 +199,16 @@ def test_image_mode_takes_the_build_digest_from_another_resource():
 def test_image_from_another_resource_is_still_checked_for_pinning():
     def program() -> None:
         repo = gcp.artifactregistry.Repository("repo", repository_id="serving", location="us-central1", format="DOCKER")
-        CloudRunVllmService("gemma", dataclasses.replace(SEED, image=repo.registry_uri.apply(lambda u: f"{u}/vllm:latest")))
+        CloudRunVllmService("gemma", with_container(image=repo.registry_uri.apply(lambda u: f"{u}/vllm:latest")))
 
     with pytest.raises(Exception, match="latest"):
         run_under_mocks(program)
 
 
 def test_gcs_mode_mounts_the_bucket_read_only():
-    args = dataclasses.replace(SEED, gcs_volume=GcsVolume(bucket="llm-dev-models"),
-                               args=SEED.args[:2] + ("--model=/models/google/gemma-3-1b-it", "--served-model-name=gemma-3-1b-it"))
+    args = dataclasses.replace(
+        with_container(args=CONTAINER.args[:2] + ("--model=/models/google/gemma-3-1b-it", "--served-model-name=gemma-3-1b-it")),
+        gcs_volume=GcsVolume(bucket="llm-dev-models"))
     result = run(args)
     template = service_of(result)["template"]
     volumes = template["volumes"]
@@ -201,7 +220,7 @@ def test_gcs_mode_mounts_the_bucket_read_only():
 
 
 def test_hub_mode_reads_hf_token_from_secret_manager():
-    args = dataclasses.replace(SEED, env={}, secret_env={"HF_TOKEN": SecretRef(secret="llm-dev-hf-token")})
+    args = dataclasses.replace(with_container(env={}), hf_token=SecretRef(secret="llm-dev-hf-token"))
     env = env_of(run(args))
     assert env["HF_TOKEN"] == {"name": "HF_TOKEN", "valueSource": {"secretKeyRef": {"secret": "llm-dev-hf-token",
                                                                                   "version": "latest"}}}, \
@@ -220,7 +239,7 @@ def test_a_secret_token_never_appears_in_plaintext():
         secret = gcp.secretmanager.Secret("hf-token", secret_id="llm-dev-hf-token", replication={"auto": {}})
         gcp.secretmanager.SecretVersion("hf-token-v", secret=secret.id, secret_data=token)
         svc = CloudRunVllmService("gemma", dataclasses.replace(
-            SEED, secret_env={"HF_TOKEN": SecretRef(secret=secret.secret_id)}))
+            SEED, hf_token=SecretRef(secret=secret.secret_id)))
         for key in ("uri", "curl_example", "openai_example", "proxy_command"):
             pulumi.export(key, getattr(svc, key))
 
@@ -275,20 +294,21 @@ def test_public_invoker_is_allowed_only_when_asked_for():
     (dict(max_concurrency=0), "max_concurrency", "1 to 1000"),
     (dict(invokers=("allUsers",)), "invokers", "allow_public=True"),
     (dict(invokers=("allAuthenticatedUsers",)), "invokers", "public"),
-    (dict(image="vllm/vllm-openai:latest"), "image", "latest"),
-    (dict(image="vllm/vllm-openai"), "image", "without a tag"),
+    (dict(container=dataclasses.replace(CONTAINER, image="vllm/vllm-openai:latest")), "container.image", "latest"),
+    (dict(container=dataclasses.replace(CONTAINER, image="vllm/vllm-openai")), "container.image", "without a tag"),
     (dict(startup_timeout_seconds=3600), "startup_timeout_seconds", "1800"),
     (dict(startup_probe_period_seconds=300), "startup_probe_period_seconds", "240"),
     (dict(request_timeout_seconds=7200), "request_timeout_seconds", "3600"),
-    (dict(args=("--model=google/gemma-3-1b-it",)), "args", "--port=8080"),
-    (dict(served_model_name="other"), "served_model_name", "--served-model-name"),
-    (dict(env={"HF_TOKEN": "x"}), "env.HF_TOKEN", "secret_env"),
-    (dict(env={"PORT": "8080"}), "env.PORT", "variable name"),
-    (dict(secret_env={"HF_TOKEN": SecretRef(secret="hf_abcdefghijklmnopqrstuvwxyz")}), "secret_env.HF_TOKEN.secret", "literal token"),
+    (dict(container=dataclasses.replace(CONTAINER, port=0)), "container.port", "1-65535"),
+    (dict(container=dataclasses.replace(CONTAINER, served_model_name="")), "container.served_model_name", "`model`"),
+    (dict(container=dataclasses.replace(CONTAINER, env={"HF_TOKEN": "x"})), "container.env.HF_TOKEN", "secret_env"),
+    (dict(container=dataclasses.replace(CONTAINER, env={"PORT": "8080"})), "container.env.PORT", "Cloud Run itself"),
+    (dict(hf_token=SecretRef(secret="hf_abcdefghijklmnopqrstuvwxyz")), "secret_env.HF_TOKEN.secret", "literal token"),
+    (dict(hf_token=SecretRef(secret="a"), secret_env={"HF_TOKEN": SecretRef(secret="b")}), "secret_env.HF_TOKEN", "keep one"),
     (dict(ingress="public"), "ingress", "internal"),
     (dict(service_name="Gemma_Service"), "service_name", "lowercase"),
     (dict(gcs_volume=GcsVolume(bucket="gs://b")), "gcs_volume.bucket", "bare bucket name"),
-    (dict(min_instances=2, max_instances=1), "max_instances", "min_instances"),
+    (dict(min_replicas=2, max_replicas=1), "max_replicas", "min_replicas"),
     (dict(labels={"Team": "x"}), "labels.Team", "lowercase"),
 ])
 def test_bad_values_are_rejected_with_the_field_and_the_fix(change, field, hint):

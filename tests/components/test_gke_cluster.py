@@ -13,6 +13,7 @@ from components.gke_cluster import (
     GkeCluster,
     GkeClusterArgs,
     NodePoolSpec,
+    TYPE_TOKEN,
     hardware_from_catalog,
 )
 from offline.mocks import is_wrapped_secret, unwrap_secrets
@@ -153,9 +154,9 @@ def children_of(result, type_token: str) -> set[str]:
 
 
 def test_children_are_parented(seed):
-    children = children_of(seed, "llm-serving:gke:GkeCluster")
+    children = children_of(seed, TYPE_TOKEN)
     for name in ("gke-cluster", "gke-tpu", "gke-system", "gke-k8s", "gke-nodes", "gke-nodes-logging-logwriter"):
-        assert name in children, f"{name} is not a child of the GkeCluster component: {sorted(children)}"
+        assert name in children, f"{name} is not a child of the {TYPE_TOKEN} component: {sorted(children)}"
 
 
 def test_gpu_pool_spot_and_reservation():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pulumi
 import pytest
 import yaml
 
+from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement, GkeCluster, GkeClusterArgs, NodePoolSpec
 from components.gke_workload import DEFAULT_MOUNT_OPTIONS, VllmGkeWorkload, VllmGkeWorkloadArgs
 from offline.manifests import write_kubernetes_manifests
@@ -26,14 +28,23 @@ SEED_MOUNT_OPTIONS = ("implicit-dirs,file-cache:enable-parallel-downloads:true,f
 K8S_VERSION = "1.33.0"
 
 
+SEED_CONTAINER = ServingContainer(
+    image=SEED_IMAGE, command=("python3", "-m", "vllm.entrypoints.openai.api_server"), args=SEED_ARGS,
+    env={"VLLM_XLA_CACHE_PATH": "/data/xla-cache"}, port=8000, health_path="/health",
+    served_model_name="meta-llama/Llama-3.1-70B")
+CONTAINER_FIELDS = {f.name for f in dataclasses.fields(ServingContainer)}
+
+
 def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
-    base = dict(provider=provider, project_id="mock-project", project_number=MOCK_PROJECT_NUMBER,
-                model_bucket="mock-project-llm-dev-models", image=SEED_IMAGE, accelerator=accelerator,
-                args=SEED_ARGS, env={"VLLM_XLA_CACHE_PATH": "/data/xla-cache"},
+    """The seed's Args; overrides naming a ServingContainer field change the container."""
+    container = dataclasses.replace(SEED_CONTAINER, **{k: v for k, v in overrides.items() if k in CONTAINER_FIELDS})
+    base = dict(provider=provider, project="mock-project", project_number=MOCK_PROJECT_NUMBER,
+                model_bucket="mock-project-llm-dev-models", container=container, accelerator=accelerator,
                 hf_token=pulumi.Output.secret(CANARY), namespace="llm-serving", app_name="vllm-tpu",
                 service_account_name="vllm-ksa", hf_secret_name="hf-secret", min_replicas=1, max_replicas=2,
+                autoscaling_metric="vllm:num_requests_waiting", autoscaling_target=10.0,
                 labels={"environment": "dev", "bad key!": "x"})
-    base.update(overrides)
+    base.update({k: v for k, v in overrides.items() if k not in CONTAINER_FIELDS})
     return VllmGkeWorkloadArgs(**base)
 
 
@@ -146,6 +157,17 @@ def test_probes(seed):
     assert startup["periodSeconds"] * startup["failureThreshold"] == 3600, f"llama-deployment: startup budget {startup}"
     other = run_seed(startup_timeout_seconds=1800, probe_period_seconds=15)
     assert container(other)["startupProbe"]["failureThreshold"] == 120, container(other)["startupProbe"]
+
+
+def test_port_and_health_path_follow_the_container():
+    result = run_seed(port=9000, health_path="/ready")
+    c = container(result)
+    assert c["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}], f"llama-deployment: {c['ports']}"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/ready", "port": "http"}, f"llama-deployment: {probe} {c[probe]}"
+    ports = result.named("llama-service").inputs["spec"]["ports"]
+    assert [p["port"] for p in ports] == [9000], f"llama-service: ports {ports}"
+    assert result.outputs["in_cluster_url"].value.endswith(":9000"), result.outputs["in_cluster_url"].value
 
 
 def test_hpa(seed):
@@ -268,17 +290,15 @@ def test_gpu_family():
 
 @pytest.mark.parametrize("overrides, needles", [
     (dict(max_replicas=3), ["max_replicas", "got 3", "at most 2", "max 2 nodes", "1 pods per node"]),
-    (dict(image="docker.io/vllm/vllm-tpu:latest"), ["image", "latest"]),
-    (dict(image="docker.io/vllm/vllm-tpu"), ["image", "without a tag"]),
-    (dict(env={"HF_TOKEN": "x"}), ["env['HF_TOKEN']", "hf_token"]),
-    (dict(env={"TOKEN": CANARY}), ["env['TOKEN']", "hf_token"]),
+    (dict(image="docker.io/vllm/vllm-tpu:latest"), ["container.image", "latest"]),
+    (dict(image="docker.io/vllm/vllm-tpu"), ["container.image", "without a tag"]),
+    (dict(env={"HF_TOKEN": "x"}), ["container.env.HF_TOKEN", "hf_token"]),
+    (dict(env={"TOKEN": CANARY}), ["container.env.TOKEN", "hf_token"]),
+    (dict(port=70000), ["container.port", "got 70000"]),
+    (dict(health_path="health"), ["container.health_path", "starting with /"]),
     (dict(autoscaling_metric="vllm:gpu_cache_usage_perc"), ["autoscaling_metric", "vllm:kv_cache_usage_perc"]),
     (dict(autoscaling_metric="vllm:avg_generation_throughput_toks_per_s"), ["autoscaling_metric", "vllm:num_requests_waiting"]),
     (dict(autoscaling_metric="vllm:kv_cache_usage_perc", autoscaling_target=10), ["autoscaling_target", "0-1"]),
-    (dict(args=SEED_ARGS + ("--disable-log-stats",)), ["--disable-log-stats", "HPA"]),
-    (dict(port=8080), ["--port=8000", "port is 8080"]),
-    (dict(args=("--host=127.0.0.1",)), ["--host=127.0.0.1", "0.0.0.0"]),
-    (dict(args=("--tensor-parallel-size=16",)), ["--tensor-parallel-size=16", "8 devices"]),
     (dict(pods_per_node=3), ["pods_per_node", "got 3", "8 devices"]),
     (dict(min_replicas=2, max_replicas=1), ["max_replicas", "below min_replicas 2"]),
     (dict(gcsfuse_mount_options="implicit-dirs,app-name:x"), ["gcsfuse_mount_options", "app-name"]),

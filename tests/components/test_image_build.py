@@ -36,7 +36,7 @@ SEED = ModelImageBuildArgs(
     model_id="google/gemma-3-1b-it",
     model_revision="0123456789abcdef0123456789abcdef01234567",
     base_image=BASE,
-    hf_token_secret="llm-dev-hf-token",
+    hf_token="llm-dev-hf-token",
     build_service_account="llm-dev-build@mock-project.iam.gserviceaccount.com",
 )
 
@@ -115,7 +115,7 @@ def test_build_is_a_child_of_the_component():
 
 
 def test_resource_names_are_accepted_for_secret_and_service_account():
-    result = run(dataclasses.replace(SEED, hf_token_secret="projects/other/secrets/hf", hf_token_secret_version="3",
+    result = run(dataclasses.replace(SEED, hf_token="projects/other/secrets/hf", hf_token_version="3",
                                      build_service_account="projects/mock-project/serviceAccounts/b@x.iam.gserviceaccount.com"))
     script = command_of(result)["create"]
     assert substitutions_of(script)["_HF_SECRET"] == "projects/other/secrets/hf/versions/3", f"gemma-image-build: {script!r}"
@@ -176,7 +176,7 @@ def test_hf_token_never_reaches_the_command():
         token = pulumi.Config("llm-serving").require_secret("hfToken")
         secret = gcp.secretmanager.Secret("hf-token", secret_id="llm-dev-hf-token", replication={"auto": {}})
         gcp.secretmanager.SecretVersion("hf-token-v", secret=secret.id, secret_data=token)
-        build = ModelImageBuild("gemma-image", dataclasses.replace(SEED, hf_token_secret=secret.secret_id))
+        build = ModelImageBuild("gemma-image", dataclasses.replace(SEED, hf_token=secret.secret_id))
         pulumi.export("image_by_digest", build.image_by_digest)
 
     result = run_under_mocks(program, config={"llm-serving:hfToken": CANARY}, secret_keys=["llm-serving:hfToken"])
@@ -197,8 +197,8 @@ def test_hf_token_never_reaches_the_command():
     (dict(base_image="vllm/vllm-openai:latest"), "base_image", "latest"),
     (dict(base_image="vllm/vllm-openai"), "base_image", "without a tag"),
     (dict(model_id="gemma-3-1b-it"), "model_id", "org/name"),
-    (dict(hf_token_secret="hf_abc def"), "hf_token_secret", "never the token"),
-    (dict(hf_token_secret_version="newest"), "hf_token_secret_version", "latest"),
+    (dict(hf_token="hf_abc def"), "hf_token", "never the token"),
+    (dict(hf_token_version="newest"), "hf_token_version", "latest"),
     (dict(image_name="Vllm Gemma"), "image_name", "lowercase"),
     (dict(machine_type="n2-standard-8"), "machine_type", "e2-highcpu-8"),
     (dict(source_dir="/nonexistent"), "source_dir", "Dockerfile"),

@@ -23,7 +23,7 @@ def run_adapter(**overrides):
         cluster = GkeCluster("gke", GkeClusterArgs(
             project="mock-project", location="us-east5-b", cluster_name="llm-dev-gke",
             node_pools={"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=2)}))
-        args = dict(provider=cluster.provider, project_id="mock-project", project_number=MOCK_PROJECT_NUMBER,
+        args = dict(provider=cluster.provider, project="mock-project", project_number=MOCK_PROJECT_NUMBER,
                     labels={"environment": "dev"})
         args.update(overrides)
         CustomMetricsAdapter("cma", CustomMetricsAdapterArgs(**args))

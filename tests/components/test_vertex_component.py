@@ -3,6 +3,7 @@ container contract, secrets, validation and the LoRA grant."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from typing import Any
@@ -11,7 +12,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pytest
 
-from components.vertex import DUTY_CYCLE_METRIC, VertexVllmEndpoint, VertexVllmEndpointArgs
+from components.container import ServingContainer
+from components.vertex import DUTY_CYCLE_METRIC, TYPE_TOKEN, VertexVllmEndpoint, VertexVllmEndpointArgs
 from offline.mocks import MOCK_PROJECT_NUMBER, is_wrapped_secret, unwrap_secrets
 from offline.runner import RunResult, run_under_mocks
 
@@ -50,17 +52,30 @@ SEED_MODELS = [
 ]
 
 
+CONTAINER_FIELDS = {f.name for f in dataclasses.fields(ServingContainer)}
+
+
 def make_args(model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct", machine: str = "g2-standard-12",
               accelerator: str = "NVIDIA_L4", count: int = 1, **overrides: Any) -> VertexVllmEndpointArgs:
+    """The seed's Args; overrides naming a ServingContainer field change the container."""
     vision = "Vision" in model
+    container = ServingContainer(
+        image=IMAGE,
+        command=("python", "-m", "vllm.entrypoints.api_server"),
+        args=("--host=0.0.0.0", "--port=8080", f"--model={model}", f"--tensor-parallel-size={count}",
+              "--gpu-memory-utilization=0.9", "--max-model-len=4096", f"--max-num-seqs={12 if vision else 256}"),
+        env={"MODEL_ID": model, "DEPLOY_SOURCE": "pulumi"},
+        port=8080,
+        health_path="/ping",
+        predict_route="/generate",
+        served_model_name=model,
+    )
+    container = dataclasses.replace(container, **{k: v for k, v in overrides.items() if k in CONTAINER_FIELDS})
+    overrides = {k: v for k, v in overrides.items() if k not in CONTAINER_FIELDS}
     values: dict[str, Any] = dict(
         region="us-central1",
         hugging_face_model_id=model,
-        image_uri=IMAGE,
-        container_command=["python", "-m", "vllm.entrypoints.api_server"],
-        container_args=["--host=0.0.0.0", "--port=8080", f"--model={model}", f"--tensor-parallel-size={count}",
-                        "--gpu-memory-utilization=0.9", "--max-model-len=4096",
-                        f"--max-num-seqs={12 if vision else 256}"],
+        container=container,
         machine_type=machine,
         accelerator_type=accelerator,
         accelerator_count=count,
@@ -183,7 +198,7 @@ def _plaintext_paths(value: Any, needle: str, path: str = "") -> list[str]:
 def test_token_only_in_model_config_as_secret(as_secret: bool) -> None:
     canary = "hf_CANARY_5b1e0c9d7a"
     token = pulumi.Output.secret(canary) if as_secret else canary
-    run = deploy(make_args(hugging_face_access_token=token))
+    run = deploy(make_args(hf_token=token))
     reg = the_deployment(run)
 
     model_config = reg.inputs["modelConfig"]
@@ -234,23 +249,41 @@ def _problems(**overrides: Any) -> str:
 ])
 def test_bad_machine_accelerator_combinations(machine: str, accelerator: str, count: int, fragment: str) -> None:
     message = _problems(machine=machine, accelerator=accelerator, count=count,
-                        container_args=["--host=0.0.0.0", "--port=8080"])
+                        args=("--host=0.0.0.0", "--port=8080"))
     assert fragment in message, f"VertexVllmEndpoint llm: error for {machine}/{accelerator}x{count} was {message!r}"
     assert message.startswith("VertexVllmEndpoint llm:"), f"error does not name the component: {message!r}"
 
 
 @pytest.mark.parametrize("name", ["HF_TOKEN", "hf_token", "HUGGING_FACE_HUB_TOKEN"])
 def test_token_env_var_rejected(name: str) -> None:
-    message = _problems(extra_env={name: "hf_whatever"})
-    assert f"extra_env {name} looks like a credential" in message, f"llm: error was {message!r}"
-    assert "hugging_face_access_token" in message, f"llm: error does not say where the token goes: {message!r}"
+    message = _problems(env={"MODEL_ID": "meta-llama/Meta-Llama-3.1-8B-Instruct", name: "hf_whatever"})
+    assert f"container.env.{name} looks like a credential" in message, f"llm: error was {message!r}"
+    assert "hf_token" in message, f"llm: error does not say where the token goes: {message!r}"
     assert "hf_whatever" not in message, "llm: the error message repeats the token value"
 
 
-def test_plain_extra_env_is_kept_sorted() -> None:
-    reg = the_deployment(deploy(make_args(extra_env={"VLLM_LOGGING_LEVEL": "INFO", "AIP_X": "1"})))
+def test_env_keeps_the_container_order() -> None:
+    """Reordering the environment would replace the endpoint, so it goes out exactly as given."""
+    env = {"MODEL_ID": "meta-llama/Meta-Llama-3.1-8B-Instruct", "DEPLOY_SOURCE": "pulumi", "VLLM_LOGGING_LEVEL": "INFO",
+           "AIP_X": "1"}
+    reg = the_deployment(deploy(make_args(env=env)))
     names = [e["name"] for e in unwrap_secrets(reg.inputs)["modelConfig"]["containerSpec"]["envs"]]
-    expect(reg.name, "containerSpec.envs names", names, ["MODEL_ID", "DEPLOY_SOURCE", "AIP_X", "VLLM_LOGGING_LEVEL"])
+    expect(reg.name, "containerSpec.envs names", names, list(env))
+
+
+def test_container_fields_reach_the_container_spec() -> None:
+    reg = the_deployment(deploy(make_args(port=7080, health_path="/healthz", predict_route="/predict")))
+    spec = unwrap_secrets(reg.inputs)["modelConfig"]["containerSpec"]
+    expect(reg.name, "containerSpec.ports", spec["ports"], [{"containerPort": 7080}])
+    expect(reg.name, "containerSpec.healthRoute", spec["healthRoute"], "/healthz")
+    expect(reg.name, "containerSpec.predictRoute", spec["predictRoute"], "/predict")
+
+
+def test_model_id_in_env_must_be_the_model_served() -> None:
+    message = _problems(env={"MODEL_ID": "google/gemma-3-1b-it"})
+    assert "container.env.MODEL_ID is 'google/gemma-3-1b-it'" in message, f"llm: error was {message!r}"
+    message = _problems(predict_route=None)
+    assert "container.predict_route is unset" in message, f"llm: error was {message!r}"
 
 
 @pytest.mark.parametrize("image,fragment", [
@@ -259,21 +292,20 @@ def test_plain_extra_env_is_kept_sorted() -> None:
     (IMAGE.rsplit(":", 1)[0] + "@sha256:abc", "a digest must be sha256: followed by 64 hex digits"),
 ])
 def test_unpinned_images_rejected(image: str, fragment: str) -> None:
-    message = _problems(image_uri=image)
+    message = _problems(image=image)
     assert fragment in message, f"llm: error for image {image} was {message!r}"
 
 
 def test_digest_image_accepted() -> None:
     image = IMAGE.rsplit(":", 1)[0] + "@sha256:" + "a" * 64
-    reg = the_deployment(deploy(make_args(image_uri=image)))
+    reg = the_deployment(deploy(make_args(image=image)))
     expect(reg.name, "containerSpec.imageUri", unwrap_secrets(reg.inputs)["modelConfig"]["containerSpec"]["imageUri"], image)
 
 
 def test_all_problems_reported_at_once() -> None:
-    message = _problems(count=2, extra_env={"HF_TOKEN": "x"}, image_uri="vllm/vllm-openai:latest",
-                        container_args=["--port=9000", "--tensor-parallel-size=4"], min_replica_count=0)
-    for fragment in ("accelerator_count 2", "extra_env HF_TOKEN", ":latest", "--port=9000",
-                     "--tensor-parallel-size=4", "min_replica_count is 0"):
+    message = _problems(count=2, env={"HF_TOKEN": "x"}, image="vllm/vllm-openai:latest", port=0, min_replicas=0)
+    for fragment in ("accelerator_count 2", "container.env.HF_TOKEN", ":latest", "container.port: got 0",
+                     "min_replicas is 0"):
         assert fragment in message, f"llm: combined error lacks {fragment!r}: {message!r}"
 
 
@@ -282,12 +314,12 @@ def test_deployment_timeout_over_two_hours_rejected() -> None:
     assert "deployment_timeout_seconds is 7201" in message, f"llm: error was {message!r}"
 
 
-LORA_ARGS = ["--host=0.0.0.0", "--port=8080", "--model=meta-llama/Meta-Llama-3.1-8B-Instruct",
-             "--tensor-parallel-size=1", "--enable-lora", "--max-loras=1"]
+LORA_ARGS = ("--host=0.0.0.0", "--port=8080", "--model=meta-llama/Meta-Llama-3.1-8B-Instruct",
+             "--tensor-parallel-size=1", "--enable-lora", "--max-loras=1")
 
 
 def test_lora_grant_only_on_the_bucket() -> None:
-    run = deploy(make_args(container_args=LORA_ARGS, lora_bucket="mock-project-models",
+    run = deploy(make_args(args=LORA_ARGS, lora_bucket="mock-project-models",
                            lora_adapters={"support": "loras/support-v3"}))
     grants = run.of_type(BUCKET_MEMBER)
     assert len(grants) == 1, f"llm: expected one bucket grant, found {[g.name for g in grants]}"
@@ -304,21 +336,17 @@ def test_lora_grant_only_on_the_bucket() -> None:
     expect("llm outputs", "lora_adapters", out["lora_adapters"], {"support": "gs://mock-project-models/loras/support-v3"})
 
 
-def test_lora_needs_enable_lora_and_enable_lora_needs_adapters() -> None:
-    message = _problems(lora_bucket="mock-project-models", lora_adapters={"support": "loras/support-v3"})
-    assert "lack --enable-lora" in message, f"llm: error was {message!r}"
-    message = _problems(container_args=LORA_ARGS)
-    assert "no lora_adapters are configured" in message, f"llm: error was {message!r}"
-    message = _problems(container_args=LORA_ARGS, lora_adapters={"support": "gs://other/loras/x"})
+def test_lora_adapters_need_their_bucket_and_a_prefix_inside_it() -> None:
+    message = _problems(args=LORA_ARGS, lora_adapters={"support": "gs://other/loras/x"})
     assert "lora_bucket is empty" in message and "object prefix inside lora_bucket" in message, \
         f"llm: error was {message!r}"
 
 
 def test_children_are_parented_and_named_after_the_component() -> None:
-    run = deploy(make_args(container_args=LORA_ARGS, lora_bucket="b-models", lora_adapters={"a": "loras/a"}),
+    run = deploy(make_args(args=LORA_ARGS, lora_bucket="b-models", lora_adapters={"a": "loras/a"}),
                  name="chat")
     component = run.named("chat")
-    expect("chat", "type", component.type, "llm-serving:vertex:VertexVllmEndpoint")
+    expect("chat", "type", component.type, TYPE_TOKEN)
     children = [r for r in run.registrations if r is not component]
     expect("chat", "children", sorted(r.name for r in children), ["chat-deployment", "chat-lora-reader"])
     for child in children:
@@ -328,6 +356,6 @@ def test_children_are_parented_and_named_after_the_component() -> None:
 def assert_child_of(child, component_name: str) -> None:
     # The parent chain is part of the URN (`...$<parent type>$<child type>::<name>`); the recorded
     # `parent` field is blank for grandchildren of the stack, so the URN is what is checked here.
-    parent_type = "llm-serving:vertex:VertexVllmEndpoint$"
+    parent_type = f"{TYPE_TOKEN}$"
     assert parent_type in child.urn, f"{child.type} {child.name}: not a child of the component ({child.urn})"
     assert child.name.startswith(f"{component_name}-"), f"{child.type} {child.name}: not named after {component_name}"

@@ -105,10 +105,10 @@ def rendered(request, prod, vllm_python, tiny_model, tmp_path_factory):
     d = prod.deployments[name]
     assert d.platform.value == platform
     port = free_port()
-    argv, argv_changes = replace_for_cpu(d.server.argv, model_path=str(tiny_model), port=port,
+    argv, argv_changes = replace_for_cpu(d.container.argv, model_path=str(tiny_model), port=port,
                                          python=vllm_python)
-    env, env_changes = replace_env_for_cpu(d.server.env)
-    print(f"\n[integration] {name} ({platform}) rendered: {d.server.argv} env {dict(d.server.env)}")
+    env, env_changes = replace_env_for_cpu(d.container.env)
+    print(f"\n[integration] {name} ({platform}) rendered: {d.container.argv} env {dict(d.container.env)}")
     for change in [*argv_changes, *env_changes]:
         print(f"[integration]   rewrite: {change}")
     assert argv_changes == _expected_argv_changes(name, vllm_python, tiny_model, port)
@@ -130,13 +130,13 @@ def rendered(request, prod, vllm_python, tiny_model, tmp_path_factory):
 
 def test_health_and_served_model_name(rendered):
     d = rendered.deployment
-    status, _ = _get(f"{rendered.server.base_url}{d.server.health_path}")
+    status, _ = _get(f"{rendered.server.base_url}{d.container.health_path}")
     assert status == 200
-    assert [m.id for m in rendered.client.models.list().data] == [d.server.served_model_name]
+    assert [m.id for m in rendered.client.models.list().data] == [d.container.served_model_name]
 
 
 def test_completion_and_chat_through_openai_client(rendered):
-    name = rendered.deployment.server.served_model_name
+    name = rendered.deployment.container.served_model_name
     started = time.monotonic()
     completion = rendered.client.completions.create(model=name, prompt=PROMPT, max_tokens=16,
                                                     temperature=0)
@@ -161,13 +161,13 @@ def test_metrics_expose_the_rendered_scaling_metric(rendered):
     metric = getattr(d.scaling, "metric", None)
     if metric is None:
         pytest.skip(f"{rendered.name} renders no metric-based autoscaler")
-    served = re.escape(d.server.served_model_name)
+    served = re.escape(d.container.served_model_name)
     assert re.search(rf'^{re.escape(metric)}{{[^}}]*model_name="{served}"', text, re.M), (
-        f"{metric} for {d.server.served_model_name} missing from /metrics")
+        f"{metric} for {d.container.served_model_name} missing from /metrics")
 
 
 def test_bounded_load_generates_tokens(rendered):
-    result = run_load(rendered.server.base_url, rendered.deployment.server.served_model_name,
+    result = run_load(rendered.server.base_url, rendered.deployment.container.served_model_name,
                       concurrency=4, duration_s=4, max_tokens=16, prompt=PROMPT,
                       request_timeout_s=60)
     print(f"[integration] {rendered.name}: load, 4 loops for 4 s:\n{result.summary()}")
@@ -181,13 +181,13 @@ def test_flag_the_pinned_vllm_rejects_is_dropped_and_would_fail(prod, vllm_pytho
     settings = dataclasses.replace(d.vllm, swap_space=4)
 
     # The real pinned image: the renderer drops the flag and reports it.
-    pinned = render_server(settings, d.image, port=d.server.port, env=d.server.env)
+    pinned = render_server(settings, d.image, port=d.container.port, env=d.container.env)
     assert pinned.rejected_flags == ("--swap-space",)
     assert not [a for a in pinned.args if a.startswith("--swap-space")]
 
     # An image claiming an older vLLM keeps it; the installed parser must refuse that render.
     old_image = dataclasses.replace(d.image, vllm_version=(0, 9, 2))
-    old = render_server(settings, old_image, port=d.server.port, env=d.server.env)
+    old = render_server(settings, old_image, port=d.container.port, env=d.container.env)
     assert old.rejected_flags == ()
     assert "--swap-space=4" in old.args
 

@@ -108,10 +108,10 @@ def test_a_flag_the_pinned_vllm_rejects_is_dropped_and_reported():
     message = only(resolved, "error", "--swap-space")
     assert "removed in vLLM 0.18" in message and "unrecognized arguments" in message
     d = resolved.deployments["model"]
-    assert not any(a.startswith("--swap-space") for a in d.server.args), d.server.args
+    assert not any(a.startswith("--swap-space") for a in d.container.args), d.container.args
     # The Vertex default image (vLLM 0.9.2) still accepts it, as the tutorial used it.
     vertex = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "vllm": {"swapSpace": 16}})
-    assert "--swap-space=16" in vertex.deployments["model"].server.args
+    assert "--swap-space=16" in vertex.deployments["model"].container.args
 
 
 def test_extra_args_are_checked_against_the_version_too():
@@ -131,7 +131,7 @@ def test_hpa_with_disable_log_stats_or_a_metric_the_version_lacks():
     new = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B", "scaling": {"metric": "kv_cache_usage"}},
                   gke=TPU_CLUSTER)
     assert new.deployments["model"].scaling.metric == "vllm:kv_cache_usage_perc"
-    assert new.deployments["model"].scaling.hpa_metric_name == "prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge"
+    assert new.deployments["model"].scaling.target == 0.8, "the KV-cache usage target is a 0-1 fraction"
 
 
 def test_max_replicas_above_node_pool_capacity():
@@ -215,7 +215,7 @@ def test_settings_that_cost_throughput_warn():
 
 def test_defaults_keep_cuda_graphs_stats_and_lora_off():
     d = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct"}).deployments["model"]
-    args = d.server.args
+    args = d.container.args
     for flag in ("--enforce-eager", "--enable-lora", "--disable-log-stats", "--swap-space", "--max-loras"):
         assert not any(a.startswith(flag) for a in args), f"{flag} is in the default args: {args}"
     assert "--gpu-memory-utilization=0.9" in args
@@ -226,7 +226,7 @@ def test_defaults_keep_cuda_graphs_stats_and_lora_off():
 def test_lora_flags_only_with_adapters():
     d = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
                  "lora": {"adapters": {"support": "loras/support-v3"}, "maxLoras": 2, "maxCpuLoras": 4}}).deployments["model"]
-    assert {"--enable-lora", "--max-loras=2", "--max-cpu-loras=4"} <= set(d.server.args), d.server.args
+    assert {"--enable-lora", "--max-loras=2", "--max-cpu-loras=4"} <= set(d.container.args), d.container.args
 
 
 def test_the_seed_flags_stay_reachable_through_config():
@@ -235,7 +235,7 @@ def test_the_seed_flags_stay_reachable_through_config():
                  "lora": {"adapters": {"a": "loras/a"}, "maxCpuLoras": 8}}).deployments["model"]
     for arg in ("--enforce-eager", "--disable-log-stats", "--swap-space=16", "--max-num-seqs=256", "--enable-lora",
                 "--max-loras=1", "--max-cpu-loras=8"):
-        assert arg in d.server.args, f"{arg} missing from {d.server.args}"
+        assert arg in d.container.args, f"{arg} missing from {d.container.args}"
 
 
 def test_renderer_emits_only_flags_the_version_accepts():
