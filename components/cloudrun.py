@@ -117,15 +117,15 @@ class CloudRunVllmServiceArgs:
     min_memory_gib: int  # the GPU type's minimum memory on Cloud Run (catalog: L4 16, RTX PRO 6000 80)
     hf_token: Optional[SecretRef] = None  # the Hugging Face token's secret, read into HF_TOKEN at start
     secret_env: Mapping[str, SecretRef] = field(default_factory=dict)  # more environment read from Secret Manager
-    gpu_type: str = "nvidia-l4"  # one of GPU_TYPES
-    cpu: int = 8  # vCPU limit
-    memory_gib: int = 32  # memory limit (GiB)
-    gpu_zonal_redundancy: bool = True  # reserve zonal failover capacity (dearer, own quota); False = best effort
-    min_replicas: int = 0  # instances kept warm; 0 scales to zero (cold starts load the model)
-    max_replicas: int = 1  # upper bound on instances; each instance holds one GPU
-    max_concurrency: int = 80  # requests per instance at once (Cloud Run's own default is 80)
-    request_timeout_seconds: int = 600  # per request, at most 3600
-    startup_timeout_seconds: int = 1200  # time allowed for the model to load before /health answers
+    gpu_type: str  # one of GPU_TYPES
+    cpu: int  # vCPU limit
+    memory_gib: int  # memory limit (GiB)
+    gpu_zonal_redundancy: bool  # reserve zonal failover capacity (dearer, own quota); False = best effort
+    min_replicas: int  # instances kept warm; 0 scales to zero (cold starts load the model)
+    max_replicas: int  # upper bound on instances; each instance holds one GPU
+    max_concurrency: int  # requests per instance at once, 1 to 1000
+    request_timeout_seconds: int  # per request, at most 3600
+    startup_timeout_seconds: int  # time allowed for the model to load before /health answers
     startup_probe_period_seconds: int = 10  # how often the startup probe asks /health
     ingress: str = "all"  # "all", "internal" or "internal-and-cloud-load-balancing" (IAM still applies)
     invokers: tuple[str, ...] = ()  # IAM members granted roles/run.invoker, e.g. "group:ml@example.com"

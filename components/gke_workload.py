@@ -73,22 +73,22 @@ class VllmGkeWorkloadArgs:
     # HF token), port (container port `http`, Service port and scrape port) and health path.
     container: ServingContainer
     accelerator: AcceleratorPlacement  # from GkeCluster.placement(pool): selectors and capacity
-    namespace: str = "llm-serving"  # Kubernetes namespace (created here unless create_namespace=False)
+    namespace: str  # Kubernetes namespace (created here unless create_namespace=False)
     create_namespace: bool = True  # False when the namespace exists or another workload in it creates it
     app_name: str = "vllm"  # Deployment, Service, PodMonitoring and HPA name
     service_account_name: Optional[str] = None  # Kubernetes ServiceAccount; default "<app_name>"
     hf_token: Optional[pulumi.Input[str]] = None  # Hugging Face token (a Pulumi secret); gated models only
     hf_secret_name: Optional[str] = None  # Kubernetes Secret with key hf_api_token; default "<app_name>-hf-token"
     pods_per_node: int = 1  # replicas sharing one node; devices per pod = count_per_node / pods_per_node
-    startup_timeout_seconds: int = 3600  # startup probe budget: weight download + XLA compilation
+    startup_timeout_seconds: int  # startup probe budget: weight download + XLA compilation
     probe_period_seconds: int = 10  # startup probe period; failureThreshold = budget / period
-    min_replicas: int = 1  # HPA lower bound
-    max_replicas: int = 1  # HPA upper bound; at most max nodes x pods_per_node
+    min_replicas: int  # HPA lower bound
+    max_replicas: int  # HPA upper bound; at most max nodes x pods_per_node
     autoscaling_metric: str  # vLLM gauge the HPA averages per pod, one of SCALING_GAUGES
     autoscaling_target: float  # per pod: e.g. 10 waiting requests, or a 0-1 fraction for KV-cache usage
     scrape_interval: str = "15s"  # PodMonitoring interval
     public_load_balancer: bool = False  # default: internal passthrough load balancer
-    mount_path: str = "/data"  # where the bucket is mounted (vLLM --download-dir)
+    mount_path: str  # where the bucket is mounted (the server's download dir)
     gcsfuse_mount_options: str = DEFAULT_MOUNT_OPTIONS  # comma-separated, no spaces
     cpu_request: Optional[str] = None  # e.g. "8"; Autopilot GPU pods should set it
     memory_request: Optional[str] = None  # e.g. "64Gi"

@@ -47,7 +47,7 @@ def custom_code_service_agent(project_number: str) -> str:
     return f"service-{project_number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VertexVllmEndpointArgs:
     """What to serve, on which hardware, and how Vertex AI reaches the container.
 
@@ -82,20 +82,20 @@ class VertexVllmEndpointArgs:
     # Accept the model's licence (EULA) on the caller's behalf.
     accept_eula: bool = False
     # Let Vertex AI deploy from its cached copy of the Hugging Face weights.
-    hugging_face_cache_enabled: bool = False
+    hugging_face_cache_enabled: bool
     # /dev/shm for NCCL between GPUs; the seed uses 16 GiB.
-    shared_memory_size_mb: int = 16 * 1024
+    shared_memory_size_mb: int
     # How long Vertex AI waits for the container to become healthy (at most 7200).
-    deployment_timeout_seconds: int = MAX_DEPLOYMENT_TIMEOUT_SECONDS
-    min_replicas: int = 1
-    max_replicas: int = 1
+    deployment_timeout_seconds: int
+    min_replicas: int
+    max_replicas: int
     # Scale out when the accelerators' duty cycle passes this percentage (1-100).
-    duty_cycle_target: int = 60
+    duty_cycle_target: int
     # Run the replicas on Spot capacity (can be preempted).
-    spot: bool = False
+    spot: bool
     # Dedicated endpoint DNS: streaming, 1 h timeout, 10 MB payloads; the shared
     # `{region}-aiplatform.googleapis.com` host then refuses this endpoint.
-    dedicated_endpoint: bool = True
+    dedicated_endpoint: bool
     # Endpoint and model display names; default: the component name.
     display_name: Optional[str] = None
     # The dedicated serving identity. Read access to the LoRA adapters is granted to it, on

@@ -25,7 +25,8 @@ from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
 from stacks.config import Platform, StackConfig, WeightsSource
 from stacks.findings import ERROR, INFO, WARNING, Check
-from stacks.resolve import DATA, memory_gib
+from stacks.catalog import DATA_DIR
+from stacks.resolve import memory_gib
 from stacks.resolved import ResolvedDeployment, ResolvedStack, StackNames
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
@@ -55,7 +56,7 @@ class Foundation:
 
 @functools.cache
 def quota_table() -> dict:
-    with open(DATA / "quotas.yaml", encoding="utf-8") as handle:
+    with open(DATA_DIR / "quotas.yaml", encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from components.images import pinned_image_problem
+from stacks import defaults
+from stacks.catalog import hardware_defaults
+from stacks.fit import GPU_MEMORY_UTILIZATION
 from stacks.schema import (
     NAMESPACE,
     ConfigError,
@@ -98,7 +101,7 @@ class BucketConfig:
     """The model bucket: weights, LoRA adapters and compile caches."""
 
     name: Optional[str] = setting(
-        "Bucket name; default `<project>-<namePrefix>-models`.",
+        f"Bucket name; default `{defaults.shown(defaults.BUCKET_NAME)}`.",
         None,
         pattern=r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]",
         pattern_hint="bucket names are 3-63 lowercase letters, digits, dots, hyphens and underscores",
@@ -179,7 +182,7 @@ class GkeClusterConfig:
         pattern=r"[a-z]+-[a-z]+\d(-[a-z])?",
         pattern_hint="give a region like us-central1 or a zone like us-east5-b",
     )
-    name: Optional[str] = setting("Cluster name; default `<namePrefix>-gke`.", None, pattern=NAME_PATTERN + r"|[a-z][a-z0-9-]{0,38}[a-z0-9]")
+    name: Optional[str] = setting(f"Cluster name; default `{defaults.shown(defaults.CLUSTER_NAME)}`.", None, pattern=NAME_PATTERN + r"|[a-z][a-z0-9-]{0,38}[a-z0-9]")
     autopilot: bool = setting("Create an Autopilot cluster instead of Standard (node pools are then managed by GKE).", False)
     release_channel: ReleaseChannel = setting("GKE release channel.", ReleaseChannel.REGULAR)
     min_master_version: str = setting(
@@ -231,11 +234,11 @@ class HardwareConfig:
     )
     accelerator_count: Optional[int] = setting("Accelerators per replica (Vertex AI).", None, minimum=1, maximum=16)
     cpu: Optional[str] = setting(
-        "Cloud Run CPU limit per instance (default 8; at least the GPU minimum).", None,
+        f"Cloud Run CPU limit per instance (default {hardware_defaults()['cloudrun']['cpu']}; at least the GPU minimum).", None,
         pattern=r"\d+(\.\d+)?", pattern_hint="give a number of vCPUs such as 8",
     )
     memory: Optional[str] = setting(
-        "Cloud Run memory limit per instance (default 32Gi; at least the GPU minimum).", None,
+        f"Cloud Run memory limit per instance (default {hardware_defaults()['cloudrun']['memory']}; at least the GPU minimum).", None,
         pattern=r"\d+(Gi|Mi)", pattern_hint="give a size such as 32Gi",
     )
     node_pool: Optional[str] = setting("GKE: the `gke.nodePools` entry to run on.", None)
@@ -245,12 +248,15 @@ class HardwareConfig:
 class VllmConfig:
     """vLLM server settings: a typed core, each emitted only when it applies, plus `extraArgs`."""
 
-    max_model_len: Optional[int] = setting("Longest sequence (prompt + output) served; default 4096, capped by the model.", None, minimum=16)
+    max_model_len: Optional[int] = setting(
+        f"Longest sequence (prompt + output) served; default {defaults.MAX_MODEL_LEN}, capped by the model's context "
+        "and by what fits the devices.", None, minimum=16)
     gpu_memory_utilization: Optional[float] = setting(
-        "Fraction of device memory vLLM may use; default from the fit estimate (0.90 on GPUs).", None, minimum=0.1, maximum=0.99
+        f"Fraction of device memory vLLM may use; default {GPU_MEMORY_UTILIZATION:.2f}.", None, minimum=0.1, maximum=0.99
     )
     max_num_seqs: Optional[int] = setting(
-        "Most sequences batched at once; default from the fit estimate (at most 256; 12 for vision models).", None, minimum=1, maximum=4096
+        "Most sequences batched at once; default from the fit estimate (at most 256; "
+        f"{defaults.VISION_MAX_NUM_SEQS} for vision models).", None, minimum=1, maximum=4096
     )
     max_num_batched_tokens: Optional[int] = setting("Token budget per scheduler step.", None, minimum=16)
     tensor_parallel_size: Optional[int] = setting("Tensor parallel size; default: the accelerator count.", None, minimum=1)
@@ -304,14 +310,19 @@ class LoraConfig:
 class ScalingConfig:
     """Replicas (Vertex AI, GKE) or instances (Cloud Run)."""
 
-    min_replicas: Optional[int] = setting("Fewest replicas; default 0 on Cloud Run, 1 elsewhere.", None, minimum=0, maximum=1000)
-    max_replicas: Optional[int] = setting("Most replicas; default 1 (Cloud Run 3).", None, minimum=1, maximum=1000)
+    min_replicas: Optional[int] = setting(
+        f"Fewest replicas; default {defaults.CLOUDRUN_MIN_REPLICAS} on Cloud Run, {defaults.MIN_REPLICAS} elsewhere "
+        f"(Vertex AI keeps at least {defaults.VERTEX_REPLICA_FLOOR}).", None, minimum=0, maximum=1000)
+    max_replicas: Optional[int] = setting(
+        f"Most replicas; default {defaults.MAX_REPLICAS} (Cloud Run {defaults.CLOUDRUN_MAX_REPLICAS}; GKE at least "
+        "minReplicas).", None, minimum=1, maximum=1000)
     metric: AutoscalingMetric = setting(
         "GKE: the vLLM metric the HPA scales on.", AutoscalingMetric.NUM_REQUESTS_WAITING
     )
     target: Optional[float] = setting(
-        "Target per replica: waiting requests (default 10) or KV-cache usage 0-1 (default 0.8); "
-        "Vertex AI: accelerator duty cycle percent (default 60).", None, minimum=0
+        f"Target per replica: waiting requests (default {defaults.WAITING_REQUESTS_TARGET:g}) or KV-cache usage 0-1 "
+        f"(default {defaults.KV_CACHE_USAGE_TARGET:g}); Vertex AI: accelerator duty cycle percent "
+        f"(default {defaults.DUTY_CYCLE_TARGET_PERCENT:g}).", None, minimum=0
     )
 
     def validate(self, path: str, problems: Problems) -> None:
@@ -439,7 +450,7 @@ class Settings:
 
     environment: Environment = setting("Which environment this stack is; drives protections (prod protects stateful resources).")
     name_prefix: Optional[str] = setting(
-        "Prefix of every resource name; default `llm-<environment>`.", None,
+        f"Prefix of every resource name; default `{defaults.shown(defaults.NAME_PREFIX)}`.", None,
         pattern=r"[a-z][a-z0-9-]{1,10}[a-z0-9]", pattern_hint="use 3-12 lowercase letters, digits or hyphens, starting with a letter",
     )
     labels: Mapping[str, str] = setting("Labels added to every resource that takes labels.", EMPTY)
@@ -487,7 +498,7 @@ class StackConfig:
 
     @property
     def prefix(self) -> str:
-        return self.settings.name_prefix or f"llm-{self.settings.environment.value}"
+        return self.settings.name_prefix or defaults.NAME_PREFIX.format(environment=self.settings.environment.value)
 
     @property
     def deployments(self) -> Mapping[str, DeploymentConfig]:
@@ -579,7 +590,7 @@ def _validate_stack(settings: Settings, project: str, problems: Problems) -> Non
     if settings.bucket.force_destroy and not protections.allow_force_destroy:
         problems.add(ns + "bucket.forceDestroy",
                      f"is true in a {env.value} stack; only dev may delete a bucket with objects in it. Set it to false")
-    prefix = settings.name_prefix or f"llm-{env.value}"
+    prefix = settings.name_prefix or defaults.NAME_PREFIX.format(environment=env.value)
     for name, deployment in settings.deployments.items():
         path = f"{ns}deployments.{name}"
         account_id = f"{prefix}-{name}"

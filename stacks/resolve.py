@@ -10,14 +10,12 @@ anything while one of them is an error.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from typing import Optional
 
-import yaml
-
 from components.container import ServingContainer
-from stacks.catalog import CATALOG, DATA_DIR, ImageSpec, ModelSpec, parse_version
+from stacks import defaults
+from stacks.catalog import CATALOG, ImageSpec, ModelSpec, hardware_defaults, parse_version
 from stacks.checks import deployment_checks
 from stacks.findings import Check, Findings
 from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling, StackNames
@@ -32,7 +30,6 @@ from stacks.fit import FitRequest, estimate, suggest_gpu_memory_utilization, sug
 from stacks.schema import NAMESPACE, did_you_mean
 from stacks.vllm import VllmSettings, render_server
 
-DATA = DATA_DIR
 # The port the server listens on: the platform's convention (Cloud Run and Vertex AI send to
 # 8080; on GKE vLLM keeps its own default, 8000).
 PORTS = {Platform.VERTEX: 8080, Platform.CLOUDRUN: 8080, Platform.GKE: 8000}
@@ -40,16 +37,10 @@ PORTS = {Platform.VERTEX: 8080, Platform.CLOUDRUN: 8080, Platform.GKE: 8000}
 VERTEX_PREDICT_ROUTE = "/generate"
 # Vertex AI's own label of where a deployment came from (tracking only).
 VERTEX_DEPLOY_SOURCE = "pulumi"
-DEFAULT_MAX_MODEL_LEN = 8192
-VISION_MAX_NUM_SEQS = 12  # the Vertex seed's value after max_num_seqs 256 ran an 11B Vision model out of memory
 GCS_MOUNT = "/models"
 GKE_DATA_DIR = "/data"
 BAKED_HF_HOME = "/model-cache"
 
-@functools.cache
-def hardware_defaults() -> dict:
-    with open(DATA / "hardware_defaults.yaml", encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
 
 
 # ---------------------------------------------------------------------------
@@ -74,12 +65,12 @@ def stack_names(stack: StackConfig) -> StackNames:
     dockerhub_repository = f"{prefix}-dockerhub"
     gke = stack.settings.gke
     return StackNames(
-        bucket=stack.settings.bucket.name or f"{stack.project}-{prefix}-models"[:63],
+        bucket=stack.settings.bucket.name or defaults.BUCKET_NAME.format(project=stack.project, prefix=prefix)[:63],
         images_repository=f"{prefix}-images",
         dockerhub_repository=dockerhub_repository,
         dockerhub_path=(f"{stack.region}-docker.pkg.dev/{stack.project}/{dockerhub_repository}"
                         if stack.settings.registry.docker_hub_remote else None),
-        cluster=(gke.name or f"{prefix}-gke") if gke is not None else None,
+        cluster=(gke.name or defaults.CLUSTER_NAME.format(prefix=prefix)) if gke is not None else None,
         hf_token_secret=f"{prefix}-hf-token",
     )
 
@@ -107,7 +98,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     tp = v.tensor_parallel_size or hardware.devices
     util = v.gpu_memory_utilization or suggest_gpu_memory_utilization(hardware.accelerator)
     explicit_len = v.max_model_len is not None
-    max_model_len = v.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context)
+    max_model_len = v.max_model_len or min(defaults.MAX_MODEL_LEN, model.max_context)
     request = FitRequest(model=model, accelerator=hardware.accelerator, devices=tp,
                          gpu_memory_utilization=util, max_model_len=max_model_len, max_num_seqs=256,
                          max_num_batched_tokens=v.max_num_batched_tokens,
@@ -124,7 +115,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     if v.max_num_seqs is not None:
         max_num_seqs = v.max_num_seqs
     elif model.modality == "vision":
-        max_num_seqs = VISION_MAX_NUM_SEQS
+        max_num_seqs = defaults.VISION_MAX_NUM_SEQS
     else:
         max_num_seqs = suggest_max_num_seqs(request)
     request = _replace(request, max_num_seqs=max_num_seqs)
@@ -245,9 +236,9 @@ def _node_pool(d: DeploymentConfig, stack: StackConfig):
 def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) -> Optional[Hardware]:
     h = d.hardware
     if d.platform is Platform.VERTEX:
-        defaults = hardware_defaults()["vertex"]
+        preset = hardware_defaults()["vertex"]
         model = CATALOG.model(d.model)
-        rec = defaults["by_model"].get(model.hf_id if model else d.model, defaults["fallback"])
+        rec = preset["by_model"].get(model.hf_id if model else d.model, preset["fallback"])
         explicit = h.machine_type is not None
         machine_name = h.machine_type or rec["machine_type"]
         accel_name = h.accelerator_type or (None if explicit else rec["accelerator_type"])
@@ -279,8 +270,8 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
         return Hardware(accelerator=accelerator, devices=count, machine_type=machine.name)
 
     if d.platform is Platform.CLOUDRUN:
-        defaults = hardware_defaults()["cloudrun"]
-        gpu = h.accelerator_type or defaults["gpu"]
+        preset = hardware_defaults()["cloudrun"]
+        gpu = h.accelerator_type or preset["gpu"]
         accelerator = CATALOG.accelerator_by_cloudrun_gpu(gpu)
         if accelerator is None:
             allowed = sorted(a.cloudrun_gpu for a in CATALOG.accelerators.values() if a.cloudrun_gpu)
@@ -290,8 +281,8 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
         if h.accelerator_count not in (None, 1):
             out.error(f"{key}.hardware.acceleratorCount: got {h.accelerator_count}; Cloud Run attaches one GPU per instance")
             return None
-        cpu = h.cpu or str(max(int(defaults["cpu"]), accelerator.cloudrun_min_cpu or 0))
-        memory = h.memory or (defaults["memory"] if memory_gib(defaults["memory"]) >= (accelerator.cloudrun_min_memory_gib or 0)
+        cpu = h.cpu or str(max(int(preset["cpu"]), accelerator.cloudrun_min_cpu or 0))
+        memory = h.memory or (preset["memory"] if memory_gib(preset["memory"]) >= (accelerator.cloudrun_min_memory_gib or 0)
                               else f"{accelerator.cloudrun_min_memory_gib}Gi")
         ok = True
         if float(cpu) < (accelerator.cloudrun_min_cpu or 0):
@@ -383,17 +374,19 @@ def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware
     if d.platform is Platform.CLOUDRUN:
         # One request per sequence vLLM can batch: the rest queue inside vLLM, not in Cloud Run.
         concurrency = d.cloudrun_options.max_concurrency or settings.max_num_seqs
-        return Scaling(s.min_replicas if s.min_replicas is not None else 0, s.max_replicas or 3, None, 0.0,
+        minimum = s.min_replicas if s.min_replicas is not None else defaults.CLOUDRUN_MIN_REPLICAS
+        return Scaling(minimum, s.max_replicas or defaults.CLOUDRUN_MAX_REPLICAS, None, 0.0,
                        max_concurrency=concurrency)
     if d.platform is Platform.VERTEX:
-        # Vertex AI keeps at least one replica.
-        minimum = max(1, s.min_replicas if s.min_replicas is not None else 1)
-        return Scaling(minimum, s.max_replicas or 1, None, s.target or 60.0)
+        minimum = max(defaults.VERTEX_REPLICA_FLOOR, s.min_replicas if s.min_replicas is not None else defaults.MIN_REPLICAS)
+        return Scaling(minimum, s.max_replicas or defaults.MAX_REPLICAS, None,
+                       s.target or defaults.DUTY_CYCLE_TARGET_PERCENT)
     if s.metric is AutoscalingMetric.KV_CACHE_USAGE:
         metric = ("vllm:kv_cache_usage_perc" if CATALOG.metric_exported("vllm:kv_cache_usage_perc", image.vllm_version)
                   else "vllm:gpu_cache_usage_perc")
-        target = s.target if s.target is not None else 0.8
+        target = s.target if s.target is not None else defaults.KV_CACHE_USAGE_TARGET
     else:
-        metric, target = "vllm:num_requests_waiting", s.target if s.target is not None else 10.0
-    minimum = s.min_replicas if s.min_replicas is not None else 1
-    return Scaling(minimum, s.max_replicas or max(1, minimum), metric, target)
+        metric = "vllm:num_requests_waiting"
+        target = s.target if s.target is not None else defaults.WAITING_REQUESTS_TARGET
+    minimum = s.min_replicas if s.min_replicas is not None else defaults.MIN_REPLICAS
+    return Scaling(minimum, s.max_replicas or max(defaults.MAX_REPLICAS, minimum), metric, target)

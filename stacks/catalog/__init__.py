@@ -8,6 +8,7 @@ frozen dataclasses (``CATALOG``) and answers the lookups the stacks need. A malf
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -541,3 +542,10 @@ def load_catalog() -> Catalog:
 
 
 CATALOG: Catalog = load_catalog()
+
+
+@functools.cache
+def hardware_defaults() -> dict:
+    """Hardware per platform when a deployment sets none (data/hardware_defaults.yaml)."""
+    with open(DATA_DIR / "hardware_defaults.yaml", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)

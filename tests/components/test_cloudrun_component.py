@@ -44,6 +44,15 @@ SEED = CloudRunVllmServiceArgs(
     service_account_email="gemma-3-1b-it-service-sa@mock-project.iam.gserviceaccount.com",
     min_cpu=4,
     min_memory_gib=16,
+    gpu_type="nvidia-l4",
+    cpu=8,
+    memory_gib=32,
+    gpu_zonal_redundancy=True,
+    min_replicas=0,
+    max_replicas=1,
+    max_concurrency=80,
+    request_timeout_seconds=600,
+    startup_timeout_seconds=1200,
     labels={"environment": "test", "deployment": "gemma"},
 )
 
@@ -97,7 +106,7 @@ def test_seed_service_has_the_gpu_shape_cloud_run_needs():
     assert c["resources"]["cpuIdle"] is False, f"{where}: GPUs need instance-based billing (cpuIdle False)"
     assert c["resources"]["startupCpuBoost"] is True, f"{where}: startup CPU boost is off"
     assert template["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN2", f"{where}: {template.get('executionEnvironment')}"
-    assert template["gpuZonalRedundancyDisabled"] is False, f"{where}: zonal redundancy should stay on by default"
+    assert template["gpuZonalRedundancyDisabled"] is False, f"{where}: zonal redundancy not taken from Args"
     assert c["ports"] == {"name": "http1", "containerPort": 8080}, f"{where}: ports {c.get('ports')}"
     assert template["serviceAccount"] == SEED.service_account_email, f"{where}: runs as {template.get('serviceAccount')}"
     assert template["scaling"] == {"minInstanceCount": 0, "maxInstanceCount": 1}, f"{where}: scaling {template.get('scaling')}"

@@ -43,6 +43,7 @@ def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
                 hf_token=pulumi.Output.secret(CANARY), namespace="llm-serving", app_name="vllm-tpu",
                 service_account_name="vllm-ksa", hf_secret_name="hf-secret", min_replicas=1, max_replicas=2,
                 autoscaling_metric="vllm:num_requests_waiting", autoscaling_target=10.0,
+                startup_timeout_seconds=3600, mount_path="/data",
                 labels={"environment": "dev", "bad key!": "x"})
     base.update({k: v for k, v in overrides.items() if k not in CONTAINER_FIELDS})
     return VllmGkeWorkloadArgs(**base)

@@ -81,6 +81,14 @@ def make_args(model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct", machine: str
         accelerator_count=count,
         machine_accelerators=MACHINES,
         service_account_email=SERVING_SA,
+        hugging_face_cache_enabled=False,
+        shared_memory_size_mb=16 * 1024,
+        deployment_timeout_seconds=7200,
+        min_replicas=1,
+        max_replicas=1,
+        duty_cycle_target=60,
+        spot=False,
+        dedicated_endpoint=True,
     )
     values.update(overrides)
     return VertexVllmEndpointArgs(**values)

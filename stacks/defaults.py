@@ -1,0 +1,37 @@
+"""The values the program chooses when a stack file leaves a setting unset.
+
+``stacks.resolve`` applies them; ``stacks.config`` quotes them in each setting's documentation,
+which ``tools.docs`` renders into the README's config reference. One constant per default, so
+what the reference says is what a deployment gets.
+"""
+
+from __future__ import annotations
+
+# vLLM: the longest sequence served when `maxModelLen` is unset (then capped by the model's
+# context and by what fits the devices).
+MAX_MODEL_LEN = 8192
+# vLLM: most sequences batched for Llama 3.2 Vision; max_num_seqs 256 ran the 11B Vision model
+# out of memory on an A100 40GB in the Vertex AI tutorial, 12 served.
+VISION_MAX_NUM_SEQS = 12
+
+# Replicas when `scaling.minReplicas` / `maxReplicas` are unset.
+CLOUDRUN_MIN_REPLICAS = 0  # scale to zero
+CLOUDRUN_MAX_REPLICAS = 3
+MIN_REPLICAS = 1  # Vertex AI and GKE
+MAX_REPLICAS = 1  # Vertex AI; GKE: at least its min replicas
+VERTEX_REPLICA_FLOOR = 1  # Vertex AI keeps at least one replica, whatever the config says
+
+# Autoscaling targets per replica when `scaling.target` is unset.
+WAITING_REQUESTS_TARGET = 10.0  # GKE HPA on vllm:num_requests_waiting
+KV_CACHE_USAGE_TARGET = 0.8  # GKE HPA on KV-cache usage (a 0-1 fraction)
+DUTY_CYCLE_TARGET_PERCENT = 60.0  # Vertex AI accelerator duty cycle
+
+# Names of shared resources, as templates over the project id and the stack's name prefix.
+NAME_PREFIX = "llm-{environment}"
+BUCKET_NAME = "{project}-{prefix}-models"  # cut to 63 characters, the bucket-name limit
+CLUSTER_NAME = "{prefix}-gke"
+
+
+def shown(template: str) -> str:
+    """A name template as the config reference shows it, e.g. `<project>-<namePrefix>-models`."""
+    return template.format(project="<project>", prefix="<namePrefix>", environment="<environment>")
