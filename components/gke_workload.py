@@ -412,7 +412,6 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         self.service_name = args.app_name
         port = serving.port
         self.service_port = port
-        self.deployment_name = args.app_name
         self.in_cluster_url = f"http://{args.app_name}.{ns}.svc.cluster.local:{port}"
         self.port_forward_command = f"kubectl -n {ns} port-forward svc/{args.app_name} {port}:{port}"
         self.load_balancer_ip = service.status.apply(_ingress_ip)

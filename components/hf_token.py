@@ -75,7 +75,6 @@ class HuggingFaceToken(pulumi.ComponentResource):
             accessor_secret = pulumi.Output.from_input(full_name)
             depends = []
 
-        self.latest_version_name = self.secret_name.apply(lambda n: f"{n}/versions/latest")
         self.accessors = {
             key: gcp.secretmanager.SecretIamMember(
                 f"{name}-{key}-accessor",

@@ -508,17 +508,10 @@ class StackConfig:
     def has_hf_token(self) -> bool:
         return self.hf_token_set or self.settings.hf_token_secret is not None
 
-    def platforms(self) -> frozenset[Platform]:
-        return frozenset(d.platform for d in self.deployments.values())
-
     def labels(self, **extra: str) -> dict[str, str]:
         """Labels for a resource: the stack's own, the user's, then per-resource ones."""
         base = {"managed-by": "pulumi", "app": "llm-serving", "environment": self.environment.value}
         return {**base, **dict(self.settings.labels), **extra}
-
-
-def _key(name: str) -> str:
-    return f"{NAMESPACE}:{name}"
 
 
 def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, source: str, stack: str) -> StackConfig:

@@ -79,26 +79,6 @@ class ModelSpec:
         heads = self.num_kv_heads if kv_heads is None else kv_heads
         return 2 * heads * self.head_dim * kv_dtype_bytes
 
-    def kv_bytes_per_token(
-        self, kv_dtype_bytes: float = 2.0, window_aware: bool = True, context_len: int | None = None
-    ) -> float:
-        """KV-cache bytes per token summed over the self-attention layers.
-
-        With ``window_aware`` and a ``context_len``, sliding-window layers hold at most ``window``
-        tokens of a sequence (vLLM V1 hybrid allocator), so the result is the average per token of
-        a sequence of that length. Otherwise every layer counts as full attention.
-        """
-        per_layer = self.kv_bytes_per_layer_token(kv_dtype_bytes)
-        local = self.sliding_window_layers if self.sliding_window else 0
-        if not (window_aware and local and context_len):
-            return self.num_layers * per_layer
-        full = self.num_layers - local
-        kept = min(self.sliding_window or context_len, context_len) / context_len
-        return (full + local * kept) * per_layer
-
-    def weight_bytes(self) -> float:
-        return self.params_billion * 1e9 * self.weight_bytes_per_param
-
 
 @dataclass(frozen=True)
 class AcceleratorSpec:
@@ -118,8 +98,6 @@ class MachineType:
     name: str
     accelerator: str
     accelerator_count: int
-    vcpus: int
-    memory_gib: float
     sources: tuple[str, ...]
 
 
@@ -405,8 +383,6 @@ def _load_hardware() -> tuple[dict[str, AcceleratorSpec], dict[str, MachineType]
             name=name,
             accelerator=accelerator,
             accelerator_count=mt.get("accelerator_count", int),
-            vcpus=mt.get("vcpus", int),
-            memory_gib=mt.get("memory_gib", float),
             sources=(str(family_sources[prefixes[0]]),),
         )
 

@@ -289,7 +289,6 @@ def run_token(args: HuggingFaceTokenArgs, **kwargs) -> RunResult:
         token = HuggingFaceToken("hf", args)
         pulumi.export("secret_name", token.secret_name)
         pulumi.export("secret_id", token.secret_id)
-        pulumi.export("latest", token.latest_version_name)
         pulumi.export("value", token.value)
 
     return run(program, **kwargs)
@@ -332,7 +331,6 @@ def test_token_created_as_secret_and_version_with_the_value_wrapped():
         if key != "value":
             assert CANARY not in json.dumps(output.value, default=str), f"output {key}: contains the token"
     assert result.outputs["secret_name"].value == "projects/123456789012/secrets/llm-dev-hf-token"
-    assert result.outputs["latest"].value == "projects/123456789012/secrets/llm-dev-hf-token/versions/latest"
 
 
 def test_token_given_as_plain_text_is_still_wrapped():

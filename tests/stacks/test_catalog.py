@@ -99,38 +99,37 @@ def test_chat_template_only_on_instruct_variants():
     ],
 )
 def test_kv_bytes_per_token_matches_facts(hf_id, kib):
-    assert CATALOG.model(hf_id).kv_bytes_per_token() == kib * KIB
+    spec = CATALOG.model(hf_id)
+    assert spec.num_layers * spec.kv_bytes_per_layer_token() == kib * KIB, hf_id
 
 
 # FACTS.md C, Gemma 3 table: (full layers, local layers at the window, all-full fallback) in KiB.
+# How a window shrinks the cache over a sequence is the estimate's job (tests/stacks/test_fit.py).
 @pytest.mark.parametrize(
     ("size", "window", "full_kib", "local_kib", "fallback_kib"),
     [("1b", 512, 4, 22, 26), ("4b", 1024, 20, 116, 136), ("12b", 1024, 64, 320, 384), ("27b", 1024, 80, 416, 496)],
 )
-def test_gemma3_window_aware_kv(size, window, full_kib, local_kib, fallback_kib):
+def test_gemma3_sliding_window_layers(size, window, full_kib, local_kib, fallback_kib):
     spec = CATALOG.model(f"google/gemma-3-{size}-it")
+    per_layer = spec.kv_bytes_per_layer_token()
     assert spec.sliding_window == window
-    # Hybrid allocator off (or no context given): every layer is full attention.
-    assert spec.kv_bytes_per_token(window_aware=False, context_len=8192) == fallback_kib * KIB
-    assert spec.kv_bytes_per_token() == fallback_kib * KIB
-    # Up to the window every token is kept by every layer.
-    assert spec.kv_bytes_per_token(context_len=window) == fallback_kib * KIB
-    # At 4 x window, local layers keep a quarter of the tokens.
-    length = 4 * window
-    expected = full_kib * KIB + local_kib * KIB / 4
-    assert spec.kv_bytes_per_token(context_len=length) == pytest.approx(expected)
+    assert (spec.num_layers - spec.sliding_window_layers) * per_layer == full_kib * KIB, f"gemma-3-{size}: full layers"
+    assert spec.sliding_window_layers * per_layer == local_kib * KIB, f"gemma-3-{size}: sliding-window layers"
+    assert spec.num_layers * per_layer == fallback_kib * KIB, f"gemma-3-{size}: all layers"
 
 
 def test_fp8_kv_halves_bytes():
     spec = CATALOG.model("meta-llama/Llama-3.1-8B-Instruct")
-    assert spec.kv_bytes_per_token(kv_dtype_bytes=1.0) == 64 * KIB
+    assert spec.num_layers * spec.kv_bytes_per_layer_token(kv_dtype_bytes=1.0) == 64 * KIB
 
 
-def test_weight_bytes():
-    assert CATALOG.model("meta-llama/Llama-3.1-8B").weight_bytes() == pytest.approx(16.06e9)
-    fp8 = CATALOG.model("meta-llama/Llama-3.1-405B-Instruct-FP8")
-    bf16 = CATALOG.model("meta-llama/Llama-3.1-405B-Instruct")
-    assert fp8.weight_bytes() < 0.65 * bf16.weight_bytes()
+def test_weight_bytes_per_param():
+    def weights(hf_id: str) -> float:
+        spec = CATALOG.model(hf_id)
+        return spec.params_billion * 1e9 * spec.weight_bytes_per_param
+
+    assert weights("meta-llama/Llama-3.1-8B") == pytest.approx(16.06e9)
+    assert weights("meta-llama/Llama-3.1-405B-Instruct-FP8") < 0.65 * weights("meta-llama/Llama-3.1-405B-Instruct")
 
 
 def test_vision_models():
