@@ -3,7 +3,8 @@
 Order matters and follows what needs what: APIs, then each workload's identity, then the
 resources that identities are granted on (bucket, token secret, registry), each carrying its
 own grants, then the workloads. A reader can follow any deployed setting along one path:
-stack file -> stacks.config -> stacks.resolve -> the Args built here -> the resource input.
+stack file -> stacks.config -> stacks.resolve (the ServingContainer) -> the Args built here -> the
+resource input.
 """
 
 from __future__ import annotations
