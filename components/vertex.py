@@ -19,6 +19,10 @@ import pulumi_gcp as gcp
 
 from components.container import ServingContainer
 
+TYPE_TOKEN = "llm-serving:vertex:VllmEndpoint"
+# Earlier type tokens of this component: aliases keep deployed endpoints from being replaced.
+PREVIOUS_TYPE_TOKENS = ("llm-serving:vertex:VertexVllmEndpoint",)
+
 # The metric Vertex AI scales GPU deployments on (the other one is CPU utilization).
 DUTY_CYCLE_METRIC = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle"
 # The deploy API caps the container's deployment timeout at two hours.
@@ -26,9 +30,6 @@ MAX_DEPLOYMENT_TIMEOUT_SECONDS = 7200
 # Environment variable names that look like credentials. The Hugging Face token has its own
 # input (`hf_token`), kept secret end to end; container env is plain text.
 CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
-TYPE_TOKEN = "llm-serving:vertex:VllmEndpoint"
-# Earlier type tokens of this component: aliases keep deployed endpoints from being replaced.
-PREVIOUS_TYPE_TOKENS = ("llm-serving:vertex:VertexVllmEndpoint",)
 HF_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
