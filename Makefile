@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: plan plan-all test integration bench-smoke clean
+.PHONY: plan plan-all lint test integration bench-smoke clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -24,8 +24,13 @@ plan-all: $(STAMP)
 		$(PY) -m offline.plan $$stack > /dev/null && echo "planned $$stack" || exit 1; \
 	done
 
-## test: unit and whole-program tests under Pulumi's mock engine
-test: $(STAMP)
+## lint: ruff, then mypy (the same type check `pulumi preview` runs first; see Pulumi.yaml)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy .
+
+## test: lint, then unit and whole-program tests under Pulumi's mock engine
+test: lint
 	$(PY) -m pytest
 
 ## integration: the real vLLM (CPU build) contract suite; installs vLLM into a cached venv once
@@ -33,4 +38,4 @@ integration: $(STAMP)
 	$(PY) -m pytest -m integration tests/integration
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

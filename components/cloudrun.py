@@ -33,7 +33,7 @@ import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Optional
+from typing import Optional, cast
 
 import pulumi
 import pulumi_gcp as gcp
@@ -254,15 +254,16 @@ class CloudRunVllmService(pulumi.ComponentResource):
         serving = args.container
         image = serving.image
         if not isinstance(image, str):
-            image = pulumi.Output.from_input(image).apply(lambda value: _checked_image(name, value))
+            image = pulumi.Output.from_input(cast(pulumi.Input[str], image)).apply(lambda value: _checked_image(name, value))
 
-        envs: list[dict] = [{"name": k, "value": v} for k, v in sorted(serving.env.items())]
+        envs: list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgsDict] = [
+            {"name": k, "value": v} for k, v in sorted(serving.env.items())]
         envs += [
             {"name": k, "value_source": {"secret_key_ref": {"secret": ref.secret, "version": ref.version}}}
             for k, ref in sorted(_secret_env(args).items())
         ]
 
-        container: dict = {
+        container: gcp.cloudrunv2.ServiceTemplateContainerArgsDict = {
             "name": "vllm",
             "image": image,
             "commands": list(serving.command) or None,
@@ -282,7 +283,7 @@ class CloudRunVllmService(pulumi.ComponentResource):
                 "failure_threshold": 3,
             },
         }
-        volumes = None
+        volumes: list[gcp.cloudrunv2.ServiceTemplateVolumeArgsDict] | None = None
         if args.gcs_volume is not None:
             v = args.gcs_volume
             volumes = [{"name": "model-weights", "gcs": {"bucket": v.bucket, "read_only": v.read_only,
@@ -362,7 +363,8 @@ def _secret_env(a: CloudRunVllmServiceArgs) -> dict[str, SecretRef]:
     return refs
 
 
-def _startup_probe(serving: ServingContainer, budget_seconds: int, period_seconds: int) -> dict:
+def _startup_probe(serving: ServingContainer, budget_seconds: int,
+                   period_seconds: int) -> gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgsDict:
     """An HTTP probe on the health path that keeps trying for ``budget_seconds`` (rounded up to whole periods)."""
     return {
         "http_get": {"path": serving.health_path, "port": serving.port},
@@ -374,7 +376,7 @@ def _startup_probe(serving: ServingContainer, budget_seconds: int, period_second
 
 
 def _completion_body(model: str) -> str:
-    return ('{"model": "%s", "prompt": "Cloud Run is a ", "max_tokens": 128, "temperature": 0.9}' % model)
+    return f'{{"model": "{model}", "prompt": "Cloud Run is a ", "max_tokens": 128, "temperature": 0.9}}'
 
 
 def _curl_example(service: str, uri: str, region: str, project: str, model: str) -> str:

@@ -275,11 +275,12 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
         (hw.machine_types.get(p.machine_type) or MachineShape("", "", 0, "")).accelerator == "tpu-v6e"
         for p in args.node_pools.values())
     if args.min_master_version is not None:
-        key = _version_key(args.min_master_version)
-        if key is None:
+        version = _version_key(args.min_master_version)
+        min_version = _version_key(TPU_V6E_MIN_VERSION)
+        if version is None:
             problems.append(f"min_master_version: got {args.min_master_version!r}; give a GKE version like "
                             f"{TPU_V6E_MIN_VERSION} (or a prefix like 1.32)")
-        elif uses_v6e and key < _version_key(TPU_V6E_MIN_VERSION):
+        elif uses_v6e and min_version is not None and version < min_version:
             problems.append(f"min_master_version: got {args.min_master_version!r}, below {TPU_V6E_MIN_VERSION}, the "
                             f"first GKE version with TPU v6e; raise it to {TPU_V6E_MIN_VERSION} or later")
     elif uses_v6e:
@@ -577,6 +578,7 @@ def autopilot_placement(machine_type: str, tpu_topology: Optional[str], max_node
         problems.append(f"machine_type: {machine_type!r} carries no accelerator")
     if problems:
         raise ValueError("autopilot_placement: " + "; ".join(problems))
+    assert shape is not None  # a missing shape is a problem above
     hosts = (hw.hosts_for(machine_type, tpu_topology or "") or 1) if shape.kind == "tpu" else 1
     return AcceleratorPlacement(pool="autopilot", kind=shape.kind, gke_accelerator=shape.gke_accelerator,
                                 count_per_node=shape.count, tpu_topology=tpu_topology, hosts=hosts, max_nodes=max_nodes)

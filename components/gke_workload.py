@@ -26,7 +26,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -263,6 +263,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                         name=hf_secret_name, key=SECRET_KEY)),
                 ))
 
+        node_selector: dict[str, Any]
         if acc.kind == "tpu":
             node_selector = {"cloud.google.com/gke-tpu-accelerator": acc.gke_accelerator,
                              "cloud.google.com/gke-tpu-topology": acc.tpu_topology}

@@ -36,7 +36,7 @@ class ArtifactRegistry(pulumi.ComponentResource):
         if problems:
             raise ValueError(f"ArtifactRegistry {name}: " + "; ".join(problems))
         host = f"{args.location}-docker.pkg.dev/{args.project}"
-        cleanup = [
+        cleanup: list[gcp.artifactregistry.RepositoryCleanupPolicyArgsDict] = [
             {"id": "keep-recent", "action": "KEEP",
              "most_recent_versions": {"keep_count": args.keep_recent_versions}},
             {"id": "delete-untagged", "action": "DELETE",

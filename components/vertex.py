@@ -243,9 +243,10 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
 
         # In the container's own order: reordering would replace the deployment, so the caller
         # keeps it stable.
-        env = [{"name": key, "value": value} for key, value in serving.env.items()]
+        env: list[gcp.vertex.AiEndpointWithModelGardenDeploymentModelConfigContainerSpecEnvArgsDict] = [
+            {"name": key, "value": value} for key, value in serving.env.items()]
 
-        model_config: dict[str, Any] = {
+        model_config: gcp.vertex.AiEndpointWithModelGardenDeploymentModelConfigArgsDict = {
             "accept_eula": args.accept_eula,
             "hugging_face_cache_enabled": args.hugging_face_cache_enabled,
             "model_display_name": display_name,

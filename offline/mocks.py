@@ -106,7 +106,8 @@ def _cluster(name: str, inputs: dict, project: str, region: str) -> dict:
     return {"endpoint": "203.0.113.10",
             "masterAuth": {"clusterCaCertificate": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
                            "clientCertificateConfig": {"issueClientCertificate": False}},
-            "selfLink": f"https://container.googleapis.com/v1/projects/{project}/locations/{inputs.get('location', region)}/clusters/{inputs.get('name', name)}",
+            "selfLink": (f"https://container.googleapis.com/v1/projects/{project}"
+                         f"/locations/{inputs.get('location', region)}/clusters/{inputs.get('name', name)}"),
             "masterVersion": inputs.get("minMasterVersion", "1.33.5-gke.1000000")}
 
 

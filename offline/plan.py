@@ -25,13 +25,13 @@ from typing import Any, Optional
 
 import yaml
 
+from offline.mocks import CloudMocks, mask_secrets
+from offline.runner import RunResult, run_under_mocks
 from stacks.catalog import CATALOG
 from stacks.config import load
-from offline.mocks import CloudMocks, mask_secrets
-from stacks.program import StackCheckFailed, run
 from stacks.findings import Check
+from stacks.program import StackCheckFailed, run
 from stacks.resolved import ResolvedStack
-from offline.runner import RunResult, run_under_mocks
 from stacks.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,7 +211,7 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
         # Walk by URN: names are unique per type, not across types.
         registrations = result.run.registrations if result.run else []
         children: dict[str, list[tuple[dict, str]]] = {}
-        for resource, registration in zip(result.resources, registrations):
+        for resource, registration in zip(result.resources, registrations, strict=False):
             children.setdefault(registration.parent, []).append((resource, registration.urn))
 
         def walk(parent: str, depth: int) -> None:
@@ -275,8 +275,11 @@ def fit_table(resolved: ResolvedStack) -> list[str]:
     header = ("deployment", "devices", "weights/dev", "KV tokens", "max len", "largest len", "seqs@len", "seqs",
               "$/h min", "$/h max")
     rows = [header]
+
+    def money(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
     for r in fit_rows(resolved):
-        money = (lambda v: "n/a" if v is None else f"{v:.2f}")
         rows.append((r["deployment"], r["devices"], f"{r['weights_gib_per_device']:.1f} GiB", str(r["kv_capacity_tokens"]),
                      str(r["max_model_len"]), str(r["largest_max_model_len"]), f"{r['sequences_at_max_model_len']:.1f}",
                      str(r["max_num_seqs"]), money(r["usd_per_hour_min"]), money(r["usd_per_hour_max"])))

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from pulumi_policy import (
     PolicyConfigSchema,
     PolicyResource,
-    ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -35,6 +34,9 @@ from pulumi_policy import (
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
+
+# pulumi_policy types its ReportViolation callback as (message, urn); the urn is optional when called.
+Report = Callable[..., None]
 
 ENVIRONMENTS = ["dev", "staging", "prod"]
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
@@ -136,7 +138,7 @@ def _public_members(resource_type: str, props: Mapping) -> list[str]:
     return [m for m in members if m in PUBLIC_MEMBERS]
 
 
-def _validate_no_public_invokers(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _validate_no_public_invokers(args: ResourceValidationArgs, report: Report) -> None:
     config = _config(args, {"allowPublicInvokers": False})
     if config["allowPublicInvokers"] is True:
         return
@@ -207,7 +209,7 @@ def _k8s_containers(node: Any) -> Iterator[Mapping]:
             yield from _k8s_containers(item)
 
 
-def _validate_no_plaintext_tokens(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _validate_no_plaintext_tokens(args: ResourceValidationArgs, report: Report) -> None:
     config = _config(args, {"secretEnvNamePattern": DEFAULT_SECRET_ENV_PATTERN})
     secret_name = _secret_env_regex(config)
     what = _describe(args.resource_type, args.name)
@@ -269,7 +271,7 @@ no_plaintext_tokens = ResourceValidationPolicy(
 # 3. Buckets: uniform bucket-level access and public access prevention
 # --------------------------------------------------------------------------
 
-def _validate_bucket_access(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _validate_bucket_access(args: ResourceValidationArgs, report: Report) -> None:
     if args.resource_type != "gcp:storage/bucket:Bucket":
         return
     what = _describe(args.resource_type, args.name)
@@ -296,7 +298,7 @@ bucket_access = ResourceValidationPolicy(
 _AUTHORITATIVE_IAM = re.compile(r"I[Aa][Mm](Policy|Binding)$")
 
 
-def _validate_no_authoritative_iam(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _validate_no_authoritative_iam(args: ResourceValidationArgs, report: Report) -> None:
     config = _config(args, {"allowedTypes": []})
     type_name = args.resource_type.rsplit(":", 1)[-1]
     if not _AUTHORITATIVE_IAM.search(type_name) or args.resource_type in list(config["allowedTypes"]):
@@ -353,7 +355,7 @@ def _labels_path(resource_type: str, props: Mapping) -> Optional[tuple[str, ...]
     return None
 
 
-def _validate_required_labels(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _validate_required_labels(args: ResourceValidationArgs, report: Report) -> None:
     if args.resource_type.startswith("pulumi:providers:"):
         return
     path = _labels_path(args.resource_type, args.props)
@@ -455,7 +457,7 @@ def _vertex_use(res: PolicyResource) -> Optional[AcceleratorUse]:
                           chips * hosts * replicas, f"{per_replica} {unit}(s) x {replicas} max replicas")
 
 
-def _cloud_run_use(res: PolicyResource, report: ReportViolation) -> Optional[AcceleratorUse]:
+def _cloud_run_use(res: PolicyResource, report: Report) -> Optional[AcceleratorUse]:
     per_instance = sum(_as_int(_get(c, "resources", "limits", "nvidia.com/gpu"))
                        for c in _items(_get(res.props, "template", "containers")))
     if not per_instance:
@@ -515,7 +517,7 @@ def _node_pool_use(res: PolicyResource, clusters: Mapping[str, PolicyResource]) 
                           f"{gpus or chips} {unit}(s) per node x {how}")
 
 
-def accelerator_uses(resources: Sequence[PolicyResource], report: ReportViolation) -> list[AcceleratorUse]:
+def accelerator_uses(resources: Sequence[PolicyResource], report: Report) -> list[AcceleratorUse]:
     """What each accelerator-holding resource may use at max scale."""
     clusters = {str(_get(r.props, "name", default=r.name)): r for r in resources
                 if r.resource_type == "gcp:container/cluster:Cluster"}
@@ -534,7 +536,7 @@ def accelerator_uses(resources: Sequence[PolicyResource], report: ReportViolatio
     return uses
 
 
-def _validate_accelerator_budget(args: StackValidationArgs, report: ReportViolation) -> None:
+def _validate_accelerator_budget(args: StackValidationArgs, report: Report) -> None:
     config = _config(args, {"acceleratorBudget": DEFAULT_ACCELERATOR_BUDGET})
     budget = {**DEFAULT_ACCELERATOR_BUDGET, **dict(config["acceleratorBudget"] or {})}
     uses = accelerator_uses(args.resources, report)
@@ -578,7 +580,7 @@ accelerator_budget = StackValidationPolicy(
 # 7. Deletion protection on prod clusters
 # --------------------------------------------------------------------------
 
-def _validate_prod_cluster_deletion_protection(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _validate_prod_cluster_deletion_protection(args: ResourceValidationArgs, report: Report) -> None:
     if args.resource_type != "gcp:container/cluster:Cluster":
         return
     config = _config(args, {"environment": None})

@@ -26,7 +26,7 @@ VISION_SEQS_WARNING = 16  # the Vertex seed ran an 11B Vision model out of memor
 MLLAMA_LAST_VERSION = (0, 10, 99)  # the encoder-decoder runner Mllama needs left vLLM in 0.11 (PR #24907)
 
 
-def deployment_checks(d: "ResolvedDeployment", stack: StackConfig, out: "Findings") -> None:
+def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
     key = d.key
     fit = d.fit
     v = d.vllm
@@ -120,11 +120,11 @@ def deployment_checks(d: "ResolvedDeployment", stack: StackConfig, out: "Finding
         _gke_capacity(d, stack, out)
 
 
-def _weights_in_bucket(d: "ResolvedDeployment") -> bool:
+def _weights_in_bucket(d: ResolvedDeployment) -> bool:
     return d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS
 
 
-def _gke_capacity(d: "ResolvedDeployment", stack: StackConfig, out: "Findings") -> None:
+def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
     gke = stack.settings.gke
     pool = gke.node_pools.get(d.hardware.node_pool or "") if gke else None
     if pool is None:

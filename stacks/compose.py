@@ -24,9 +24,9 @@ from components.model_bucket import ModelBucket, ModelBucketArgs
 from components.project_apis import ProjectApis, ProjectApisArgs
 from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
+from stacks.catalog import DATA_DIR
 from stacks.config import Platform, StackConfig, WeightsSource
 from stacks.findings import ERROR, INFO, WARNING, Check
-from stacks.catalog import DATA_DIR
 from stacks.resolve import memory_gib
 from stacks.resolved import ResolvedDeployment, ResolvedStack, StackNames
 
@@ -322,8 +322,10 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
 
     stack = foundation.stack
     options = d.config.vertex_options
-    machines = {m.name: (CATALOG.accelerators[m.accelerator].vertex_accelerator, m.accelerator_count)
-                for m in CATALOG.machine_types.values() if CATALOG.accelerators[m.accelerator].vertex_accelerator}
+    machines = {m.name: (accelerator, m.accelerator_count) for m in CATALOG.machine_types.values()
+                if (accelerator := CATALOG.accelerators[m.accelerator].vertex_accelerator)}
+    # Resolve gives every Vertex deployment a machine type with a Vertex accelerator, or refuses it.
+    assert d.hardware.machine_type is not None and d.hardware.accelerator.vertex_accelerator is not None
     endpoint = VertexVllmEndpoint(
         f"{stack.prefix}-{d.name}",
         VertexVllmEndpointArgs(
@@ -384,6 +386,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
     gcs_volume = None
     if options.weights is WeightsSource.IMAGE:
         build_sa = foundation.build_identities[d.name]
+        assert foundation.registry is not None  # built whenever a deployment bakes weights into an image
         token_secret = foundation.hf_token.secret_name if (foundation.hf_token and _needs_token(d)) else None
         build = ModelImageBuild(
             f"{name}-image",
@@ -409,6 +412,11 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
         hf_token = SecretRef(secret=foundation.hf_token.secret_name)
 
     accelerator = d.hardware.accelerator
+    # Resolve gives every Cloud Run deployment a Cloud Run GPU with its minimums, a CPU, a memory size and
+    # a request concurrency.
+    assert accelerator.cloudrun_gpu is not None and d.hardware.cpu is not None and d.hardware.memory is not None
+    assert accelerator.cloudrun_min_cpu is not None and accelerator.cloudrun_min_memory_gib is not None
+    assert d.scaling.max_concurrency is not None
     service = CloudRunVllmService(
         name,
         CloudRunVllmServiceArgs(
@@ -460,6 +468,8 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
 
     stack = foundation.stack
     gke = stack.settings.gke
+    # Config refuses a GKE deployment without the gke block; resolve names the cluster whenever there is one.
+    assert gke is not None and foundation.names.cluster is not None
     pools = {
         name: NodePoolSpec(
             machine_type=p.machine_type,
@@ -475,7 +485,7 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
         for name, p in gke.node_pools.items()
     }
     registry = foundation.registry
-    repositories = ()
+    repositories: tuple[ArtifactRepository, ...] = ()
     if registry is not None and registry.dockerhub is not None:
         repositories = (ArtifactRepository(location=stack.region, repository_id=foundation.names.dockerhub_repository),)
     return GkeCluster(
@@ -516,6 +526,7 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     from components.gke_cluster import autopilot_placement
 
     gke = foundation.stack.settings.gke
+    assert gke is not None and d.hardware.node_pool is not None  # resolve picks the pool of every GKE deployment
     if gke.autopilot:
         pool = gke.node_pools[d.hardware.node_pool]
         return autopilot_placement(pool.machine_type, pool.tpu_topology, pool.max_nodes)
@@ -529,6 +540,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
 
     stack = foundation.stack
     options = d.config.gke_options
+    assert d.scaling.metric is not None  # resolve picks the HPA metric of every GKE deployment
     workload = VllmGkeWorkload(
         f"{stack.prefix}-{d.name}",
         VllmGkeWorkloadArgs(

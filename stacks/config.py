@@ -182,7 +182,8 @@ class GkeClusterConfig:
         pattern=r"[a-z]+-[a-z]+\d(-[a-z])?",
         pattern_hint="give a region like us-central1 or a zone like us-east5-b",
     )
-    name: Optional[str] = setting(f"Cluster name; default `{defaults.shown(defaults.CLUSTER_NAME)}`.", None, pattern=NAME_PATTERN + r"|[a-z][a-z0-9-]{0,38}[a-z0-9]")
+    name: Optional[str] = setting(f"Cluster name; default `{defaults.shown(defaults.CLUSTER_NAME)}`.", None,
+                                  pattern=NAME_PATTERN + r"|[a-z][a-z0-9-]{0,38}[a-z0-9]")
     autopilot: bool = setting("Create an Autopilot cluster instead of Standard (node pools are then managed by GKE).", False)
     release_channel: ReleaseChannel = setting("GKE release channel.", ReleaseChannel.REGULAR)
     min_master_version: str = setting(

@@ -146,7 +146,7 @@ def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
     full = model.num_layers - local
     if _v0_encoder_decoder(model):
         full += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
-    kept = min(model.sliding_window, length) if local else 0
+    kept = min(model.sliding_window, length) if local and model.sliding_window else 0
     return (full * length + local * kept) * _layer_token_bytes(req)
 
 

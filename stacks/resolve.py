@@ -17,8 +17,6 @@ from components.container import ServingContainer
 from stacks import defaults
 from stacks.catalog import CATALOG, ImageSpec, ModelSpec, hardware_defaults, parse_version
 from stacks.checks import deployment_checks
-from stacks.findings import Check, Findings
-from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling, StackNames
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
@@ -26,7 +24,9 @@ from stacks.config import (
     StackConfig,
     WeightsSource,
 )
+from stacks.findings import Check, Findings
 from stacks.fit import FitRequest, estimate, suggest_gpu_memory_utilization, suggest_max_num_seqs
+from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling, StackNames
 from stacks.schema import NAMESPACE, did_you_mean
 from stacks.vllm import VllmSettings, render_server
 
@@ -299,6 +299,7 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
     pool = _node_pool(d, stack)
     if pool is None:
         return None  # the config layer already reported the missing cluster or pool
+    assert stack.settings.gke is not None  # _node_pool found a pool, so the gke block exists
     pool_name = d.hardware.node_pool or next(iter(stack.settings.gke.node_pools))
     machine = CATALOG.machine_type(pool.machine_type)
     pool_key = f"{NAMESPACE}:gke.nodePools.{pool_name}"

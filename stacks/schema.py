@@ -15,9 +15,9 @@ import enum
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 NAMESPACE = "llm-serving"
 
@@ -133,7 +133,7 @@ def _convert(tp: Any, raw: Any, path: str, meta: Mapping[str, Any], problems: Pr
         problems.add(path, "is empty; give it a value or remove the key to use the default")
         return _MISSING
 
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return parse(tp, raw, path, problems)
 
     origin = typing.get_origin(tp)
@@ -364,11 +364,11 @@ def reference_markdown(root: type, title_path: str, extra: Callable[[type], str]
                 f"| `{key}` | {_type_name(tp)} | {_default_text(field)} | {field.metadata.get('doc', '')} |"
             )
             inner, _ = _strip_optional(tp)
-            if dataclasses.is_dataclass(inner):
+            if isinstance(inner, type) and dataclasses.is_dataclass(inner):
                 nested.append((inner, join(path, key)))
             elif typing.get_origin(inner) in (Mapping, dict, typing.Mapping):
                 value_tp = typing.get_args(inner)[1]
-                if dataclasses.is_dataclass(value_tp):
+                if isinstance(value_tp, type) and dataclasses.is_dataclass(value_tp):
                     nested.append((value_tp, join(path, key) + ".<name>"))
         out.append("")
         for cls_, path_ in nested:

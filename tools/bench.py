@@ -48,9 +48,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 # The seed's Vertex 8B flags (FACTS.md I): 0.58x of vLLM defaults on one H200.
 SEED_FLAGS: tuple[tuple[str, Optional[str]], ...] = (
@@ -247,8 +248,8 @@ def bench_args(*, base_url: str, served_model: str, tokenizer: str, input_len: i
 
 def load_deployment(stack: str, name: str):
     """The resolved deployment *name* of *stack*; BenchError with a clear refusal otherwise."""
-    from stacks.config import load
     from offline.plan import ROOT, read_stack_file
+    from stacks.config import load
     from stacks.resolve import resolve_stack
 
     path = ROOT / f"Pulumi.{stack}.yaml"

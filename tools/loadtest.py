@@ -23,8 +23,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 MAX_DURATION_S = 3600.0
 MAX_CONCURRENCY = 256

@@ -41,8 +41,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 DEFAULT_VLLM_VERSION = "0.32.0"
 DEFAULT_TORCH_VERSION = "2.13.0"
@@ -578,7 +578,7 @@ class LocalServer:
         except (OSError, urllib.error.URLError):
             return False
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         if self.proc is not None:
             raise RuntimeError("server already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -636,7 +636,7 @@ class LocalServer:
             _signal_group(pgid, signal.SIGKILL)
             time.sleep(0.2)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -882,11 +882,9 @@ def _check_args_main() -> None:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     try:
-        from vllm.entrypoints.launchers.cli_args import (make_arg_parser,
-                                                         validate_parsed_serve_args)
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
     except ImportError:  # vLLM releases before the launchers package
-        from vllm.entrypoints.openai.cli_args import (make_arg_parser,  # type: ignore
-                                                      validate_parsed_serve_args)
+        from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
     results = []
     for args in json.loads(sys.stdin.read()):
         captured = io.StringIO()

@@ -200,8 +200,10 @@ def _set_path(target: dict, source: dict, path: str, present: bool, value: Any) 
     items = list(target.items())
     keys = [k for k, _ in items]
     if rest:
-        inner_target = target.get(head) if isinstance(target.get(head), dict) else {}
-        inner_source = source.get(head) if isinstance(source.get(head), dict) else {}
+        inner_target = target.get(head)
+        inner_target = inner_target if isinstance(inner_target, dict) else {}
+        inner_source = source.get(head)
+        inner_source = inner_source if isinstance(inner_source, dict) else {}
         if not present and head not in target:
             return dict(items)
         new_inner = _set_path(inner_target, inner_source, rest, present, value)
@@ -432,7 +434,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.source == args.target:
         parser.error("give two different stacks")
     paths = {name: args.root / f"Pulumi.{name}.yaml" for name in (args.source, args.target)}
-    for name, path in paths.items():
+    for path in paths.values():
         if not path.is_file():
             stacks = ", ".join(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in args.root.glob("Pulumi.*.yaml")))
             print(f"{path}: no such stack file; stacks here: {stacks or '(none)'}", file=sys.stderr)

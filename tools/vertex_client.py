@@ -154,10 +154,10 @@ def access_token(env_var: Optional[str]) -> str:
             raise ClientError(f"environment variable {env_var} (from --token) is unset or empty; "
                               f"set it to a fresh `gcloud auth print-access-token`")
         return token
-    token = _token_from_gcloud() or _token_from_google_auth()
-    if not token:
+    found = _token_from_gcloud() or _token_from_google_auth()
+    if not found:
         raise ClientError(f"no Google access token found; {LOGIN_HINT}")
-    return token
+    return found
 
 
 def _token_from_gcloud() -> Optional[str]:
@@ -175,8 +175,8 @@ def _token_from_gcloud() -> Optional[str]:
 
 def _token_from_google_auth() -> Optional[str]:
     try:
-        import google.auth  # type: ignore[import-not-found]
-        import google.auth.transport.requests  # type: ignore[import-not-found]
+        import google.auth
+        import google.auth.transport.requests
     except ImportError:
         return None
     try:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -268,7 +269,7 @@ class _Reader:
             raise CatalogError(f"{self._where(key)} must be one of {', '.join(allowed)}, got {value!r}.")
         return value
 
-    def child(self, key: str) -> "_Reader":
+    def child(self, key: str) -> _Reader:
         return _Reader(self.data.get(key), self.file, f"{self.path}.{key}" if self.path else key)
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pulumi
 import pytest
 
 from components.gke_cluster import (
+    TYPE_TOKEN,
     ArtifactRepository,
     GkeCluster,
     GkeClusterArgs,
     NodePoolSpec,
-    TYPE_TOKEN,
     hardware_from_catalog,
 )
 from offline.mocks import is_wrapped_secret, unwrap_secrets
@@ -25,7 +26,7 @@ LABELS = {"environment": "dev", "team": "ml"}
 
 
 def seed_args(**overrides) -> GkeClusterArgs:
-    base = dict(project=PROJECT, location="us-east5-b", cluster_name="llm-dev-gke", release_channel="RAPID",
+    base: dict[str, Any] = dict(project=PROJECT, location="us-east5-b", cluster_name="llm-dev-gke", release_channel="RAPID",
                 deletion_protection=False, node_pools={"tpu": SEED_POOL}, labels=LABELS)
     base.update(overrides)
     return GkeClusterArgs(**base)
@@ -100,7 +101,7 @@ def test_node_service_account_roles_are_additive(seed):
     expected = {"roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
                 "roles/stackdriver.resourceMetadata.writer", "roles/artifactregistry.reader"}
     assert set(grants) == expected, f"node service account roles: got {sorted(grants)}, expected {sorted(expected)}"
-    for role, grant in grants.items():
+    for grant in grants.values():
         assert grant.inputs["member"] == "serviceAccount:llm-dev-gke-nodes@mock-project.iam.gserviceaccount.com", \
             f"{grant.name}: member {grant.inputs['member']!r}"
     authoritative = [r.name for r in seed.registrations if re.search(r"(IAMBinding|IAMPolicy|IamBinding|IamPolicy)$", r.type)]

@@ -237,7 +237,7 @@ def test_replacement_options(monkeypatch: pytest.MonkeyPatch) -> None:
     expect("llm-deployment", "delete_before_replace", opts.delete_before_replace, True)
     for prop in ("modelConfig", "deployConfig", "endpointConfig", "huggingFaceModelId", "location"):
         assert prop in (opts.replace_on_changes or []), f"llm-deployment: replace_on_changes lacks {prop}"
-    assert "deletionPolicy" not in opts.replace_on_changes, "llm-deployment: deletionPolicy updates in place"
+    assert "deletionPolicy" not in (opts.replace_on_changes or []), "llm-deployment: deletionPolicy updates in place"
     assert "modelConfig" in (opts.additional_secret_outputs or []), "llm-deployment: modelConfig output not secret"
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tools.localvllm import (LocalServer, ServerStartError, _group_alive, check_server_args,
-                              free_port, replace_for_cpu)
 from tools.loadtest import run_load
+from tools.localvllm import LocalServer, ServerStartError, _group_alive, check_server_args, free_port, replace_for_cpu
 
 pytestmark = pytest.mark.integration
 

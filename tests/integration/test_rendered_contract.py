@@ -23,13 +23,19 @@ from pathlib import Path
 import openai
 import pytest
 
-from stacks.config import load
-from tools.localvllm import (CPU_MAX_MODEL_LEN, LocalServer, check_server_args, free_port,
-                              replace_env_for_cpu, replace_for_cpu)
-from tools.loadtest import run_load
 from offline.plan import ROOT, read_stack_file
+from stacks.config import load
 from stacks.resolve import resolve_stack
 from stacks.vllm import render_server
+from tools.loadtest import run_load
+from tools.localvllm import (
+    CPU_MAX_MODEL_LEN,
+    LocalServer,
+    check_server_args,
+    free_port,
+    replace_env_for_cpu,
+    replace_for_cpu,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -76,7 +77,7 @@ def cloud_run(name="chat", envs=None, gpus=None, max_instances=None, **extra) ->
     container = {"name": "vllm", "image": "us-docker.pkg.dev/p/r/vllm@sha256:abc", "envs": envs or []}
     if gpus:
         container["resources"] = {"limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": str(gpus)}}
-    template = {"containers": [container]}
+    template: dict[str, Any] = {"containers": [container]}
     if max_instances is not None:
         template["scaling"] = {"maxInstanceCount": max_instances}
     return {"name": name, "location": "us-central1", "labels": LABELS, "template": template, **extra}

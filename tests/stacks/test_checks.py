@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from stacks.config import load
 from offline.mocks import CloudMocks, QuotaAnswer
 from offline.plan import plan
+from stacks.config import load
 from stacks.resolve import resolve_stack
 from stacks.vllm import render_server
 

@@ -67,11 +67,11 @@ def plan_values(values: dict[str, Any], secret_keys: set[str], stack: str, sourc
         protect[request.name] = bool(request.protect)
         return original(self, request)
 
-    RecordingMonitor.RegisterResource = recording
+    RecordingMonitor.RegisterResource = recording  # type: ignore[method-assign]
     try:
         result = plan(values, secret_keys, stack=stack, source=source)
     finally:
-        RecordingMonitor.RegisterResource = original
+        RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
     return Planned(result, protect)
 
 
@@ -346,6 +346,7 @@ def test_token_canary_never_appears_in_plaintext(stack: str):
     assert CANARY not in render_text(result, verbose=True), f"Pulumi.{stack}.yaml: the token is in the text plan"
     assert CANARY not in render_text(result), f"Pulumi.{stack}.yaml: the token is in the text plan"
     assert CANARY not in json.dumps(result.as_json(), default=str), f"Pulumi.{stack}.yaml: the token is in the JSON plan"
+    assert result.run is not None, f"Pulumi.{stack}.yaml: the program did not run"
     for key, output in result.run.outputs.items():
         if CANARY in json.dumps(output.value, default=str):
             assert output.secret, f"Pulumi.{stack}.yaml: stack output {key} carries the token in plaintext"

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tools import bench
-from tools.bench import (BenchError, BenchResult, Comparison, compare, parse_bench_result,
-                          seed_argv, server_command, set_flag)
+from tools.bench import (
+    BenchError,
+    BenchResult,
+    Comparison,
+    compare,
+    parse_bench_result,
+    seed_argv,
+    server_command,
+    set_flag,
+)
 
 # Shape of the file `vllm bench serve --save-result` writes (keys as vLLM 0.32
 # writes them for a random-dataset run; values from a tiny CPU run).

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools import promote as promotion
 from stacks.config import DeploymentConfig, Settings, load
-from tools.promote import ENVIRONMENT_KEYS, RELEASE_KEYS, PromotionRefused, main, promote
 from stacks.schema import camel
+from tools import promote as promotion
+from tools.promote import ENVIRONMENT_KEYS, RELEASE_KEYS, PromotionRefused, main, promote
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = "llm-serving:deployments"
