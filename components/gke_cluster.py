@@ -14,8 +14,8 @@ What it creates, all children of one ``llm-serving:gke:GkeCluster``:
 - a Kubernetes provider built from the cluster's own endpoint and CA with the
   ``gke-gcloud-auth-plugin`` exec user, never the ambient kubeconfig.
 
-Machine-type and topology facts come from the project catalog (``stacks/catalog/data/accelerators.yaml``)
-unless ``GkeClusterArgs.hardware`` passes another table.
+Machine-type and topology facts come in ``GkeClusterArgs.hardware`` (a ``HardwareTable``); the
+program builds it from its catalog, so this module knows no catalog.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Optional
 
 import pulumi
@@ -110,18 +109,6 @@ class HardwareTable:
         return [m for m, s in self.machine_types.items() if s.kind == "tpu" and self.hosts_for(m, topology) is not None]
 
 
-def hardware_from_catalog(catalog=None) -> HardwareTable:
-    """The project's catalog (``stacks.catalog.CATALOG``) as a ``HardwareTable``."""
-    if catalog is None:
-        from stacks.catalog import CATALOG as catalog  # the project's facts, loaded once
-    machines = {}
-    for name, spec in catalog.machine_types.items():
-        acc = catalog.accelerators[spec.accelerator]
-        machines[name] = MachineShape(spec.accelerator, acc.kind, spec.accelerator_count, acc.gke_accelerator)
-    topologies = {name: TopologyShape(t.chips, t.hosts, t.machine_type) for name, t in catalog.tpu_topologies.items()}
-    return HardwareTable(MappingProxyType(machines), MappingProxyType(topologies))
-
-
 # ---------------------------------------------------------------------------
 # Args.
 
@@ -161,6 +148,7 @@ class GkeClusterArgs:
     project: str  # project id; also names the Workload Identity pool <project>.svc.id.goog
     location: str  # zone (e.g. us-east5-b) or region of the cluster
     cluster_name: str  # GKE cluster name, 1-40 lowercase letters, digits, hyphens
+    hardware: HardwareTable  # machine-type and TPU-topology facts the pools are checked against
     enable_autopilot: bool = False  # Autopilot: GKE manages nodes; node_pools must be empty
     release_channel: str = "REGULAR"  # RAPID | REGULAR | STABLE
     min_master_version: Optional[str] = TPU_V6E_MIN_VERSION  # at least 1.31.2-gke.1115000 with TPU v6e
@@ -172,7 +160,6 @@ class GkeClusterArgs:
     node_service_account_id: Optional[str] = None  # default "<cluster_name>-nodes" (6-30 chars)
     image_repositories: Sequence[ArtifactRepository] = ()  # scope the image reader role; empty = project-wide
     labels: Mapping[str, str] = field(default_factory=dict)  # GCP labels on the cluster and node pools
-    hardware: Optional[HardwareTable] = None  # machine/topology facts; default: the project catalog
 
 
 def _version_key(version: str) -> Optional[tuple[float, float, float]]:
@@ -375,7 +362,7 @@ class GkeCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
             pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
-        hw = args.hardware or hardware_from_catalog()
+        hw = args.hardware
         problems = validate_args(args, hw)
         if problems:
             raise ValueError(f"GkeCluster {name!r}: " + "; ".join(problems))
@@ -554,7 +541,7 @@ class GkeCluster(pulumi.ComponentResource):
         """Selectors and capacity of an accelerator pool, for ``VllmGkeWorkloadArgs.accelerator``."""
         if self._args.enable_autopilot:
             raise ValueError(f"GkeCluster: {self._args.cluster_name} is an Autopilot cluster without node pools; "
-                             f"use components.gke_cluster.autopilot_placement(machine_type, tpu_topology, max_nodes)")
+                             f"use components.gke_cluster.autopilot_placement(machine_type, tpu_topology, max_nodes, hardware)")
         spec = self._args.node_pools.get(pool)
         if spec is None:
             raise ValueError(f"GkeCluster: node pool {pool!r} is not defined; defined: {', '.join(self._args.node_pools) or '(none)'}")
@@ -568,9 +555,9 @@ class GkeCluster(pulumi.ComponentResource):
 
 
 def autopilot_placement(machine_type: str, tpu_topology: Optional[str], max_nodes: int,
-                        hardware: Optional[HardwareTable] = None) -> AcceleratorPlacement:
+                        hardware: HardwareTable) -> AcceleratorPlacement:
     """Placement on an Autopilot cluster: the same selectors, nodes provisioned by GKE up to ``max_nodes``."""
-    hw = hardware or hardware_from_catalog()
+    hw = hardware
     spec = NodePoolSpec(machine_type, tpu_topology=tpu_topology, total_max_node_count=max_nodes)
     problems = _pool_problems("autopilot", spec, hw)
     shape = hw.machine_types.get(machine_type)

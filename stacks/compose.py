@@ -465,6 +465,7 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
     if not any(d.platform is Platform.GKE for d in resolved.deployments.values()):
         return None
     from components.gke_cluster import ArtifactRepository, GkeCluster, GkeClusterArgs, NodePoolSpec
+    from stacks.catalog.gke import gke_hardware
 
     stack = foundation.stack
     gke = stack.settings.gke
@@ -494,6 +495,7 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
             project=stack.project,
             location=gke.location,
             cluster_name=foundation.names.cluster,
+            hardware=gke_hardware(),
             enable_autopilot=gke.autopilot,
             release_channel=gke.release_channel.value,
             min_master_version=gke.min_master_version,
@@ -524,12 +526,13 @@ def _metrics_adapter(foundation: Foundation, cluster):
 
 def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     from components.gke_cluster import autopilot_placement
+    from stacks.catalog.gke import gke_hardware
 
     gke = foundation.stack.settings.gke
     assert gke is not None and d.hardware.node_pool is not None  # resolve picks the pool of every GKE deployment
     if gke.autopilot:
         pool = gke.node_pools[d.hardware.node_pool]
-        return autopilot_placement(pool.machine_type, pool.tpu_topology, pool.max_nodes)
+        return autopilot_placement(pool.machine_type, pool.tpu_topology, pool.max_nodes, gke_hardware())
     return cluster.placement(d.hardware.node_pool)
 
 

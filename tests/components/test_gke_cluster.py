@@ -15,10 +15,10 @@ from components.gke_cluster import (
     GkeCluster,
     GkeClusterArgs,
     NodePoolSpec,
-    hardware_from_catalog,
 )
 from offline.mocks import is_wrapped_secret, unwrap_secrets
 from offline.runner import run_under_mocks
+from stacks.catalog.gke import gke_hardware
 
 PROJECT = "mock-project"
 SEED_POOL = NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_min_node_count=1, total_max_node_count=2)
@@ -26,7 +26,8 @@ LABELS = {"environment": "dev", "team": "ml"}
 
 
 def seed_args(**overrides) -> GkeClusterArgs:
-    base: dict[str, Any] = dict(project=PROJECT, location="us-east5-b", cluster_name="llm-dev-gke", release_channel="RAPID",
+    base: dict[str, Any] = dict(project=PROJECT, location="us-east5-b", cluster_name="llm-dev-gke",
+                                hardware=gke_hardware(), release_channel="RAPID",
                 deletion_protection=False, node_pools={"tpu": SEED_POOL}, labels=LABELS)
     base.update(overrides)
     return GkeClusterArgs(**base)
@@ -268,7 +269,7 @@ def test_no_untainted_pool_rejected():
 
 
 def test_catalog_facts_agree_with_seed():
-    hw = hardware_from_catalog()
+    hw = gke_hardware()
     assert hw.hosts_for("ct6e-standard-8t", "2x4") == 1
     assert hw.machine_types["ct6e-standard-8t"].count == 8
     assert hw.machine_types["ct6e-standard-8t"].gke_accelerator == "tpu-v6e-slice"

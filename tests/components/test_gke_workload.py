@@ -18,6 +18,7 @@ from components.gke_workload import DEFAULT_MOUNT_OPTIONS, VllmGkeWorkload, Vllm
 from offline.manifests import write_kubernetes_manifests
 from offline.mocks import MOCK_PROJECT_NUMBER, is_wrapped_secret, mask_secrets, unwrap_secrets
 from offline.runner import run_under_mocks
+from stacks.catalog.gke import gke_hardware
 
 CANARY = "hf_CANARYcanaryCANARYcanary0123456789"
 SEED_IMAGE = "docker.io/vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564"
@@ -55,7 +56,8 @@ def run_seed(pools=None, pool="tpu", **overrides):
 
     def program():
         cluster = GkeCluster("gke", GkeClusterArgs(project="mock-project", location="us-east5-b",
-                                                   cluster_name="llm-dev-gke", node_pools=pools))
+                                                   cluster_name="llm-dev-gke", hardware=gke_hardware(),
+                                                   node_pools=pools))
         workload = VllmGkeWorkload("llama", workload_args(cluster.provider, cluster.placement(pool), **overrides))
         for key in ("namespace", "service_name", "service_port", "hpa_metric_name", "in_cluster_url",
                     "load_balancer_ip", "port_forward_command"):
@@ -360,7 +362,8 @@ def test_two_workloads_share_a_namespace():
 
     def program():
         cluster = GkeCluster("gke", GkeClusterArgs(project="mock-project", location="us-east5-b",
-                                                   cluster_name="llm-dev-gke", node_pools=pools))
+                                                   cluster_name="llm-dev-gke", hardware=gke_hardware(),
+                                                   node_pools=pools))
         for index, app in enumerate(("vllm-a", "vllm-b")):
             VllmGkeWorkload(app, workload_args(cluster.provider, cluster.placement("tpu"), app_name=app,
                                                service_account_name=None, hf_secret_name=None, max_replicas=1,
@@ -375,8 +378,8 @@ def test_two_workloads_share_a_namespace():
 def test_autopilot_placement():
     from components.gke_cluster import autopilot_placement
 
-    placement = autopilot_placement("ct6e-standard-8t", "2x4", max_nodes=2)
+    placement = autopilot_placement("ct6e-standard-8t", "2x4", max_nodes=2, hardware=gke_hardware())
     assert (placement.gke_accelerator, placement.count_per_node, placement.hosts) == ("tpu-v6e-slice", 8, 1), placement
     with pytest.raises(ValueError) as caught:
-        autopilot_placement("ct6e-standard-8t", "4x4", max_nodes=2)
+        autopilot_placement("ct6e-standard-8t", "4x4", max_nodes=2, hardware=gke_hardware())
     assert "ct6e-standard-8t" in str(caught.value) and "forms 2x4" in str(caught.value), str(caught.value)

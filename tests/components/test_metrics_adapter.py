@@ -13,6 +13,7 @@ from components.metrics_adapter import DEFAULT_ADAPTER_IMAGE, CustomMetricsAdapt
 from offline.manifests import write_kubernetes_manifests
 from offline.mocks import MOCK_PROJECT_NUMBER
 from offline.runner import run_under_mocks
+from stacks.catalog.gke import gke_hardware
 
 PRINCIPAL = ("principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
              "mock-project.svc.id.goog/subject/ns/custom-metrics/sa/custom-metrics-stackdriver-adapter")
@@ -21,7 +22,7 @@ PRINCIPAL = ("principal://iam.googleapis.com/projects/123456789012/locations/glo
 def run_adapter(**overrides):
     def program():
         cluster = GkeCluster("gke", GkeClusterArgs(
-            project="mock-project", location="us-east5-b", cluster_name="llm-dev-gke",
+            project="mock-project", location="us-east5-b", cluster_name="llm-dev-gke", hardware=gke_hardware(),
             node_pools={"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=2)}))
         args = dict(provider=cluster.provider, project="mock-project", project_number=MOCK_PROJECT_NUMBER,
                     labels={"environment": "dev"})
