@@ -1,6 +1,6 @@
 """A Cloud Run (v2) service running vLLM's OpenAI-compatible server on one NVIDIA GPU.
 
-The component is the Cloud Run half of the seed deployment (gemma-3-1b-it on an L4): one service
+The component is the Cloud Run half of the tutorial deployment (gemma-3-1b-it on an L4): one service
 with the GPU attached through ``template.node_selector.accelerator``, instance-based billing
 (``cpu_idle=False``, required for GPUs), an HTTP startup probe on vLLM's ``/health`` sized from a
 time budget, and additive ``roles/run.invoker`` grants. Nothing is public unless

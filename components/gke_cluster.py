@@ -34,7 +34,8 @@ TYPE_TOKEN = "llm-serving:gke:Cluster"
 # Earlier type tokens of this component: aliases keep the deployed cluster from being replaced.
 PREVIOUS_TYPE_TOKENS = ("llm-serving:gke:GkeCluster",)
 
-# TPU v6e (Trillium) is supported from this GKE version on (FACTS.md D).
+# TPU v6e (Trillium) is supported from this GKE version on (GKE tutorial "Serve an LLM using TPU Trillium on
+# GKE with vLLM", cluster creation: https://cloud.google.com/kubernetes-engine/docs/tutorials/serve-vllm-tpu).
 TPU_V6E_MIN_VERSION = "1.31.2-gke.1115000"
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
 

@@ -39,15 +39,17 @@ TYPE_TOKEN = "llm-serving:gke:VllmWorkload"
 # Earlier type tokens of this component: aliases keep deployed workloads from being replaced.
 PREVIOUS_TYPE_TOKENS = ("llm-serving:gke:VllmGkeWorkload",)
 
-# The seed's gcsfuse options: parallel downloads into an unbounded file cache (RAM-backed below).
+# The tutorial's gcsfuse options: parallel downloads into an unbounded file cache (RAM-backed below).
 DEFAULT_MOUNT_OPTIONS = (
     "implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:parallel-downloads-per-file:100,"
     "file-cache:max-parallel-downloads:-1,file-cache:download-chunk-size-mb:10,file-cache:max-size-mb:-1"
 )
-# gcsfuse flags the CSI driver manages itself and rejects in mountOptions (FACTS.md G).
+# gcsfuse flags the CSI driver manages itself and rejects in mountOptions (GKE docs, Cloud Storage FUSE CSI
+# driver performance tuning: https://cloud.google.com/kubernetes-engine/docs/how-to/cloud-storage-fuse-csi-driver-perf).
 _DISALLOWED_MOUNT_FLAGS = ("app-name", "temp-dir", "foreground", "log-file", "log-format", "key-file",
                            "token-url", "reuse-token-from-url")
-# vLLM gauges an HPA can average per pod; exported by every server this project pins (FACTS.md A).
+# vLLM gauges an HPA can average per pod; exported by every server this project pins (vllm-project/vllm
+# vllm/v1/metrics/loggers.py; stacks/catalog/data/vllm_metrics.yaml has each one's versions).
 # The caller chooses the gauge and its target.
 SCALING_GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc")
 _RENAMED_METRICS = {"vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc"}

@@ -1,6 +1,6 @@
 """Build a vLLM image with a model's weights inside, with Cloud Build, during ``pulumi up``.
 
-This is the seed's way of shipping weights (download at build time, serve offline), made
+This is the tutorial's way of shipping weights (download at build time, serve offline), made
 repeatable: the build runs only when its inputs change, and the result is consumed by digest.
 
 * The build files ship with the project in ``images/vllm-baked`` (Dockerfile, cloudbuild.yaml).

@@ -84,7 +84,7 @@ class VertexVllmEndpointArgs:
     accept_eula: bool = False
     # Let Vertex AI deploy from its cached copy of the Hugging Face weights.
     hugging_face_cache_enabled: bool
-    # /dev/shm for NCCL between GPUs; the seed uses 16 GiB.
+    # /dev/shm for NCCL between GPUs; the tutorial uses 16 GiB.
     shared_memory_size_mb: int
     # How long Vertex AI waits for the container to become healthy (at most 7200).
     deployment_timeout_seconds: int

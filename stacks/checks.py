@@ -1,11 +1,11 @@
 """Preview-time checks: a deployment that cannot fit or cannot serve fails before anything is
 created, with the numbers and the fix, instead of an hour into a deploy.
 
-Each check reproduces a failure the seeds' debugging sections show only after deploying:
+Each check reproduces a failure the tutorials' debugging sections show only after deploying:
 CUDA out of memory with max_num_seqs 256 on a vision model, "the model's max seq len is larger
 than the maximum number of tokens that can be stored in KV cache", a gated model without a
-token, a missing chat template; plus the version traps in FACTS.md (flags removed from vLLM,
-metrics renamed, Llama 3.2 Vision gone from vLLM 0.11).
+token, a missing chat template; plus the version traps the catalog records with their sources (flags
+removed from vLLM, metrics renamed, Llama 3.2 Vision gone from vLLM 0.11).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 GIB = 1024**3
 LOW_CONCURRENCY = 4  # fewer full-length sequences than this at once: requests queue early
-VISION_SEQS_WARNING = 16  # the Vertex seed ran an 11B Vision model out of memory at 256; 12 worked
+VISION_SEQS_WARNING = 16  # the Vertex AI tutorial ran an 11B Vision model out of memory at 256; 12 worked
 MLLAMA_LAST_VERSION = (0, 10, 99)  # the encoder-decoder runner Mllama needs left vLLM in 0.11 (PR #24907)
 
 
@@ -95,7 +95,7 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
 
     # Serving quality and cost warnings.
     if model.modality == "vision" and v.max_num_seqs > VISION_SEQS_WARNING:
-        out.warn(f"max_num_seqs {v.max_num_seqs} on vision model {model.hf_id}: the Vertex seed's 11B Vision "
+        out.warn(f"max_num_seqs {v.max_num_seqs} on vision model {model.hf_id}: the Vertex AI tutorial's 11B Vision "
                  f"deployment ran out of GPU memory at 256 and served at 12; lower {key}.vllm.maxNumSeqs")
     if not model.chat_template and not v.chat_template and d.image.server != MODEL_GARDEN:
         out.warn(f"{model.hf_id} is a base model without a chat template: /v1/chat/completions will fail. Serve an "

@@ -52,7 +52,7 @@ class Platform(str, enum.Enum):
 
 
 class WeightsSource(str, enum.Enum):
-    IMAGE = "image"  # weights baked into an image built by Cloud Build (the Cloud Run seed's way)
+    IMAGE = "image"  # weights baked into an image built by Cloud Build (the Cloud Run tutorial's way)
     GCS = "gcs"  # weights in the model bucket, mounted read-only
     HUB = "hub"  # downloaded from Hugging Face when the container starts
 

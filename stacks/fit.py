@@ -1,6 +1,7 @@
 """Will a model fit: a pre-deployment estimate of vLLM's device-memory budget.
 
-vLLM sizes its KV cache at start-up (V1 ``gpu_worker.determine_available_memory``; FACTS.md C)::
+vLLM sizes its KV cache at start-up (V1 ``vllm/v1/worker/gpu_worker.py`` ``determine_available_memory`` and
+``vllm/utils`` ``memory_profiling``; per-token KV size from ``vllm/v1/kv_cache_interface.py``)::
 
     budget        = gpu_memory_utilization x total device memory      (per device, total not free)
     non_kv        = weights / TP                                      (weights, sharded)
@@ -73,7 +74,7 @@ DEFAULT_BATCHED_TOKENS_SMALL = 2048
 
 GPU_MEMORY_UTILIZATION = 0.90  # see suggest_gpu_memory_utilization
 TYPICAL_FILL = 0.25  # suggest_max_num_seqs: sequences are assumed to use a quarter of max_model_len
-V0_VISION_MAX_NUM_SEQS = 12  # seed 000: 256 OOMs Llama 3.2 11B Vision on an A100 40GB, 12 works
+V0_VISION_MAX_NUM_SEQS = 12  # the Vertex AI tutorial: 256 OOMs Llama 3.2 11B Vision on an A100 40GB, 12 works
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def suggest_max_num_seqs(req: FitRequest, cap: int = 256) -> int:
     Rule: each of the N sequences is assumed to hold ``TYPICAL_FILL`` (a quarter) of max_model_len;
     N is the largest value for which N such sequences fit in the KV cache left after the overhead for N
     (the sampler warm-up and, for V0 vision models, the encoder profile grow with N). Llama 3.2 Vision
-    (V0 encoder-decoder) is further capped at 12, the value seed 000 found to work on an A100 40GB after
+    (V0 encoder-decoder) is further capped at 12, the value the Vertex AI tutorial found to work on an A100 40GB after
     256 ran out of memory. Returns at least 1 even when nothing fits; ``estimate`` says whether it does.
     """
     if _v0_encoder_decoder(req.model):
@@ -240,7 +241,7 @@ def suggest_max_num_seqs(req: FitRequest, cap: int = 256) -> int:
 def suggest_gpu_memory_utilization(accelerator: AcceleratorSpec) -> float:
     """0.90 on GPUs and TPUs.
 
-    0.9 is vLLM's long-standing default and what every seed and Model Garden example runs with; the
+    0.9 is vLLM's long-standing default and what every tutorial and Model Garden example runs with; the
     remaining tenth covers the CUDA context (outside vLLM's accounting), graphs captured after profiling
     on older releases, and fragmentation. No public source establishes that a higher value is safe on
     TPU v6e (XLA compiles more programs after the KV cache is allocated), so TPUs get the same value.

@@ -5,11 +5,11 @@ integration suite is the command the cloud runs. Flags are emitted only when the
 only when the image's vLLM version accepts them (the flag table in stacks/catalog/data/vllm_flags.yaml);
 whatever is dropped is returned so the preview checks can report it as an error.
 
-Why each default is what it is (measured on one H200, vLLM 0.25.0, Llama-3.1-8B shape;
-FACTS.md section I): CUDA graphs stay on (``--enforce-eager`` cost 14% of output
+Why each default is what it is (measured by this project on one H200, vLLM 0.25.0, Llama-3.1-8B shape;
+README "Serving defaults"; ``tools.bench --compare-tutorial`` repeats it): CUDA graphs stay on (``--enforce-eager`` cost 14% of output
 throughput); LoRA is enabled only when adapters are configured (LoRA support without an
 adapter cost another ~30%); stats stay on (``--disable-log-stats`` also empties the
-Prometheus metrics an autoscaler reads). Together the seed's Vertex flags delivered 0.58x of
+Prometheus metrics an autoscaler reads). Together the tutorial's Vertex flags delivered 0.58x of
 these defaults.
 """
 

@@ -1,6 +1,6 @@
 """Benchmark a deployment's exact vLLM server flags with vLLM's own serving benchmark.
 
-    python -m tools.bench STACK DEPLOYMENT [--compare-seed] [--input-len 512]
+    python -m tools.bench STACK DEPLOYMENT [--compare-tutorial] [--input-len 512]
         [--output-len 256] [--num-prompts 512] [--concurrency 128]
         [--python PATH] [--device-kept] [--tiny] [--start-timeout 600]
         [--bench-timeout 3600] [--json]
@@ -22,11 +22,11 @@ What it does:
    (``--dataset-name random --ignore-eos --seed 0``) and reports output
    tokens/s, mean TTFT and mean TPOT.
 
-``--compare-seed`` runs the same argv a second time with the seed's Vertex
-flags added (``--enforce-eager --enable-lora --max-loras 1 --max-cpu-loras 8
---disable-log-stats``) and prints project/seed ratios. Everything else,
+``--compare-tutorial`` (formerly ``--compare-seed``) runs the same argv a second time with the
+Vertex AI tutorial's flags added (``--enforce-eager --enable-lora --max-loras 1 --max-cpu-loras 8
+--disable-log-stats``) and prints project/tutorial ratios. Everything else,
 including the project's ``--max-num-seqs``, is the same for both runs, so only
-the seed's flags differ.
+the tutorial's flags differ.
 
 The benchmark is started as ``PYTHON -c <shim>`` calling
 ``vllm.benchmarks.serve.main``: ``python -m vllm.entrypoints.cli.main bench
@@ -53,8 +53,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-# The seed's Vertex 8B flags (FACTS.md I): 0.58x of vLLM defaults on one H200.
-SEED_FLAGS: tuple[tuple[str, Optional[str]], ...] = (
+# The Vertex AI tutorial's 8B flags: 0.58x of vLLM defaults on one H200 (measured; README "Serving defaults").
+TUTORIAL_FLAGS: tuple[tuple[str, Optional[str]], ...] = (
     ("--enforce-eager", None),
     ("--enable-lora", None),
     ("--max-loras", "1"),
@@ -112,8 +112,8 @@ class BenchResult:
 
 @dataclass(frozen=True)
 class Comparison:
-    throughput_ratio: float  # project / seed output tokens/s; > 1 means the project is faster
-    tpot_ratio: float  # project / seed mean TPOT; < 1 means the project is faster
+    throughput_ratio: float  # project / tutorial output tokens/s; > 1 means the project is faster
+    tpot_ratio: float  # project / tutorial mean TPOT; < 1 means the project is faster
 
 
 def parse_bench_result(data: Mapping[str, Any]) -> BenchResult:
@@ -134,15 +134,15 @@ def parse_bench_result(data: Mapping[str, Any]) -> BenchResult:
         raise BenchError(f"benchmark result has a non-numeric metric: {exc}") from exc
 
 
-def compare(project: BenchResult, seed: BenchResult) -> Comparison:
-    """Ratios project/seed of output throughput and of mean TPOT."""
-    if seed.output_tokens_per_s <= 0:
-        raise BenchError("the seed run produced no output tokens; no ratio to report")
-    if seed.mean_tpot_ms <= 0:
-        raise BenchError("the seed run has no TPOT (output length 1?); no ratio to report")
+def compare(project: BenchResult, tutorial: BenchResult) -> Comparison:
+    """Ratios project/tutorial of output throughput and of mean TPOT."""
+    if tutorial.output_tokens_per_s <= 0:
+        raise BenchError("the tutorial run produced no output tokens; no ratio to report")
+    if tutorial.mean_tpot_ms <= 0:
+        raise BenchError("the tutorial run has no TPOT (output length 1?); no ratio to report")
     return Comparison(
-        throughput_ratio=project.output_tokens_per_s / seed.output_tokens_per_s,
-        tpot_ratio=project.mean_tpot_ms / seed.mean_tpot_ms,
+        throughput_ratio=project.output_tokens_per_s / tutorial.output_tokens_per_s,
+        tpot_ratio=project.mean_tpot_ms / tutorial.mean_tpot_ms,
     )
 
 
@@ -167,15 +167,15 @@ def _remove_flag(argv: Sequence[str], name: str, takes_value: bool) -> list[str]
     return out
 
 
-def seed_argv(argv: Sequence[str]) -> list[str]:
-    """*argv* with the seed's Vertex flags; every flag appears exactly once.
+def tutorial_argv(argv: Sequence[str]) -> list[str]:
+    """*argv* with the tutorial's Vertex flags; every flag appears exactly once.
 
-    A seed flag already present is not repeated: a boolean one is kept as is,
-    a valued one gets the seed's value in place (spelling kept). ``--no-<flag>`` counterparts of the
-    seed's boolean flags are removed.
+    A tutorial flag already present is not repeated: a boolean one is kept as is,
+    a valued one gets the tutorial's value in place (spelling kept). ``--no-<flag>`` counterparts of the
+    tutorial's boolean flags are removed.
     """
     out = [str(a) for a in argv]
-    for name, value in SEED_FLAGS:
+    for name, value in TUTORIAL_FLAGS:
         if value is None:
             out = _remove_flag(out, "--no-" + name[2:], takes_value=False)
             if not any(_flag_name(t) == name for t in out):
@@ -406,8 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stack")
     parser.add_argument("deployment")
-    parser.add_argument("--compare-seed", action="store_true",
-                        help="also run with the seed's Vertex flags and print project/seed ratios")
+    parser.add_argument("--compare-tutorial", "--compare-seed", dest="compare_tutorial", action="store_true",
+                        help="also run with the Vertex AI tutorial's flags and print project/tutorial ratios "
+                             "(--compare-seed is the older spelling)")
     parser.add_argument("--input-len", type=int, default=512)
     parser.add_argument("--output-len", type=int, default=256)
     parser.add_argument("--num-prompts", type=int, default=512)
@@ -467,8 +468,8 @@ def _main(args: argparse.Namespace) -> int:
         for change in changes:
             _log(f"  {change}")
         runs = [("project", project_argv)]
-        if args.compare_seed:
-            runs.append(("seed", seed_argv(project_argv)))
+        if args.compare_tutorial:
+            runs.append(("tutorial", tutorial_argv(project_argv)))
         results: dict[str, BenchResult] = {}
         for label, server_argv in runs:
             results[label] = run_one(label, server_argv, env, python=python,
@@ -476,7 +477,7 @@ def _main(args: argparse.Namespace) -> int:
                                      start_timeout=args.start_timeout,
                                      bench_timeout=args.bench_timeout, work_dir=work)
 
-    comparison = compare(results["project"], results["seed"]) if args.compare_seed else None
+    comparison = compare(results["project"], results["tutorial"]) if args.compare_tutorial else None
     if args.json:
         out: dict[str, Any] = {
             "stack": args.stack, "deployment": args.deployment,
@@ -486,7 +487,7 @@ def _main(args: argparse.Namespace) -> int:
             "results": {k: asdict(v) for k, v in results.items()},
         }
         if comparison:
-            out["seed_argv"] = seed_argv(project_argv)
+            out["tutorial_argv"] = tutorial_argv(project_argv)
             out["comparison"] = asdict(comparison)
         print(json.dumps(out, indent=2))
     else:
@@ -496,9 +497,9 @@ def _main(args: argparse.Namespace) -> int:
         for label, result in results.items():
             print(f"  {label:8s} {_format(result)}")
         if comparison:
-            print(f"  project/seed: output throughput x{comparison.throughput_ratio:.2f}, "
+            print(f"  project/tutorial: output throughput x{comparison.throughput_ratio:.2f}, "
                   f"mean TPOT x{comparison.tpot_ratio:.2f} (same --max-num-seqs; only the "
-                  "seed's flags differ)")
+                  "tutorial's flags differ)")
     for label, result in results.items():
         if result.completed < 1 or result.output_tokens_per_s <= 0:
             _log(f"{label}: no completed requests")

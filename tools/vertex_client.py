@@ -1,4 +1,4 @@
-"""Send the seed tutorial's three requests to a deployed Vertex AI vLLM endpoint.
+"""Send the Vertex AI tutorial's three requests to a deployed Vertex AI vLLM endpoint.
 
     python -m tools.vertex_client --outputs FILE|- --deployment NAME [--token ENV_VAR] \\
         {predict,predict-image,chat} [options]
@@ -54,7 +54,7 @@ from typing import Any, Optional
 USAGE_ERROR = 2
 REQUEST_ERROR = 1
 REQUIRED_KEYS = ("platform", "predict_url", "openai_base_url", "endpoint_name", "region", "dedicated")
-SEED_IMAGE_URL = "https://images.pexels.com/photos/1254140/pexels-photo-1254140.jpeg"
+TUTORIAL_IMAGE_URL = "https://images.pexels.com/photos/1254140/pexels-photo-1254140.jpeg"
 IMAGE_PROMPT_PREFIX = "<|begin_of_text|><|image|>"
 LOGIN_HINT = ("log in with `gcloud auth login` (or `gcloud auth application-default login`), "
               "or pass --token VAR with VAR holding `gcloud auth print-access-token`")
@@ -331,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
 
     image = commands.add_parser("predict-image", help="image + text prompt through the predict route")
     image.add_argument("--prompt", default="This is a picture of")
-    image.add_argument("--image-url", default=SEED_IMAGE_URL)
+    image.add_argument("--image-url", default=TUTORIAL_IMAGE_URL)
     image.add_argument("--max-tokens", type=int, default=64)
     image.add_argument("--temperature", type=float, default=0.5)
     image.add_argument("--top-p", type=float, default=0.95)

@@ -25,7 +25,7 @@ SERVICE = "gcp:cloudrunv2/service:Service"
 INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
 DIGEST_IMAGE = "us-central1-docker.pkg.dev/mock-project/serving/vllm-gemma-3-1b-it@sha256:" + "ab" * 32
 
-# The seed: gemma-3-1b-it with vLLM on one L4, its own service account, scale to zero.
+# The tutorial: gemma-3-1b-it with vLLM on one L4, its own service account, scale to zero.
 CONTAINER = ServingContainer(
     image=DIGEST_IMAGE,
     command=("python3", "-m", "vllm.entrypoints.openai.api_server"),
@@ -36,7 +36,7 @@ CONTAINER = ServingContainer(
     health_path="/health",
     served_model_name="gemma-3-1b-it",
 )
-SEED = CloudRunVllmServiceArgs(
+TUTORIAL = CloudRunVllmServiceArgs(
     project="mock-project",
     region="us-central1",
     service_name="gemma-3-1b-it-service",
@@ -58,7 +58,7 @@ SEED = CloudRunVllmServiceArgs(
 
 
 def with_container(**changes) -> CloudRunVllmServiceArgs:
-    return dataclasses.replace(SEED, container=dataclasses.replace(CONTAINER, **changes))
+    return dataclasses.replace(TUTORIAL, container=dataclasses.replace(CONTAINER, **changes))
 
 
 def run(args: CloudRunVllmServiceArgs, name: str = "gemma", **kwargs) -> RunResult:
@@ -91,11 +91,11 @@ def rejected(args: CloudRunVllmServiceArgs) -> str:
 
 
 # ---------------------------------------------------------------------------
-# The seed deployment reproduced.
+# The tutorial deployment reproduced.
 
 
-def test_seed_service_has_the_gpu_shape_cloud_run_needs():
-    result = run(SEED)
+def test_tutorial_service_has_the_gpu_shape_cloud_run_needs():
+    result = run(TUTORIAL)
     svc = service_of(result)
     template = svc["template"]
     c = container_of(result)
@@ -108,7 +108,7 @@ def test_seed_service_has_the_gpu_shape_cloud_run_needs():
     assert template["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN2", f"{where}: {template.get('executionEnvironment')}"
     assert template["gpuZonalRedundancyDisabled"] is False, f"{where}: zonal redundancy not taken from Args"
     assert c["ports"] == {"name": "http1", "containerPort": 8080}, f"{where}: ports {c.get('ports')}"
-    assert template["serviceAccount"] == SEED.service_account_email, f"{where}: runs as {template.get('serviceAccount')}"
+    assert template["serviceAccount"] == TUTORIAL.service_account_email, f"{where}: runs as {template.get('serviceAccount')}"
     assert template["scaling"] == {"minInstanceCount": 0, "maxInstanceCount": 1}, f"{where}: scaling {template.get('scaling')}"
     assert template["maxInstanceRequestConcurrency"] == 80, f"{where}: concurrency {template.get('maxInstanceRequestConcurrency')}"
     assert template["timeout"] == "600s", f"{where}: request timeout {template.get('timeout')}"
@@ -120,8 +120,8 @@ def test_seed_service_has_the_gpu_shape_cloud_run_needs():
     assert "--port=8080" in c["args"] and "--model=google/gemma-3-1b-it" in c["args"], f"{where}: args {c.get('args')}"
 
 
-def test_seed_probes_ask_vllm_health_within_the_startup_budget():
-    c = container_of(run(SEED))
+def test_tutorial_probes_ask_vllm_health_within_the_startup_budget():
+    c = container_of(run(TUTORIAL))
     startup, liveness = c["startupProbe"], c["livenessProbe"]
     where = "gemma-service startupProbe"
     assert startup["httpGet"] == {"path": "/health", "port": 8080}, f"{where}: {startup.get('httpGet')}"
@@ -140,14 +140,14 @@ def test_port_and_probes_follow_the_container():
 
 
 def test_startup_threshold_rounds_the_budget_up_to_whole_periods():
-    c = container_of(run(dataclasses.replace(SEED, startup_timeout_seconds=1000, startup_probe_period_seconds=240)))
+    c = container_of(run(dataclasses.replace(TUTORIAL, startup_timeout_seconds=1000, startup_probe_period_seconds=240)))
     probe = c["startupProbe"]
     assert (probe["periodSeconds"], probe["failureThreshold"]) == (240, 5), \
         f"gemma-service startupProbe: 1000 s at 240 s periods needs 5 tries, got {probe}"
 
 
 def test_labels_switch_and_deletion_protection_reach_the_service():
-    result = run(dataclasses.replace(SEED, gpu_zonal_redundancy=False, deletion_protection=False, ingress="internal",
+    result = run(dataclasses.replace(TUTORIAL, gpu_zonal_redundancy=False, deletion_protection=False, ingress="internal",
                                      min_replicas=1, max_replicas=3, max_concurrency=64))
     svc = service_of(result)
     where = "gemma-service"
@@ -161,7 +161,7 @@ def test_labels_switch_and_deletion_protection_reach_the_service():
 
 
 def test_children_are_parented_and_named_after_the_component():
-    result = run(dataclasses.replace(SEED, invokers=("group:ml@example.com",)))
+    result = run(dataclasses.replace(TUTORIAL, invokers=("group:ml@example.com",)))
     component = result.named("gemma")
     assert component.type == TYPE_TOKEN, f"gemma: type {component.type}"
     children = [r for r in result.registrations if r is not component]
@@ -172,7 +172,7 @@ def test_children_are_parented_and_named_after_the_component():
 
 
 def test_outputs_give_uri_proxy_and_ready_examples():
-    result = run(SEED)
+    result = run(TUTORIAL)
     out = {k: v.value for k, v in result.outputs.items()}
     uri = out["uri"]
     assert uri.startswith("https://gemma-3-1b-it-service-"), f"gemma: uri {uri}"
@@ -248,7 +248,7 @@ def test_a_secret_token_never_appears_in_plaintext():
         secret = gcp.secretmanager.Secret("hf-token", secret_id="llm-dev-hf-token", replication={"auto": {}})
         gcp.secretmanager.SecretVersion("hf-token-v", secret=secret.id, secret_data=token)
         svc = CloudRunVllmService("gemma", dataclasses.replace(
-            SEED, hf_token=SecretRef(secret=secret.secret_id)))
+            TUTORIAL, hf_token=SecretRef(secret=secret.secret_id)))
         for key in ("uri", "curl_example", "openai_example", "proxy_command"):
             pulumi.export(key, getattr(svc, key))
 
@@ -270,7 +270,7 @@ def test_a_secret_token_never_appears_in_plaintext():
 
 def test_each_invoker_gets_an_additive_run_invoker_grant_with_a_stable_name():
     members = ("group:ml@example.com", "serviceAccount:loadtest@mock-project.iam.gserviceaccount.com")
-    first = run(dataclasses.replace(SEED, invokers=members))
+    first = run(dataclasses.replace(TUTORIAL, invokers=members))
     grants = first.of_type(INVOKER)
     assert len(grants) == 2, f"gemma: expected 2 ServiceIamMember children, got {[g.name for g in grants]}"
     for grant in grants:
@@ -278,7 +278,7 @@ def test_each_invoker_gets_an_additive_run_invoker_grant_with_a_stable_name():
         assert grant.inputs["name"] == "gemma-3-1b-it-service", f"{grant.name}: bound to {grant.inputs.get('name')}"
         assert grant.name == f"gemma-invoker-{invoker_key(grant.inputs['member'])}", f"{grant.name}: name not from member"
     assert {g.inputs["member"] for g in grants} == set(members), f"gemma: members {[g.inputs['member'] for g in grants]}"
-    reordered = run(dataclasses.replace(SEED, invokers=tuple(reversed(members))))
+    reordered = run(dataclasses.replace(TUTORIAL, invokers=tuple(reversed(members))))
     assert {g.name for g in reordered.of_type(INVOKER)} == {g.name for g in grants}, \
         "gemma: reordering invokers renamed (would replace) a grant"
     types = {r.type for r in first.registrations}
@@ -286,7 +286,7 @@ def test_each_invoker_gets_an_additive_run_invoker_grant_with_a_stable_name():
 
 
 def test_public_invoker_is_allowed_only_when_asked_for():
-    result = run(dataclasses.replace(SEED, invokers=("allUsers",), allow_public=True))
+    result = run(dataclasses.replace(TUTORIAL, invokers=("allUsers",), allow_public=True))
     members = [g.inputs["member"] for g in result.of_type(INVOKER)]
     assert members == ["allUsers"], f"gemma: with allow_public the grant should exist, got {members}"
 
@@ -321,13 +321,13 @@ def test_public_invoker_is_allowed_only_when_asked_for():
     (dict(labels={"Team": "x"}), "labels.Team", "lowercase"),
 ])
 def test_bad_values_are_rejected_with_the_field_and_the_fix(change, field, hint):
-    message = rejected(dataclasses.replace(SEED, **change))
+    message = rejected(dataclasses.replace(TUTORIAL, **change))
     assert "'gemma'" in message, f"gemma {change}: error does not name the resource: {message}"
     assert f"{field}:" in message and hint in message, f"gemma {change}: expected {field!r} and {hint!r} in: {message}"
 
 
 def test_all_problems_are_reported_at_once():
-    message = rejected(dataclasses.replace(SEED, cpu=1, memory_gib=1, max_concurrency=0, gpu_type="tpu"))
+    message = rejected(dataclasses.replace(TUTORIAL, cpu=1, memory_gib=1, max_concurrency=0, gpu_type="tpu"))
     for field in ("cpu:", "memory_gib:", "max_concurrency:", "gpu_type:"):
         assert field in message, f"gemma: {field} missing from the combined error: {message}"
 
@@ -337,7 +337,7 @@ def test_nothing_is_registered_when_arguments_are_invalid():
 
     def program() -> None:
         try:
-            CloudRunVllmService("gemma", dataclasses.replace(SEED, cpu=1))
+            CloudRunVllmService("gemma", dataclasses.replace(TUTORIAL, cpu=1))
         except ValueError as error:
             captured.append(error)
 

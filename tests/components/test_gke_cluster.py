@@ -1,4 +1,4 @@
-"""GkeCluster under the mock engine: the seed's TPU v6e cluster, node pools, IAM and the provider."""
+"""GkeCluster under the mock engine: the tutorial's TPU v6e cluster, node pools, IAM and the provider."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from offline.runner import run_under_mocks
 from stacks.catalog.gke import gke_hardware
 
 PROJECT = "mock-project"
-SEED_POOL = NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_min_node_count=1, total_max_node_count=2)
+TUTORIAL_POOL = NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_min_node_count=1, total_max_node_count=2)
 LABELS = {"environment": "dev", "team": "ml"}
 
 
-def seed_args(**overrides) -> GkeClusterArgs:
+def tutorial_args(**overrides) -> GkeClusterArgs:
     base: dict[str, Any] = dict(project=PROJECT, location="us-east5-b", cluster_name="llm-dev-gke",
                                 hardware=gke_hardware(), release_channel="RAPID",
-                deletion_protection=False, node_pools={"tpu": SEED_POOL}, labels=LABELS)
+                deletion_protection=False, node_pools={"tpu": TUTORIAL_POOL}, labels=LABELS)
     base.update(overrides)
     return GkeClusterArgs(**base)
 
@@ -52,12 +52,12 @@ def error_of(args: GkeClusterArgs) -> str:
 
 
 @pytest.fixture(scope="module")
-def seed():
-    return run_cluster(seed_args())
+def tutorial():
+    return run_cluster(tutorial_args())
 
 
-def test_seed_cluster_settings(seed):
-    cluster = seed.named("gke-cluster").inputs
+def test_tutorial_cluster_settings(tutorial):
+    cluster = tutorial.named("gke-cluster").inputs
     expected = {
         "name": "llm-dev-gke",
         "location": "us-east5-b",
@@ -76,12 +76,12 @@ def test_seed_cluster_settings(seed):
         f"gke-cluster: Managed Prometheus not enabled: {cluster['monitoringConfig']}"
 
 
-def test_seed_tpu_pool(seed):
-    pool = seed.named("gke-tpu").inputs
+def test_tutorial_tpu_pool(tutorial):
+    pool = tutorial.named("gke-tpu").inputs
     assert pool["name"] == "tpu", f"gke-tpu: GKE name {pool['name']!r}, expected the stable key 'tpu'"
     assert pool["nodeConfig"]["machineType"] == "ct6e-standard-8t", f"gke-tpu: {pool['nodeConfig']}"
     assert pool["autoscaling"]["totalMinNodeCount"] == 1 and pool["autoscaling"]["totalMaxNodeCount"] == 2, \
-        f"gke-tpu: autoscaling {pool['autoscaling']}, expected the seed's 1-2 nodes"
+        f"gke-tpu: autoscaling {pool['autoscaling']}, expected the tutorial's 1-2 nodes"
     # Single-host v6e slice: GKE derives the 2x4 topology from the machine type; no placement policy.
     assert "placementPolicy" not in pool, f"gke-tpu: single-host slice got a placement policy {pool.get('placementPolicy')}"
     assert pool["nodeConfig"]["resourceLabels"] == LABELS, f"gke-tpu: labels {pool['nodeConfig'].get('resourceLabels')}"
@@ -91,26 +91,26 @@ def test_seed_tpu_pool(seed):
     assert "guestAccelerators" not in pool["nodeConfig"], "gke-tpu: TPU pool got guest accelerators"
 
 
-def test_system_pool_for_add_ons(seed):
-    pool = seed.named("gke-system").inputs
+def test_system_pool_for_add_ons(tutorial):
+    pool = tutorial.named("gke-system").inputs
     assert pool["nodeConfig"]["machineType"] == "e2-standard-4", f"gke-system: {pool['nodeConfig']}"
     assert pool["autoscaling"]["totalMinNodeCount"] >= 1, f"gke-system: add-ons need a node: {pool['autoscaling']}"
 
 
-def test_node_service_account_roles_are_additive(seed):
-    grants = {r.inputs["role"]: r for r in seed.of_type("gcp:projects/iAMMember:IAMMember")}
+def test_node_service_account_roles_are_additive(tutorial):
+    grants = {r.inputs["role"]: r for r in tutorial.of_type("gcp:projects/iAMMember:IAMMember")}
     expected = {"roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
                 "roles/stackdriver.resourceMetadata.writer", "roles/artifactregistry.reader"}
     assert set(grants) == expected, f"node service account roles: got {sorted(grants)}, expected {sorted(expected)}"
     for grant in grants.values():
         assert grant.inputs["member"] == "serviceAccount:llm-dev-gke-nodes@mock-project.iam.gserviceaccount.com", \
             f"{grant.name}: member {grant.inputs['member']!r}"
-    authoritative = [r.name for r in seed.registrations if re.search(r"(IAMBinding|IAMPolicy|IamBinding|IamPolicy)$", r.type)]
+    authoritative = [r.name for r in tutorial.registrations if re.search(r"(IAMBinding|IAMPolicy|IamBinding|IamPolicy)$", r.type)]
     assert not authoritative, f"authoritative IAM resources registered: {authoritative}"
 
 
 def test_repository_scoped_image_reader():
-    result = run_cluster(seed_args(image_repositories=(ArtifactRepository("us-east5", "images"),)))
+    result = run_cluster(tutorial_args(image_repositories=(ArtifactRepository("us-east5", "images"),)))
     scoped = result.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
     assert len(scoped) == 1, f"expected one repository-scoped reader grant, got {[r.name for r in scoped]}"
     assert scoped[0].inputs["repository"] == "images" and scoped[0].inputs["role"] == "roles/artifactregistry.reader", \
@@ -119,8 +119,8 @@ def test_repository_scoped_image_reader():
     assert "roles/artifactregistry.reader" not in project_roles, "image reader granted project-wide as well"
 
 
-def test_provider_kubeconfig_uses_exec_plugin_and_no_ambient_config(seed):
-    provider = seed.named("gke-k8s")
+def test_provider_kubeconfig_uses_exec_plugin_and_no_ambient_config(tutorial):
+    provider = tutorial.named("gke-k8s")
     assert provider.type == "pulumi:providers:kubernetes", f"gke-k8s: type {provider.type}"
     raw = provider.inputs["kubeconfig"]
     assert is_wrapped_secret(raw), "gke-k8s: kubeconfig is not registered as a secret"
@@ -137,16 +137,16 @@ def test_provider_kubeconfig_uses_exec_plugin_and_no_ambient_config(seed):
     assert user["exec"]["provideClusterInfo"] is True, f"gke-k8s: exec {user['exec']}"
     for ambient in ("context", "cluster", "kubeconfigPath", "renderYamlToDirectory"):
         assert ambient not in provider.inputs, f"gke-k8s: provider sets {ambient}; it must use only its own kubeconfig"
-    pool_urns = {seed.named("gke-tpu").urn, seed.named("gke-system").urn}
+    pool_urns = {tutorial.named("gke-tpu").urn, tutorial.named("gke-system").urn}
     assert pool_urns <= set(provider.dependencies), f"gke-k8s: provider does not wait for the node pools: {provider.dependencies}"
 
 
-def test_outputs(seed):
-    assert seed.outputs["kubeconfig"].secret, "kubeconfig output is not secret"
-    assert seed.outputs["cluster_name"].value == "llm-dev-gke", seed.outputs["cluster_name"]
-    assert seed.outputs["endpoint"].value == "203.0.113.10", seed.outputs["endpoint"]
-    assert seed.outputs["node_sa"].value == "llm-dev-gke-nodes@mock-project.iam.gserviceaccount.com"
-    assert seed.outputs["pools"].value == ["system", "tpu"], seed.outputs["pools"]
+def test_outputs(tutorial):
+    assert tutorial.outputs["kubeconfig"].secret, "kubeconfig output is not secret"
+    assert tutorial.outputs["cluster_name"].value == "llm-dev-gke", tutorial.outputs["cluster_name"]
+    assert tutorial.outputs["endpoint"].value == "203.0.113.10", tutorial.outputs["endpoint"]
+    assert tutorial.outputs["node_sa"].value == "llm-dev-gke-nodes@mock-project.iam.gserviceaccount.com"
+    assert tutorial.outputs["pools"].value == ["system", "tpu"], tutorial.outputs["pools"]
 
 
 def children_of(result, type_token: str) -> set[str]:
@@ -155,14 +155,14 @@ def children_of(result, type_token: str) -> set[str]:
     return {r.name for r in result.registrations if f"{type_token}$" in r.urn.split("::")[2]}
 
 
-def test_children_are_parented(seed):
-    children = children_of(seed, TYPE_TOKEN)
+def test_children_are_parented(tutorial):
+    children = children_of(tutorial, TYPE_TOKEN)
     for name in ("gke-cluster", "gke-tpu", "gke-system", "gke-k8s", "gke-nodes", "gke-nodes-logging-logwriter"):
         assert name in children, f"{name} is not a child of the {TYPE_TOKEN} component: {sorted(children)}"
 
 
 def test_gpu_pool_spot_and_reservation():
-    result = run_cluster(seed_args(node_pools={
+    result = run_cluster(tutorial_args(node_pools={
         "l4": NodePoolSpec("g2-standard-24", total_max_node_count=3, spot=True),
         "tpu-reserved": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=1,
                                      reservation="v6e-reservation"),
@@ -180,14 +180,14 @@ def test_gpu_pool_spot_and_reservation():
 
 
 def test_multi_host_pool_gets_compact_placement():
-    result = run_cluster(seed_args(node_pools={
+    result = run_cluster(tutorial_args(node_pools={
         "slice": NodePoolSpec("ct6e-standard-4t", tpu_topology="4x4", total_min_node_count=0, total_max_node_count=4)}))
     pool = result.named("gke-slice").inputs
     assert pool["placementPolicy"] == {"type": "COMPACT", "tpuTopology": "4x4"}, f"gke-slice: {pool.get('placementPolicy')}"
 
 
 def test_autopilot():
-    result = run_cluster(seed_args(enable_autopilot=True, node_pools={}))
+    result = run_cluster(tutorial_args(enable_autopilot=True, node_pools={}))
     cluster = result.named("gke-cluster").inputs
     assert cluster["enableAutopilot"] is True, f"gke-cluster: {cluster}"
     assert "removeDefaultNodePool" not in cluster, "gke-cluster: Autopilot has no default pool to remove"
@@ -223,13 +223,13 @@ def test_autopilot():
      ["node_pools['tpu']", "spot", "reservation"]),
 ])
 def test_bad_pools_rejected(pools, needles):
-    message = error_of(seed_args(node_pools=pools))
+    message = error_of(tutorial_args(node_pools=pools))
     for needle in needles:
         assert needle in message, f"error for {pools} does not mention {needle!r}: {message}"
 
 
 def test_two_host_2x4_on_4t_is_accepted():
-    result = run_cluster(seed_args(node_pools={"pair": NodePoolSpec("ct6e-standard-4t", tpu_topology="2x4",
+    result = run_cluster(tutorial_args(node_pools={"pair": NodePoolSpec("ct6e-standard-4t", tpu_topology="2x4",
                                                                     total_max_node_count=2)}))
     assert result.named("gke-pair").inputs["placementPolicy"]["tpuTopology"] == "2x4", "gke-pair: no 2x4 placement"
 
@@ -241,34 +241,34 @@ def test_two_host_2x4_on_4t_is_accepted():
     ("latest", "give a GKE version like"),
 ])
 def test_min_master_version_checked(version, needle):
-    message = error_of(seed_args(min_master_version=version))
+    message = error_of(tutorial_args(min_master_version=version))
     assert "min_master_version" in message and needle in message and version in message, message
 
 
 @pytest.mark.parametrize("version", ["1.31.2-gke.1115000", "1.31", "1.32.1-gke.100", "1.33"])
 def test_min_master_version_accepted(version):
-    result = run_cluster(seed_args(min_master_version=version))
+    result = run_cluster(tutorial_args(min_master_version=version))
     assert result.named("gke-cluster").inputs["minMasterVersion"] == version
 
 
 def test_all_problems_reported_at_once():
-    message = error_of(seed_args(release_channel="BETA", location="mars",
+    message = error_of(tutorial_args(release_channel="BETA", location="mars",
                                  node_pools={"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="4x4")}))
     for needle in ("release_channel", "BETA", "location", "mars", "node_pools['tpu']"):
         assert needle in message, f"combined error lacks {needle!r}: {message}"
 
 
 def test_autopilot_rejects_node_pools():
-    message = error_of(seed_args(enable_autopilot=True))
+    message = error_of(tutorial_args(enable_autopilot=True))
     assert "node_pools" in message and "Autopilot" in message and "tpu" in message, message
 
 
 def test_no_untainted_pool_rejected():
-    message = error_of(seed_args(system_node_pool=None))
+    message = error_of(tutorial_args(system_node_pool=None))
     assert "system_node_pool" in message and "kube-dns" in message, message
 
 
-def test_catalog_facts_agree_with_seed():
+def test_catalog_facts_agree_with_tutorial():
     hw = gke_hardware()
     assert hw.hosts_for("ct6e-standard-8t", "2x4") == 1
     assert hw.machine_types["ct6e-standard-8t"].count == 8

@@ -1,4 +1,4 @@
-"""VllmGkeWorkload under the mock engine: the seed's Llama 3.1 70B on TPU v6e, reproduced and guarded."""
+"""VllmGkeWorkload under the mock engine: the tutorial's Llama 3.1 70B on TPU v6e, reproduced and guarded."""
 
 from __future__ import annotations
 
@@ -21,24 +21,24 @@ from offline.runner import run_under_mocks
 from stacks.catalog.gke import gke_hardware
 
 CANARY = "hf_CANARYcanaryCANARYcanary0123456789"
-SEED_IMAGE = "docker.io/vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564"
-SEED_ARGS = ("--host=0.0.0.0", "--port=8000", "--tensor-parallel-size=8", "--max-model-len=8192",
+TUTORIAL_IMAGE = "docker.io/vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564"
+TUTORIAL_ARGS = ("--host=0.0.0.0", "--port=8000", "--tensor-parallel-size=8", "--max-model-len=8192",
              "--model=meta-llama/Llama-3.1-70B", "--download-dir=/data")
-SEED_MOUNT_OPTIONS = ("implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:parallel-downloads-per-file:100,"
+TUTORIAL_MOUNT_OPTIONS = ("implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:parallel-downloads-per-file:100,"
                       "file-cache:max-parallel-downloads:-1,file-cache:download-chunk-size-mb:10,file-cache:max-size-mb:-1")
 K8S_VERSION = "1.33.0"
 
 
-SEED_CONTAINER = ServingContainer(
-    image=SEED_IMAGE, command=("python3", "-m", "vllm.entrypoints.openai.api_server"), args=SEED_ARGS,
+TUTORIAL_CONTAINER = ServingContainer(
+    image=TUTORIAL_IMAGE, command=("python3", "-m", "vllm.entrypoints.openai.api_server"), args=TUTORIAL_ARGS,
     env={"VLLM_XLA_CACHE_PATH": "/data/xla-cache"}, port=8000, health_path="/health",
     served_model_name="meta-llama/Llama-3.1-70B")
 CONTAINER_FIELDS = {f.name for f in dataclasses.fields(ServingContainer)}
 
 
 def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
-    """The seed's Args; overrides naming a ServingContainer field change the container."""
-    container = dataclasses.replace(SEED_CONTAINER, **{k: v for k, v in overrides.items() if k in CONTAINER_FIELDS})
+    """The tutorial's Args; overrides naming a ServingContainer field change the container."""
+    container = dataclasses.replace(TUTORIAL_CONTAINER, **{k: v for k, v in overrides.items() if k in CONTAINER_FIELDS})
     base = dict(provider=provider, project="mock-project", project_number=MOCK_PROJECT_NUMBER,
                 model_bucket="mock-project-llm-dev-models", container=container, accelerator=accelerator,
                 hf_token=pulumi.Output.secret(CANARY), namespace="llm-serving", app_name="vllm-tpu",
@@ -50,7 +50,7 @@ def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
     return VllmGkeWorkloadArgs(**base)
 
 
-def run_seed(pools=None, pool="tpu", **overrides):
+def run_tutorial(pools=None, pool="tpu", **overrides):
     pools = pools or {"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_min_node_count=1,
                                           total_max_node_count=2)}
 
@@ -68,13 +68,13 @@ def run_seed(pools=None, pool="tpu", **overrides):
 
 def error_of(**overrides) -> str:
     with pytest.raises(ValueError) as caught:
-        run_seed(**overrides)
+        run_tutorial(**overrides)
     return str(caught.value)
 
 
 @pytest.fixture(scope="module")
-def seed():
-    return run_seed()
+def tutorial():
+    return run_tutorial()
 
 
 def pod_spec(result):
@@ -87,22 +87,22 @@ def container(result):
     return containers[0]
 
 
-def test_seed_deployment_placement(seed):
-    spec = pod_spec(seed)
+def test_tutorial_deployment_placement(tutorial):
+    spec = pod_spec(tutorial)
     assert spec["nodeSelector"] == {"cloud.google.com/gke-tpu-accelerator": "tpu-v6e-slice",
                                     "cloud.google.com/gke-tpu-topology": "2x4"}, f"llama-deployment: {spec['nodeSelector']}"
     assert {"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"], \
         f"llama-deployment: tolerations {spec['tolerations']}"
     assert spec["serviceAccountName"] == "vllm-ksa", f"llama-deployment: runs as {spec.get('serviceAccountName')!r}"
-    assert container(seed)["resources"]["limits"] == {"google.com/tpu": "8"}, \
-        f"llama-deployment: limits {container(seed)['resources']}"
+    assert container(tutorial)["resources"]["limits"] == {"google.com/tpu": "8"}, \
+        f"llama-deployment: limits {container(tutorial)['resources']}"
 
 
-def test_seed_container(seed):
-    c = container(seed)
-    assert c["image"] == SEED_IMAGE, f"llama-deployment: image {c['image']!r}"
+def test_tutorial_container(tutorial):
+    c = container(tutorial)
+    assert c["image"] == TUTORIAL_IMAGE, f"llama-deployment: image {c['image']!r}"
     assert c["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"], f"llama-deployment: {c['command']}"
-    assert c["args"] == list(SEED_ARGS), f"llama-deployment: args {c['args']}"
+    assert c["args"] == list(TUTORIAL_ARGS), f"llama-deployment: args {c['args']}"
     env = {e["name"]: e for e in c["env"]}
     assert env["VLLM_XLA_CACHE_PATH"] == {"name": "VLLM_XLA_CACHE_PATH", "value": "/data/xla-cache"}, env
     for name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN"):
@@ -112,8 +112,8 @@ def test_seed_container(seed):
     assert mounts == {"gcs-fuse-csi-ephemeral": "/data", "dshm": "/dev/shm"}, f"llama-deployment: mounts {mounts}"
 
 
-def test_seed_volumes_and_annotations(seed):
-    template = seed.named("llama-deployment").inputs["spec"]["template"]
+def test_tutorial_volumes_and_annotations(tutorial):
+    template = tutorial.named("llama-deployment").inputs["spec"]["template"]
     assert template["metadata"]["annotations"] == {
         "gke-gcsfuse/volumes": "true", "gke-gcsfuse/cpu-limit": "0",
         "gke-gcsfuse/memory-limit": "0", "gke-gcsfuse/ephemeral-storage-limit": "0",
@@ -124,19 +124,19 @@ def test_seed_volumes_and_annotations(seed):
     csi = volumes["gcs-fuse-csi-ephemeral"]["csi"]
     assert csi["driver"] == "gcsfuse.csi.storage.gke.io", f"llama-deployment: csi {csi}"
     assert csi["volumeAttributes"]["bucketName"] == "mock-project-llm-dev-models", f"llama-deployment: csi {csi}"
-    assert csi["volumeAttributes"]["mountOptions"] == SEED_MOUNT_OPTIONS == DEFAULT_MOUNT_OPTIONS, \
+    assert csi["volumeAttributes"]["mountOptions"] == TUTORIAL_MOUNT_OPTIONS == DEFAULT_MOUNT_OPTIONS, \
         f"llama-deployment: mountOptions {csi['volumeAttributes']['mountOptions']!r}"
 
 
-def test_ports_agree(seed):
-    c = container(seed)
+def test_ports_agree(tutorial):
+    c = container(tutorial)
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}], f"llama-deployment: {c['ports']}"
     named = {p["name"]: p["containerPort"] for p in c["ports"]}
-    service = seed.named("llama-service").inputs["spec"]
+    service = tutorial.named("llama-service").inputs["spec"]
     assert service["type"] == "LoadBalancer", f"llama-service: type {service['type']}"
     (port,) = service["ports"]
     assert port["port"] == 8000, f"llama-service: port {port}"
-    monitor = seed.named("llama-podmonitoring").inputs
+    monitor = tutorial.named("llama-podmonitoring").inputs
     (endpoint,) = monitor["spec"]["endpoints"]
 
     def resolve(p):
@@ -146,24 +146,24 @@ def test_ports_agree(seed):
         f"llama-service targetPort {port['targetPort']!r} / llama-podmonitoring port {endpoint['port']!r} / " \
         f"container ports {named} disagree"
     assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s", f"llama-podmonitoring: {endpoint}"
-    selector = seed.named("llama-deployment").inputs["spec"]["selector"]["matchLabels"]
+    selector = tutorial.named("llama-deployment").inputs["spec"]["selector"]["matchLabels"]
     assert monitor["spec"]["selector"]["matchLabels"] == selector == service["selector"], \
         f"llama-podmonitoring/llama-service selectors differ from the Deployment's {selector}"
     assert monitor["apiVersion"] == "monitoring.googleapis.com/v1" and monitor["kind"] == "PodMonitoring", monitor
 
 
-def test_probes(seed):
-    c = container(seed)
+def test_probes(tutorial):
+    c = container(tutorial)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}, f"llama-deployment: {probe} {c[probe]}"
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] == 3600, f"llama-deployment: startup budget {startup}"
-    other = run_seed(startup_timeout_seconds=1800, probe_period_seconds=15)
+    other = run_tutorial(startup_timeout_seconds=1800, probe_period_seconds=15)
     assert container(other)["startupProbe"]["failureThreshold"] == 120, container(other)["startupProbe"]
 
 
 def test_port_and_health_path_follow_the_container():
-    result = run_seed(port=9000, health_path="/ready")
+    result = run_tutorial(port=9000, health_path="/ready")
     c = container(result)
     assert c["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}], f"llama-deployment: {c['ports']}"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -173,8 +173,8 @@ def test_port_and_health_path_follow_the_container():
     assert result.outputs["in_cluster_url"].value.endswith(":9000"), result.outputs["in_cluster_url"].value
 
 
-def test_hpa(seed):
-    hpa = seed.named("llama-hpa").inputs["spec"]
+def test_hpa(tutorial):
+    hpa = tutorial.named("llama-hpa").inputs["spec"]
     (metric,) = hpa["metrics"]
     assert metric["type"] == "Pods", f"llama-hpa: {metric}"
     name = metric["pods"]["metric"]["name"]
@@ -182,46 +182,46 @@ def test_hpa(seed):
     assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "10"}, f"llama-hpa: {metric['pods']['target']}"
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm-tpu"}, hpa["scaleTargetRef"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2), f"llama-hpa: {hpa}"
-    assert seed.outputs["hpa_metric_name"].value == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
-    deployment = seed.named("llama-deployment").inputs["spec"]
+    assert tutorial.outputs["hpa_metric_name"].value == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
+    deployment = tutorial.named("llama-deployment").inputs["spec"]
     assert "replicas" not in deployment, f"llama-deployment: sets replicas={deployment.get('replicas')}; the HPA owns it"
 
 
 def test_kv_cache_metric():
-    result = run_seed(autoscaling_metric="vllm:kv_cache_usage_perc", autoscaling_target=0.8)
+    result = run_tutorial(autoscaling_metric="vllm:kv_cache_usage_perc", autoscaling_target=0.8)
     metric = result.named("llama-hpa").inputs["spec"]["metrics"][0]["pods"]
     assert metric["metric"]["name"] == "prometheus.googleapis.com|vllm:kv_cache_usage_perc|gauge", metric
     assert metric["target"]["averageValue"] == "800m", f"llama-hpa: {metric['target']}"
 
 
-def test_service_internal_by_default(seed):
-    annotations = seed.named("llama-service").inputs["metadata"].get("annotations", {})
+def test_service_internal_by_default(tutorial):
+    annotations = tutorial.named("llama-service").inputs["metadata"].get("annotations", {})
     assert annotations.get("networking.gke.io/load-balancer-type") == "Internal", f"llama-service: {annotations}"
-    public = run_seed(public_load_balancer=True).named("llama-service").inputs["metadata"].get("annotations") or {}
+    public = run_tutorial(public_load_balancer=True).named("llama-service").inputs["metadata"].get("annotations") or {}
     assert "networking.gke.io/load-balancer-type" not in public, f"llama-service (public): {public}"
 
 
-def test_bucket_access_only(seed):
-    grants = seed.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+def test_bucket_access_only(tutorial):
+    grants = tutorial.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     assert len(grants) == 1, f"expected one bucket grant, got {[g.name for g in grants]}"
     grant = grants[0].inputs
     assert grant == {"bucket": "mock-project-llm-dev-models", "role": "roles/storage.objectUser",
                      "member": "principal://iam.googleapis.com/projects/123456789012/locations/global/"
                                "workloadIdentityPools/mock-project.svc.id.goog/subject/ns/llm-serving/sa/vllm-ksa"}, \
         f"{grants[0].name}: {grant}"
-    storage_roles = [r.name for r in seed.of_type("gcp:projects/iAMMember:IAMMember") if "storage" in r.inputs["role"]]
+    storage_roles = [r.name for r in tutorial.of_type("gcp:projects/iAMMember:IAMMember") if "storage" in r.inputs["role"]]
     assert not storage_roles, f"project-wide storage roles granted: {storage_roles}"
 
 
-def test_kubernetes_resources_use_the_cluster_provider(seed):
-    provider = seed.named("gke-k8s")
-    for r in seed.registrations:
+def test_kubernetes_resources_use_the_cluster_provider(tutorial):
+    provider = tutorial.named("gke-k8s")
+    for r in tutorial.registrations:
         if r.type.startswith("kubernetes:"):
             assert r.provider.startswith(provider.urn + "::"), f"{r.name}: uses provider {r.provider!r}, not gke-k8s"
 
 
-def test_labels(seed):
-    labels = seed.named("llama-deployment").inputs["metadata"]["labels"]
+def test_labels(tutorial):
+    labels = tutorial.named("llama-deployment").inputs["metadata"]["labels"]
     for key, value in {"app.kubernetes.io/name": "vllm-tpu", "app.kubernetes.io/instance": "llama",
                        "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving",
                        "environment": "dev"}.items():
@@ -229,17 +229,17 @@ def test_labels(seed):
     assert "bad key!" not in labels, f"llama-deployment: invalid label key kept: {labels}"
 
 
-def test_outputs(seed):
-    out = {k: v.value for k, v in seed.outputs.items()}
+def test_outputs(tutorial):
+    out = {k: v.value for k, v in tutorial.outputs.items()}
     assert out["namespace"] == "llm-serving" and out["service_name"] == "vllm-tpu" and out["service_port"] == 8000, out
     assert out["in_cluster_url"] == "http://vllm-tpu.llm-serving.svc.cluster.local:8000", out
     assert out["port_forward_command"] == "kubectl -n llm-serving port-forward svc/vllm-tpu 8000:8000", out
     assert out["load_balancer_ip"] is None, f"load_balancer_ip should be unknown offline, got {out['load_balancer_ip']!r}"
 
 
-def test_canary_token_never_plaintext(seed, tmp_path):
+def test_canary_token_never_plaintext(tutorial, tmp_path):
     found_wrapped = False
-    for r in seed.registrations:
+    for r in tutorial.registrations:
         masked = json.dumps(mask_secrets(r.inputs), default=str)
         assert CANARY not in masked, f"{r.name}: the HF token appears in plaintext in its inputs"
         if CANARY in json.dumps(unwrap_secrets(r.inputs), default=str):
@@ -248,21 +248,21 @@ def test_canary_token_never_plaintext(seed, tmp_path):
             assert is_wrapped_secret(r.inputs["stringData"]) or is_wrapped_secret(r.inputs["stringData"]["hf_api_token"]), \
                 f"{r.name}: stringData is not a secret"
     assert found_wrapped, "the HF token reached no Secret at all"
-    for key, output in seed.outputs.items():
+    for key, output in tutorial.outputs.items():
         assert CANARY not in json.dumps(output.value, default=str), f"output {key} contains the HF token"
-    for path in write_kubernetes_manifests(seed.registrations, tmp_path):
+    for path in write_kubernetes_manifests(tutorial.registrations, tmp_path):
         assert CANARY not in path.read_text(), f"{path.name}: contains the HF token"
 
 
 def test_no_token_without_hf_token():
-    result = run_seed(hf_token=None)
+    result = run_tutorial(hf_token=None)
     assert not result.of_type("kubernetes:core/v1:Secret"), "a Secret was created without a token"
     names = {e["name"] for e in container(result)["env"]}
     assert not names & {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}, f"llama-deployment: token env without a token: {names}"
 
 
-def test_manifests_validate(seed, tmp_path):
-    paths = write_kubernetes_manifests(seed.registrations, tmp_path)
+def test_manifests_validate(tutorial, tmp_path):
+    paths = write_kubernetes_manifests(tutorial.registrations, tmp_path)
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in paths}
     assert {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service", "PodMonitoring",
             "HorizontalPodAutoscaler"} <= kinds, f"manifests written: {sorted(p.name for p in paths)}"
@@ -283,7 +283,7 @@ def test_manifests_validate(seed, tmp_path):
 
 def test_gpu_family():
     pools = {"l4": NodePoolSpec("g2-standard-24", total_min_node_count=0, total_max_node_count=3)}
-    result = run_seed(pools=pools, pool="l4", args=("--port=8000", "--tensor-parallel-size=2"),
+    result = run_tutorial(pools=pools, pool="l4", args=("--port=8000", "--tensor-parallel-size=2"),
                       image="docker.io/vllm/vllm-openai:v0.32.0", env={}, max_replicas=3)
     spec = pod_spec(result)
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}, f"llama-deployment: {spec['nodeSelector']}"
@@ -334,12 +334,12 @@ def test_placement_is_plain_data():
     assert "got 5" in str(caught.value) and "at most 2" in str(caught.value), str(caught.value)
 
 
-def test_xla_cache_warning(seed):
-    assert any("VLLM_XLA_CACHE_PATH" in w for w in seed.warnings), f"no XLA cache warning: {seed.warnings}"
+def test_xla_cache_warning(tutorial):
+    assert any("VLLM_XLA_CACHE_PATH" in w for w in tutorial.warnings), f"no XLA cache warning: {tutorial.warnings}"
 
 
-def test_manifest_file_names(seed, tmp_path):
-    names = sorted(p.name for p in write_kubernetes_manifests(seed.registrations, tmp_path))
+def test_manifest_file_names(tutorial, tmp_path):
+    names = sorted(p.name for p in write_kubernetes_manifests(tutorial.registrations, tmp_path))
     for expected in ("deployment-llm-serving-vllm-tpu.yaml", "service-llm-serving-vllm-tpu.yaml",
                      "namespace-cluster-llm-serving.yaml", "podmonitoring-llm-serving-vllm-tpu.yaml",
                      "horizontalpodautoscaler-llm-serving-vllm-tpu.yaml", "secret-llm-serving-hf-secret.yaml"):
@@ -349,7 +349,7 @@ def test_manifest_file_names(seed, tmp_path):
 
 def test_plain_token_is_still_kept_secret(tmp_path):
     # A caller that forgets to mark the token secret still never writes it in plaintext.
-    result = run_seed(hf_token=CANARY)
+    result = run_tutorial(hf_token=CANARY)
     secret = result.named("llama-hf-token")
     assert CANARY not in json.dumps(mask_secrets(secret.inputs), default=str), \
         "llama-hf-token: a plain hf_token was registered in plaintext"

@@ -28,7 +28,7 @@ SHIPPED = PROJECT_ROOT / BUILD_DIR
 REPO = "us-central1-docker.pkg.dev/mock-project/serving"
 BASE = "us-central1-docker.pkg.dev/mock-project/dockerhub/vllm/vllm-openai:v0.32.0"
 
-SEED = ModelImageBuildArgs(
+TUTORIAL = ModelImageBuildArgs(
     project="mock-project",
     region="us-central1",
     repository_url=REPO,
@@ -71,7 +71,7 @@ def copy_build_dir(tmp_path: Path) -> Path:
 
 
 def test_build_command_submits_cloud_build_then_prints_only_the_digest():
-    result = run(SEED)
+    result = run(TUTORIAL)
     cmd = command_of(result)
     script = cmd["create"]
     where = "gemma-image-build"
@@ -90,7 +90,7 @@ def test_build_command_submits_cloud_build_then_prints_only_the_digest():
                         "--format='value(image_summary.digest)'"), f"{where}: describe line {describe!r}"
     assert substitutions_of(script) == {
         "_MODEL_ID": "google/gemma-3-1b-it",
-        "_MODEL_REVISION": SEED.model_revision,
+        "_MODEL_REVISION": TUTORIAL.model_revision,
         "_IMAGE": f"{REPO}/vllm-gemma-3-1b-it:{tag}",
         "_BASE_IMAGE": BASE,
         "_HF_SECRET": "projects/mock-project/secrets/llm-dev-hf-token/versions/latest",
@@ -99,23 +99,23 @@ def test_build_command_submits_cloud_build_then_prints_only_the_digest():
 
 
 def test_image_is_exposed_by_the_digest_the_build_printed():
-    result = run(SEED)
+    result = run(TUTORIAL)
     image = result.outputs["image_by_digest"].value
     assert re.fullmatch(rf"{re.escape(REPO)}/vllm-gemma-3-1b-it@sha256:[0-9a-f]{{64}}", image), \
         f"gemma-image: image_by_digest {image!r}"
-    other = run(dataclasses.replace(SEED, model_revision="fedcba9876543210fedcba9876543210fedcba98"))
+    other = run(dataclasses.replace(TUTORIAL, model_revision="fedcba9876543210fedcba9876543210fedcba98"))
     assert other.outputs["image_by_digest"].value != image, "gemma-image: a different build yielded the same digest"
 
 
 def test_build_is_a_child_of_the_component():
-    result = run(SEED)
+    result = run(TUTORIAL)
     assert result.named("gemma-image").type == TYPE_TOKEN, f"gemma-image: type {result.named('gemma-image').type}"
     [cmd] = result.of_type(COMMAND)
     assert f"{TYPE_TOKEN}$" in cmd.urn, f"{cmd.name}: not parented to the component ({cmd.urn})"
 
 
 def test_resource_names_are_accepted_for_secret_and_service_account():
-    result = run(dataclasses.replace(SEED, hf_token="projects/other/secrets/hf", hf_token_version="3",
+    result = run(dataclasses.replace(TUTORIAL, hf_token="projects/other/secrets/hf", hf_token_version="3",
                                      build_service_account="projects/mock-project/serviceAccounts/b@x.iam.gserviceaccount.com"))
     script = command_of(result)["create"]
     assert substitutions_of(script)["_HF_SECRET"] == "projects/other/secrets/hf/versions/3", f"gemma-image-build: {script!r}"
@@ -129,7 +129,7 @@ def test_resource_names_are_accepted_for_secret_and_service_account():
 
 def test_triggers_follow_the_dockerfile_content_and_nothing_else(tmp_path):
     build_dir = copy_build_dir(tmp_path)
-    args = dataclasses.replace(SEED, source_dir=str(build_dir))
+    args = dataclasses.replace(TUTORIAL, source_dir=str(build_dir))
     first = command_of(run(args))
     again = command_of(run(args))
     assert again["triggers"] == first["triggers"] and again["create"] == first["create"], \
@@ -148,8 +148,8 @@ def test_triggers_follow_the_dockerfile_content_and_nothing_else(tmp_path):
 
 
 def test_same_inputs_from_another_checkout_do_not_rebuild(tmp_path):
-    shipped = command_of(run(SEED))
-    elsewhere = command_of(run(dataclasses.replace(SEED, source_dir=str(copy_build_dir(tmp_path)))))
+    shipped = command_of(run(TUTORIAL))
+    elsewhere = command_of(run(dataclasses.replace(TUTORIAL, source_dir=str(copy_build_dir(tmp_path)))))
     assert elsewhere["triggers"] == shipped["triggers"] and elsewhere["create"] == shipped["create"], \
         "gemma-image-build: the same files in another directory changed the build inputs"
 
@@ -160,8 +160,8 @@ def test_same_inputs_from_another_checkout_do_not_rebuild(tmp_path):
     dict(base_image=BASE.replace("v0.32.0", "v0.31.0")),
 ])
 def test_triggers_change_with_model_revision_and_base_image(change):
-    before = command_of(run(SEED))["triggers"]
-    after = command_of(run(dataclasses.replace(SEED, **change)))["triggers"]
+    before = command_of(run(TUTORIAL))["triggers"]
+    after = command_of(run(dataclasses.replace(TUTORIAL, **change)))["triggers"]
     assert after != before, f"gemma-image-build: {change} did not change the triggers"
 
 
@@ -176,7 +176,7 @@ def test_hf_token_never_reaches_the_command():
         token = pulumi.Config("llm-serving").require_secret("hfToken")
         secret = gcp.secretmanager.Secret("hf-token", secret_id="llm-dev-hf-token", replication={"auto": {}})
         gcp.secretmanager.SecretVersion("hf-token-v", secret=secret.id, secret_data=token)
-        build = ModelImageBuild("gemma-image", dataclasses.replace(SEED, hf_token=secret.secret_id))
+        build = ModelImageBuild("gemma-image", dataclasses.replace(TUTORIAL, hf_token=secret.secret_id))
         pulumi.export("image_by_digest", build.image_by_digest)
 
     result = run_under_mocks(program, config={"llm-serving:hfToken": CANARY}, secret_keys=["llm-serving:hfToken"])
@@ -206,7 +206,7 @@ def test_hf_token_never_reaches_the_command():
 ])
 def test_bad_values_are_rejected_with_the_field_and_the_fix(change, field, hint):
     with pytest.raises(ValueError) as info:
-        run(dataclasses.replace(SEED, **change))
+        run(dataclasses.replace(TUTORIAL, **change))
     message = str(info.value)
     assert "'gemma-image'" in message, f"gemma-image {change}: error does not name the resource: {message}"
     assert f"{field}:" in message and hint in message, f"gemma-image {change}: expected {field!r}, {hint!r} in: {message}"
@@ -242,5 +242,5 @@ def test_cloudbuild_reads_the_token_from_secret_manager_and_uses_what_the_compon
     assert config["images"] == ["${_IMAGE}"], f"{where}: images {config.get('images')}"
     assert config["options"]["logging"] == "CLOUD_LOGGING_ONLY", f"{where}: options {config.get('options')}"
     used = set(re.findall(r"\$\{(_[A-Z_]+)\}", (SHIPPED / "cloudbuild.yaml").read_text()))
-    passed = set(substitutions_of(command_of(run(SEED))["create"]))
+    passed = set(substitutions_of(command_of(run(TUTORIAL))["create"]))
     assert used == passed, f"{where}: uses {sorted(used)} but the component passes {sorted(passed)}"

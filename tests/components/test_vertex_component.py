@@ -1,4 +1,4 @@
-"""VertexVllmEndpoint under the mock engine: the seed's models on the seed's hardware, the
+"""VertexVllmEndpoint under the mock engine: the tutorial's models on the tutorial's hardware, the
 container contract, secrets, validation and the LoRA grant."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ MACHINES: dict[str, tuple[str, int]] = {
     "a3-ultragpu-8g": ("NVIDIA_H200_141GB", 8),
 }
 
-# The seed's recommended hardware, per model it lists (Llama 3.1 text, Llama 3.2 text and vision).
-SEED_MODELS = [
+# The tutorial's recommended hardware, per model it lists (Llama 3.1 text, Llama 3.2 text and vision).
+TUTORIAL_MODELS = [
     ("meta-llama/Meta-Llama-3.1-8B", "g2-standard-12", "NVIDIA_L4", 1),
     ("meta-llama/Meta-Llama-3.1-8B-Instruct", "g2-standard-12", "NVIDIA_L4", 1),
     ("meta-llama/Meta-Llama-3.1-70B", "g2-standard-96", "NVIDIA_L4", 8),
@@ -57,7 +57,7 @@ CONTAINER_FIELDS = {f.name for f in dataclasses.fields(ServingContainer)}
 
 def make_args(model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct", machine: str = "g2-standard-12",
               accelerator: str = "NVIDIA_L4", count: int = 1, **overrides: Any) -> VertexVllmEndpointArgs:
-    """The seed's Args; overrides naming a ServingContainer field change the container."""
+    """The tutorial's Args; overrides naming a ServingContainer field change the container."""
     vision = "Vision" in model
     container = ServingContainer(
         image=IMAGE,
@@ -112,8 +112,8 @@ def expect(resource: str, path: str, got: Any, want: Any) -> None:
     assert got == want, f"{resource}: {path} is {got!r}, expected {want!r}"
 
 
-@pytest.mark.parametrize("model,machine,accelerator,count", SEED_MODELS, ids=[m[0].split("/")[1] for m in SEED_MODELS])
-def test_seed_models_on_seed_hardware(model: str, machine: str, accelerator: str, count: int) -> None:
+@pytest.mark.parametrize("model,machine,accelerator,count", TUTORIAL_MODELS, ids=[m[0].split("/")[1] for m in TUTORIAL_MODELS])
+def test_tutorial_models_on_tutorial_hardware(model: str, machine: str, accelerator: str, count: int) -> None:
     run = deploy(make_args(model, machine, accelerator, count))
     reg = the_deployment(run)
     inputs = unwrap_secrets(reg.inputs)

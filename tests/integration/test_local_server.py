@@ -123,13 +123,13 @@ def test_swap_space_is_rejected_by_argparse(vllm_python, tiny_model, tmp_path):
     assert elapsed < 90
 
 
-def test_seed_gke_args_parse_after_cpu_replacement(vllm_python, tiny_model):
+def test_tutorial_gke_args_parse_after_cpu_replacement(vllm_python, tiny_model):
     # The GKE tutorial's container args, rewritten for this machine, must be
     # accepted by the installed vLLM's own parser; --swap-space must not.
-    seed = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host=0.0.0.0",
+    tutorial_argv = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host=0.0.0.0",
             "--port=8000", "--tensor-parallel-size=8", "--max-model-len=8192",
             "--model=meta-llama/Meta-Llama-3.1-70B", "--download-dir=/data"]
-    argv, changes = replace_for_cpu(seed, model_path=str(tiny_model), port=8000,
+    argv, changes = replace_for_cpu(tutorial_argv, model_path=str(tiny_model), port=8000,
                                     python=vllm_python)
     assert argv[:3] == [str(vllm_python), "-m", "vllm.entrypoints.openai.api_server"]
     assert len(changes) == 6  # python, host, tensor-parallel, max-model-len, model, download-dir

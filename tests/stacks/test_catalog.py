@@ -49,7 +49,7 @@ def test_records_are_frozen():
     ("query", "canonical"),
     [
         ("meta-llama/Meta-Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"),
-        ("meta-Llama/Meta-Llama-3.1-70B", "meta-llama/Llama-3.1-70B"),  # the seed's capitalisation
+        ("meta-Llama/Meta-Llama-3.1-70B", "meta-llama/Llama-3.1-70B"),  # the tutorial's capitalisation
         ("META-LLAMA/LLAMA-3.1-405B-INSTRUCT-FP8", "meta-llama/Llama-3.1-405B-Instruct-FP8"),
         ("meta-llama/Meta-Llama-3.1-405B-FP8", "meta-llama/Llama-3.1-405B-FP8"),
         ("meta-llama/Llama-3.2-11B-Vision-Instruct", "meta-llama/Llama-3.2-11B-Vision-Instruct"),
@@ -85,7 +85,7 @@ def test_chat_template_only_on_instruct_variants():
         assert spec.chat_template == instruct, hf_id
 
 
-# FACTS.md C: bf16 KV bytes per token.
+# bf16 KV bytes per token, 2 x layers x kv_heads x head_dim x 2 (vllm/v1/kv_cache_interface.py), from each model's config.json.
 @pytest.mark.parametrize(
     ("hf_id", "kib"),
     [
@@ -103,7 +103,7 @@ def test_kv_bytes_per_token_matches_facts(hf_id, kib):
     assert spec.num_layers * spec.kv_bytes_per_layer_token() == kib * KIB, hf_id
 
 
-# FACTS.md C, Gemma 3 table: (full layers, local layers at the window, all-full fallback) in KiB.
+# Gemma 3 (full layers, local layers at the window, all-full fallback) in KiB, from each config.json's layer pattern.
 # How a window shrinks the cache over a sequence is the estimate's job (tests/stacks/test_fit.py).
 @pytest.mark.parametrize(
     ("size", "window", "full_kib", "local_kib", "fallback_kib"),
@@ -157,7 +157,7 @@ def test_accelerator_lookups():
     assert (l4.cloudrun_min_cpu, l4.cloudrun_min_memory_gib) == (4, 16)
     assert CATALOG.accelerators["tpu-v6e"].vertex_accelerator is None
     assert CATALOG.accelerators["tpu-v6e"].gke_accelerator == "tpu-v6e-slice"
-    assert CATALOG.accelerators["nvidia-a100-80gb"].memory_bytes == 81251 * 2**20  # FACTS.md D
+    assert CATALOG.accelerators["nvidia-a100-80gb"].memory_bytes == 81251 * 2**20  # as CUDA reports an A100 80GB
 
 
 def test_machine_types():
@@ -207,8 +207,8 @@ def test_no_image_is_unpinned():
 
 
 def test_image_lookup():
-    seed_tpu = CATALOG.image("docker.io/vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564")
-    assert seed_tpu is not None and not seed_tpu.default_for
+    tutorial_tpu = CATALOG.image("docker.io/vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564")
+    assert tutorial_tpu is not None and not tutorial_tpu.default_for
     arm = CATALOG.image("us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:20250717_0916_arm_RC01")
     assert arm.architecture == "arm"
     assert CATALOG.image("us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:20250506_0916_RC01").vllm_version == (0, 8, 5)

@@ -229,7 +229,7 @@ def test_lora_flags_only_with_adapters():
     assert {"--enable-lora", "--max-loras=2", "--max-cpu-loras=4"} <= set(d.container.args), d.container.args
 
 
-def test_the_seed_flags_stay_reachable_through_config():
+def test_the_tutorial_flags_stay_reachable_through_config():
     d = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
                  "vllm": {"enforceEager": True, "disableLogStats": True, "swapSpace": 16, "maxNumSeqs": 256},
                  "lora": {"adapters": {"a": "loras/a"}, "maxCpuLoras": 8}}).deployments["model"]

@@ -1,4 +1,4 @@
-"""The memory-fit estimator against start-up numbers vLLM printed in public logs, and the seeds' cases."""
+"""The memory-fit estimator against start-up numbers vLLM printed in public logs, and the tutorials' cases."""
 
 from __future__ import annotations
 
@@ -70,37 +70,37 @@ def test_calibration_405b_fp8_weights_per_gpu():
     assert est.weights_gib_per_device == pytest.approx(57.752, rel=0.02)
 
 
-# --- seed 000: Llama 3.2 11B Vision on a2-highgpu-1g (A100 40GB) ------------------------------------
+# --- the Vertex AI tutorial: Llama 3.2 11B Vision on a2-highgpu-1g (A100 40GB) ------------------------------------
 
-# Seed 000 "common issue 1": with max_num_seqs=256 the multimodal model runs out of memory on a GPU with
-# "a total capacity of 39.38 GiB" (an A100 40GB, the seed's recommended a2-highgpu-1g); 12 is the fix.
+# The Vertex AI tutorial "common issue 1": with max_num_seqs=256 the multimodal model runs out of memory on a GPU with
+# "a total capacity of 39.38 GiB" (an A100 40GB, the tutorial's recommended a2-highgpu-1g); 12 is the fix.
 # "Common issue 4": "max seq len (4096) is larger than the maximum number of tokens that can be stored in
-# KV cache (2256)", fixed by max_model_len=2048. The seed does not say which model failed; the most
+# KV cache (2256)", fixed by max_model_len=2048. The tutorial does not say which model failed; the most
 # plausible reading is this same deployment (util 0.9, max_model_len 4096, max_num_seqs 12, eager, on
-# the Model Garden image's V0 engine), since every text model in the seed leaves far more KV than that.
+# the Model Garden image's V0 engine), since every text model in the tutorial leaves far more KV than that.
 # V0 blocks for Mllama span all 40 decoder layers: 2256 tokens x 160 KiB = 0.34 GiB of KV, so vLLM
 # measured about 35.1 GiB of non-KV memory.
 
 
-def seed_vision(max_num_seqs: int, max_model_len: int = 4096) -> FitRequest:
+def tutorial_vision(max_num_seqs: int, max_model_len: int = 4096) -> FitRequest:
     return request("meta-llama/Llama-3.2-11B-Vision-Instruct", "nvidia-tesla-a100", max_model_len=max_model_len,
                    max_num_seqs=max_num_seqs, enforce_eager=True)
 
 
-def test_seed_vision_256_sequences_do_not_fit():
-    assert not estimate(seed_vision(256)).weights_fit
+def test_tutorial_vision_256_sequences_do_not_fit():
+    assert not estimate(tutorial_vision(256)).weights_fit
 
 
-def test_seed_vision_12_sequences_start_and_serve_2048():
-    est = estimate(seed_vision(12, max_model_len=2048))
+def test_tutorial_vision_12_sequences_start_and_serve_2048():
+    est = estimate(tutorial_vision(12, max_model_len=2048))
     assert est.weights_fit and est.context_fits
 
 
-def test_seed_vision_2256_token_failure_order_of_magnitude():
+def test_tutorial_vision_2256_token_failure_order_of_magnitude():
     # Tolerance: 15% of the 35.4 GiB budget (5.3 GiB) on the non-KV memory. The estimator is known to
     # fall short here (it predicts about 31.4 GiB, so it still thinks 4096 tokens fit); the check guards
     # the vision-encoder term, without which the prediction (about 20.5 GiB) is 14.6 GiB off.
-    est = estimate(seed_vision(12))
+    est = estimate(tutorial_vision(12))
     implied_kv_gib = 2256 * 160 * KIB / GIB
     implied_non_kv = est.budget_gib_per_device - implied_kv_gib
     predicted_non_kv = est.weights_gib_per_device + est.overhead_gib_per_device
@@ -108,11 +108,11 @@ def test_seed_vision_2256_token_failure_order_of_magnitude():
     assert est.kv_bytes_per_token_per_device == 160 * KIB  # 32 self + 8 cross-attention layers in V0 blocks
 
 
-# --- the seeds' recommended hardware -------------------------------------------------------------
+# --- the tutorials' recommended hardware -------------------------------------------------------------
 
 
 def test_llama31_8b_fits_one_l4_at_4096():
-    # Seed 000: Meta-Llama-3.1-8B on g2-standard-12 (one L4), util 0.9, max_model_len 4096, max_num_seqs 256.
+    # The Vertex AI tutorial: Meta-Llama-3.1-8B on g2-standard-12 (one L4), util 0.9, max_model_len 4096, max_num_seqs 256.
     est = estimate(request("meta-llama/Meta-Llama-3.1-8B", "nvidia-l4"))
     assert est.weights_fit and est.context_fits
     assert est.kv_capacity_tokens > 4096
@@ -125,7 +125,7 @@ def test_llama31_70b_does_not_fit_one_l4():
 
 
 def test_llama31_70b_fits_eight_l4():
-    # Seed 000: Meta-Llama-3.1-70B on g2-standard-96 (8 x L4), tensor parallel 8.
+    # The Vertex AI tutorial: Meta-Llama-3.1-70B on g2-standard-96 (8 x L4), tensor parallel 8.
     est = estimate(request("meta-llama/Meta-Llama-3.1-70B-Instruct", "nvidia-l4", 8))
     assert est.weights_fit and est.context_fits
     assert est.kv_bytes_per_token_per_device == 40 * KIB  # 320 KiB over 8 devices
@@ -137,14 +137,14 @@ def test_llama31_405b_fp8_fits_a3_highgpu_8g():
 
 
 def test_llama31_70b_on_tpu_v6e_2x4():
-    # Seed 004: Llama 3.1 70B on a ct6e-standard-8t (2x4), --tensor-parallel-size=8 --max-model-len=8192.
+    # The GKE TPU tutorial: Llama 3.1 70B on a ct6e-standard-8t (2x4), --tensor-parallel-size=8 --max-model-len=8192.
     est = estimate(request("meta-llama/Meta-Llama-3.1-70B", "tpu-v6e", 8, max_model_len=8192))
     assert est.weights_fit and est.context_fits
     assert not estimate(request("meta-llama/Meta-Llama-3.1-70B", "tpu-v6e", 4, max_model_len=8192)).weights_fit
 
 
 def test_gemma3_1b_on_cloud_run_l4():
-    # Seed 003: Gemma 3 1B on a Cloud Run L4, util 0.90, its full 32K context.
+    # The Cloud Run tutorial: Gemma 3 1B on a Cloud Run L4, util 0.90, its full 32K context.
     est = estimate(request("google/gemma-3-1b-it", "nvidia-l4", max_model_len=32768))
     assert est.context_fits and est.largest_max_model_len == 32768
 
@@ -161,7 +161,7 @@ def test_kv_heads_replicated_when_fewer_than_devices():
 
 def test_gemma3_sliding_window_is_window_aware():
     est = estimate(request("google/gemma-3-27b-it", "nvidia-h200-141gb", max_model_len=131072))
-    # FACTS.md C: 80 KiB in the 10 global layers + 416 KiB in the 52 local layers for at most 1024 tokens.
+    # 80 KiB in the 10 global layers + 416 KiB in the 52 local layers for at most 1024 tokens.
     assert est.kv_bytes_per_token_per_device == pytest.approx(80 * KIB + 416 * KIB * 1024 / 131072)
     # A model with every layer at full attention holds far fewer tokens in the same memory.
     assert est.kv_capacity_tokens > 5 * est.kv_cache_gib_per_device * GIB / (496 * KIB)
@@ -215,7 +215,7 @@ def test_suggest_max_num_seqs_caps():
     # Plenty of memory: the cap.
     assert suggest_max_num_seqs(request("meta-llama/Llama-3.1-8B-Instruct", "nvidia-h100-80gb")) == 256
     assert suggest_max_num_seqs(request("meta-llama/Llama-3.1-8B-Instruct", "nvidia-h100-80gb"), cap=64) == 64
-    # Llama 3.2 Vision: never above the seed's 12.
+    # Llama 3.2 Vision: never above the tutorial's 12.
     assert suggest_max_num_seqs(request("meta-llama/Llama-3.2-90B-Vision-Instruct", "nvidia-h100-80gb", 8)) == 12
     # Nothing fits: still a valid flag value.
     assert suggest_max_num_seqs(request("meta-llama/Llama-3.1-70B", "nvidia-l4")) == 1

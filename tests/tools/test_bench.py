@@ -1,4 +1,4 @@
-"""Pure parts of tools.bench: result parsing, ratios, seed flags, server command, refusals."""
+"""Pure parts of tools.bench: result parsing, ratios, tutorial flags, server command, refusals."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from tools.bench import (
     Comparison,
     compare,
     parse_bench_result,
-    seed_argv,
     server_command,
     set_flag,
+    tutorial_argv,
 )
 
 # Shape of the file `vllm bench serve --save-result` writes (keys as vLLM 0.32
@@ -77,8 +77,8 @@ def test_parse_rejects_non_numeric_metric():
 
 def test_compare_ratios():
     project = BenchResult(9225.0, 100.0, 11.8, 512)
-    seed = BenchResult(5367.0, 200.0, 21.9, 512)
-    comparison = compare(project, seed)
+    tutorial = BenchResult(5367.0, 200.0, 21.9, 512)
+    comparison = compare(project, tutorial)
     assert comparison.throughput_ratio == pytest.approx(9225 / 5367)
     assert comparison.throughput_ratio == pytest.approx(1.719, abs=1e-3)
     assert comparison.tpot_ratio == pytest.approx(11.8 / 21.9)
@@ -90,40 +90,40 @@ def test_compare_identical_runs_is_one():
     assert compare(r, r) == Comparison(1.0, 1.0)
 
 
-@pytest.mark.parametrize("seed", [BenchResult(0.0, 1.0, 2.0, 0), BenchResult(5.0, 1.0, 0.0, 4)])
-def test_compare_refuses_empty_seed(seed):
+@pytest.mark.parametrize("tutorial", [BenchResult(0.0, 1.0, 2.0, 0), BenchResult(5.0, 1.0, 0.0, 4)])
+def test_compare_refuses_empty_tutorial_run(tutorial):
     with pytest.raises(BenchError, match="no ratio"):
-        compare(BenchResult(10.0, 1.0, 2.0, 4), seed)
+        compare(BenchResult(10.0, 1.0, 2.0, 4), tutorial)
 
 
 BASE = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
         "--port", "8000", "--model", "/m", "--max-num-seqs", "256"]
 
 
-def test_seed_argv_appends_every_seed_flag_once():
-    out = seed_argv(BASE)
+def test_tutorial_argv_appends_every_tutorial_flag_once():
+    out = tutorial_argv(BASE)
     assert out[:len(BASE)] == BASE
     assert out[len(BASE):] == ["--enforce-eager", "--enable-lora", "--max-loras", "1",
                                "--max-cpu-loras", "8", "--disable-log-stats"]
-    # the project's --max-num-seqs is kept: only the seed's flags differ
+    # the project's --max-num-seqs is kept: only the tutorial's flags differ
     assert out.count("--max-num-seqs") == 1 and out[out.index("--max-num-seqs") + 1] == "256"
 
 
-def test_seed_argv_does_not_duplicate_present_flags():
+def test_tutorial_argv_does_not_duplicate_present_flags():
     argv = [*BASE, "--enforce-eager", "--max-loras=4", "--max-cpu-loras", "2",
             "--no-enable-lora"]
-    out = seed_argv(argv)
+    out = tutorial_argv(argv)
     names = [t.split("=", 1)[0] for t in out if t.startswith("--")]
     assert len(names) == len(set(names)), out
     assert "--no-enable-lora" not in out
-    assert "--max-loras=1" in out  # seed's value, the rendered spelling kept
+    assert "--max-loras=1" in out  # tutorial's value, the rendered spelling kept
     assert out[out.index("--max-cpu-loras") + 1] == "8"
-    assert seed_argv(out) == out  # idempotent
+    assert tutorial_argv(out) == out  # idempotent
 
 
-def test_seed_argv_does_not_mutate_input():
+def test_tutorial_argv_does_not_mutate_input():
     argv = list(BASE)
-    seed_argv(argv)
+    tutorial_argv(argv)
     assert argv == BASE
 
 
@@ -198,3 +198,9 @@ def test_unknown_stack_is_refused(capsys):
 def test_bad_workload_is_refused(capsys):
     assert bench.main(["dev", "gemma-1b", "--num-prompts", "0"]) == 2
     assert "--num-prompts must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--compare-tutorial", "--compare-seed"])
+def test_compare_flag_has_both_spellings(flag):
+    assert bench.build_parser().parse_args(["dev", "gemma-1b", flag]).compare_tutorial is True, flag
+    assert bench.build_parser().parse_args(["dev", "gemma-1b"]).compare_tutorial is False

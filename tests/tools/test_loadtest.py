@@ -138,7 +138,7 @@ def test_counts_and_rates_match_what_the_server_saw(fake_server):
     assert result.generated_tokens_per_s == pytest.approx(7 * result.requests / result.duration_s)
     assert 0.02 <= result.latency_p50_s <= result.latency_p95_s < 1.0
     assert result.error_samples == ()
-    # The request itself: the seed's shape, with our parameters.
+    # The request itself: the tutorial's shape, with our parameters.
     assert set(srv.paths) == {"/v1/completions"}
     assert srv.bodies[0] == {"model": "tiny", "prompt": "Hi there", "max_tokens": 9,
                              "temperature": 0}
