@@ -46,7 +46,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> dict[str, int
         parts = module.split(".")
         for end in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b first
             candidate = ".".join(parts[:end])
-            if candidate in modules and candidate != name:
+            # A module's own packages are already being imported when it runs: no edge to them.
+            if candidate in modules and candidate != name and not name.startswith(candidate + "."):
                 found.setdefault(candidate, line)
 
     for node in ast.walk(tree):

@@ -53,6 +53,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from tools.argv import has_flag, remove_flag, set_flag
+
 # The Vertex AI tutorial's 8B flags: 0.58x of vLLM defaults on one H200 (measured; README "Serving defaults").
 TUTORIAL_FLAGS: tuple[tuple[str, Optional[str]], ...] = (
     ("--enforce-eager", None),
@@ -146,27 +148,6 @@ def compare(project: BenchResult, tutorial: BenchResult) -> Comparison:
     )
 
 
-def _flag_name(token: str) -> str:
-    return token.split("=", 1)[0]
-
-
-def _remove_flag(argv: Sequence[str], name: str, takes_value: bool) -> list[str]:
-    """*argv* without any occurrence of *name* (``--f v``, ``--f=v`` or bare ``--f``)."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token == name:
-            i += 2 if takes_value and i + 1 < len(argv) else 1
-            continue
-        if token.startswith(name + "="):
-            i += 1
-            continue
-        out.append(token)
-        i += 1
-    return out
-
-
 def tutorial_argv(argv: Sequence[str]) -> list[str]:
     """*argv* with the tutorial's Vertex flags; every flag appears exactly once.
 
@@ -177,33 +158,11 @@ def tutorial_argv(argv: Sequence[str]) -> list[str]:
     out = [str(a) for a in argv]
     for name, value in TUTORIAL_FLAGS:
         if value is None:
-            out = _remove_flag(out, "--no-" + name[2:], takes_value=False)
-            if not any(_flag_name(t) == name for t in out):
+            out = remove_flag(out, "--no-" + name[2:], takes_value=False)
+            if not has_flag(out, name):
                 out.append(name)
         else:
             out = set_flag(out, name, value)
-    return out
-
-
-def set_flag(argv: Sequence[str], name: str, value: str) -> list[str]:
-    """*argv* with *name* set to *value* once (replacing, or appended if absent)."""
-    out: list[str] = []
-    replaced = False
-    i = 0
-    argv = [str(a) for a in argv]
-    while i < len(argv):
-        token = argv[i]
-        if token == name or token.startswith(name + "="):
-            width = 1 if "=" in token else 2
-            if not replaced:
-                out += [f"{name}={value}"] if "=" in token else [name, value]
-                replaced = True
-            i += width
-            continue
-        out.append(token)
-        i += 1
-    if not replaced:
-        out += [name, value]
     return out
 
 
@@ -302,10 +261,10 @@ def server_command(argv: Sequence[str], env: Mapping[str, str], *, python: str,
                             ("--model", model_dir)):
             argv = set_flag(argv, flag, value)
             changes.append(f"{flag} -> {value}")
-        if any(_flag_name(t) == "--tokenizer" for t in argv):
+        if has_flag(argv, "--tokenizer"):
             argv = set_flag(argv, "--tokenizer", model_dir)
             changes.append(f"--tokenizer -> {model_dir}")
-        argv = _remove_flag(argv, "--download-dir", takes_value=True)
+        argv = remove_flag(argv, "--download-dir", takes_value=True)
         new_env = {k: str(v) for k, v in env.items()}
     else:
         argv, cpu_changes = replace_for_cpu(argv, model_path=model_dir, port=port,

@@ -11,7 +11,8 @@ import openai
 import pytest
 
 from tools.loadtest import run_load
-from tools.localvllm import LocalServer, ServerStartError, _group_alive, check_server_args, free_port, replace_for_cpu
+from tools.localvllm import LocalServer, ServerStartError, check_server_args, free_port, replace_for_cpu
+from tools.localvllm.server import _group_alive
 
 pytestmark = pytest.mark.integration
 

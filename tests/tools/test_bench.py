@@ -12,7 +12,6 @@ from tools.bench import (
     compare,
     parse_bench_result,
     server_command,
-    set_flag,
     tutorial_argv,
 )
 
@@ -125,11 +124,6 @@ def test_tutorial_argv_does_not_mutate_input():
     argv = list(BASE)
     tutorial_argv(argv)
     assert argv == BASE
-
-
-def test_set_flag_keeps_spelling_and_dedupes():
-    assert set_flag(["x", "--port=1", "--port", "2"], "--port", "9") == ["x", "--port=9"]
-    assert set_flag(["x"], "--load-format", "dummy") == ["x", "--load-format", "dummy"]
 
 
 def test_server_command_cpu_swaps_model_host_port_and_adds_dummy_load():
