@@ -37,7 +37,7 @@ def project_modules() -> dict[str, Path]:
 
 
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
-    """Project modules ``name`` imports (with the line of the first import), parents packages included."""
+    """Project modules ``name`` imports (with the line of the first import), parent packages included."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found: dict[str, int] = {}
