@@ -254,11 +254,16 @@ def fit_rows(resolved: ResolvedStack) -> list[dict]:
             "model": d.model.hf_id,
             "devices": d.hardware.label,
             "weights_gib_per_device": round(d.fit.weights_gib_per_device, 2),
+            "kv_cache_dtype": d.vllm.kv_cache_dtype,
             "kv_capacity_tokens": d.fit.kv_capacity_tokens,
+            "kv_capacity_tokens_fp8": d.fit.kv_capacity_tokens_fp8,
             "max_model_len": d.vllm.max_model_len,
             "largest_max_model_len": d.fit.largest_max_model_len,
             "sequences_at_max_model_len": round(d.fit.sequences_at_max_model_len, 1),
-            "max_num_seqs": d.vllm.max_num_seqs,
+            "typical_request_tokens": d.fit.typical_request_tokens,
+            "sequences_at_typical_length": round(d.fit.sequences_at_typical_length, 1),
+            "max_num_seqs": d.fit.max_num_seqs,
+            "max_num_seqs_set": d.vllm.max_num_seqs is not None,
             "usd_per_hour_min": None if price is None else round(price * d.scaling.min_replicas, 2),
             "usd_per_hour_max": None if price is None else round(price * d.scaling.max_replicas, 2),
         })
@@ -272,19 +277,24 @@ def _price(d) -> Optional[float]:
 
 
 def fit_table(resolved: ResolvedStack) -> list[str]:
-    header = ("deployment", "devices", "weights/dev", "KV tokens", "max len", "largest len", "seqs@len", "seqs",
-              "$/h min", "$/h max")
+    header = ("deployment", "devices", "weights/dev", "KV tokens", "with fp8 KV", "max len", "largest len",
+              "seqs@max len", "typical len", "seqs@typical", "max seqs", "$/h min", "$/h max")
     rows = [header]
 
     def money(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f}"
 
     for r in fit_rows(resolved):
+        fp8 = "(in use)" if r["kv_cache_dtype"].startswith("fp8") else str(r["kv_capacity_tokens_fp8"])
+        seqs = str(r["max_num_seqs"]) + ("" if r["max_num_seqs_set"] else " (vLLM)")
         rows.append((r["deployment"], r["devices"], f"{r['weights_gib_per_device']:.1f} GiB", str(r["kv_capacity_tokens"]),
-                     str(r["max_model_len"]), str(r["largest_max_model_len"]), f"{r['sequences_at_max_model_len']:.1f}",
-                     str(r["max_num_seqs"]), money(r["usd_per_hour_min"]), money(r["usd_per_hour_max"])))
+                     fp8, str(r["max_model_len"]), str(r["largest_max_model_len"]),
+                     f"{r['sequences_at_max_model_len']:.1f}", str(r["typical_request_tokens"]),
+                     f"{r['sequences_at_typical_length']:.1f}", seqs, money(r["usd_per_hour_min"]),
+                     money(r["usd_per_hour_max"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    out = [f"Fit (estimates; prices: on-demand list prices as of {CATALOG.prices_as_of}):"]
+    out = [f"Fit (estimates; seqs@ = sequences whose KV fits at once; max seqs (vLLM) = vLLM's own default; "
+           f"prices: on-demand list prices as of {CATALOG.prices_as_of}):"]
     for row in rows:
         out.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
     out.append("")

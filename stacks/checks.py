@@ -5,7 +5,8 @@ Each check reproduces a failure the tutorials' debugging sections show only afte
 CUDA out of memory with max_num_seqs 256 on a vision model, "the model's max seq len is larger
 than the maximum number of tokens that can be stored in KV cache", a gated model without a
 token, a missing chat template; plus the version traps the catalog records with their sources (flags
-removed from vLLM, metrics renamed, Llama 3.2 Vision gone from vLLM 0.11).
+removed from vLLM, metrics renamed, Llama 3.2 Vision gone from vLLM 0.11) and the TPU backend's model
+support matrix.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from stacks.catalog import CATALOG
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
+from stacks.fit import largest_fitting_max_num_seqs
 from stacks.vllm import MODEL_GARDEN
 
 if TYPE_CHECKING:
@@ -21,8 +23,6 @@ if TYPE_CHECKING:
     from stacks.resolved import ResolvedDeployment
 
 GIB = 1024**3
-LOW_CONCURRENCY = 4  # fewer full-length sequences than this at once: requests queue early
-VISION_SEQS_WARNING = 16  # the Vertex AI tutorial ran an 11B Vision model out of memory at 256; 12 worked
 MLLAMA_LAST_VERSION = (0, 10, 99)  # the encoder-decoder runner Mllama needs left vLLM in 0.11 (PR #24907)
 
 
@@ -33,23 +33,15 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
     model = d.model
     version = ".".join(map(str, d.image.vllm_version))
 
-    # Memory: weights, then KV cache against max_model_len (vLLM's own startup checks).
+    # Memory: weights and the profiling run, then KV cache against max_model_len (vLLM's own start-up checks).
     if not fit.weights_fit:
-        out.error(
-            f"{model.hf_id} needs {fit.weights_gib_per_device:.1f} GiB of weights per device, but vLLM may use "
-            f"{fit.budget_gib_per_device:.1f} GiB of each {d.hardware.accelerator.key} "
-            f"({v.gpu_memory_utilization or 'default'} x device memory) with {fit.overhead_gib_per_device:.1f} GiB "
-            f"of runtime overhead; use more or larger accelerators ({key}.hardware) or a quantized checkpoint")
+        out.error(_memory_refusal(d))
     elif not fit.context_fits and v.max_model_len <= model.max_context:
         out.error(
             f"max_model_len {v.max_model_len} is larger than the {fit.kv_capacity_tokens} tokens the KV cache "
             f"can hold on {d.hardware.label} ({fit.kv_cache_gib_per_device:.2f} GiB per device); the largest "
             f"max_model_len that fits is {fit.largest_max_model_len}. Set {key}.vllm.maxModelLen to at most "
             f"{fit.largest_max_model_len}, raise gpuMemoryUtilization, or add accelerators")
-    elif fit.sequences_at_max_model_len < LOW_CONCURRENCY:
-        out.warn(
-            f"only {fit.sequences_at_max_model_len:.1f} sequences of max_model_len {v.max_model_len} fit in the KV "
-            f"cache at once ({fit.kv_capacity_tokens} tokens); long requests will queue. Lower maxModelLen or add accelerators")
 
     if v.max_model_len > model.max_context:
         out.error(f"max_model_len {v.max_model_len} exceeds {model.hf_id}'s context of {model.max_context} tokens; "
@@ -94,9 +86,10 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
                       f"{key}.scaling.metric num_requests_waiting or kv_cache_usage")
 
     # Serving quality and cost warnings.
-    if model.modality == "vision" and v.max_num_seqs > VISION_SEQS_WARNING:
-        out.warn(f"max_num_seqs {v.max_num_seqs} on vision model {model.hf_id}: the Vertex AI tutorial's 11B Vision "
-                 f"deployment ran out of GPU memory at 256 and served at 12; lower {key}.vllm.maxNumSeqs")
+    if v.kv_cache_dtype.startswith("fp8"):
+        _fp8_kv_cache(d, out)
+    if d.hardware.accelerator.key == "tpu-v6e":
+        _tpu_support(d, out)
     if not model.chat_template and not v.chat_template and d.image.server != MODEL_GARDEN:
         out.warn(f"{model.hf_id} is a base model without a chat template: /v1/chat/completions will fail. Serve an "
                  f"instruct variant or set {key}.vllm.chatTemplate")
@@ -118,6 +111,55 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
         _gke_capacity(d, stack, out)
+
+
+def _memory_refusal(d: ResolvedDeployment) -> str:
+    """Weights plus the profiling run exceed what vLLM may use: the numbers and the fix."""
+    fit, v, key = d.fit, d.vllm, d.key
+    message = (
+        f"{d.model.hf_id} needs about {fit.needed_gib_per_device:.1f} GiB per device ({fit.weights_gib_per_device:.1f} GiB "
+        f"of weights, {fit.overhead_gib_per_device:.1f} GiB for vLLM's profiling run and runtime, and one "
+        f"{v.max_model_len}-token sequence), but vLLM may use {fit.budget_gib_per_device:.1f} GiB of each "
+        f"{d.hardware.accelerator.key} ({v.gpu_memory_utilization} x device memory)")
+    if fit.encoder_gib_per_device * 2 > fit.overhead_gib_per_device:
+        message += (f"; {fit.encoder_gib_per_device:.1f} GiB of it is the vision encoder encoding one image for each "
+                    f"of max_num_seqs {fit.max_num_seqs} dummy sequences")
+        if d.fit_request is not None:
+            seqs = largest_fitting_max_num_seqs(d.fit_request)
+            if seqs:
+                return message + f". Set {key}.vllm.maxNumSeqs to at most {seqs}, or use larger accelerators"
+    return message + f". Use more or larger accelerators ({key}.hardware) or a quantized checkpoint"
+
+
+def _fp8_kv_cache(d: ResolvedDeployment, out: Findings) -> None:
+    support = CATALOG.fp8_kv_cache
+    acc = d.hardware.accelerator.key
+    version = ".".join(map(str, d.image.vllm_version))
+    if acc not in support.accelerators:
+        out.error(f"{d.key}.vllm.kvCacheDtype {d.vllm.kv_cache_dtype}: FP8 KV cache is not known to work on {acc}; "
+                  f"set it to auto (supported: {', '.join(support.accelerators)})")
+    elif d.image.vllm_version < support.since:
+        out.error(f"{d.key}.vllm.kvCacheDtype {d.vllm.kv_cache_dtype}: vLLM {version} predates the FP8 KV cache "
+                  f"({'.'.join(map(str, support.since))}); pin a newer image or set it to auto")
+    else:
+        note = support.notes.get(acc)
+        out.info(f"FP8 KV cache: {d.fit.kv_capacity_tokens} tokens instead of about {d.fit.kv_capacity_tokens // 2} in bf16; "
+                 f"{support.caveat}" + (f"; {note}" if note else ""))
+
+
+def _tpu_support(d: ResolvedDeployment, out: Findings) -> None:
+    facts = CATALOG.tpu_v6e
+    status = facts.support_matrix.get(d.model.hf_id)
+    source = facts.support_matrix_sources[0]
+    if status == "passing":
+        return
+    passing = sorted(m for m, s in facts.support_matrix.items() if s == "passing")
+    if status == "failing":
+        out.warn(f"{d.model.hf_id} fails a test in the TPU backend's support matrix for v6e ({source}); "
+                 f"the models passing every test are {', '.join(passing)}")
+    else:
+        out.warn(f"{d.model.hf_id} is not in the TPU backend's support matrix for v6e, so it is untested there "
+                 f"({source}); tested models: {', '.join(passing)}")
 
 
 def _weights_in_bucket(d: ResolvedDeployment) -> bool:

@@ -22,8 +22,8 @@ from typing import Any, Optional
 
 from components.images import pinned_image_problem
 from stacks import defaults
-from stacks.catalog import hardware_defaults
-from stacks.fit import GPU_MEMORY_UTILIZATION
+from stacks.catalog import CATALOG, hardware_defaults
+from stacks.fit import DEFAULT_TYPICAL_REQUEST_TOKENS, GPU_MEMORY_UTILIZATION
 from stacks.schema import (
     NAMESPACE,
     ConfigError,
@@ -253,17 +253,19 @@ class VllmConfig:
         f"Longest sequence (prompt + output) served; default {defaults.MAX_MODEL_LEN}, capped by the model's context "
         "and by what fits the devices.", None, minimum=16)
     gpu_memory_utilization: Optional[float] = setting(
-        f"Fraction of device memory vLLM may use; default {GPU_MEMORY_UTILIZATION:.2f}.", None, minimum=0.1, maximum=0.99
+        f"Fraction of device memory vLLM may use; default {GPU_MEMORY_UTILIZATION:.2f} on GPUs, "
+        f"{CATALOG.tpu_v6e.gpu_memory_utilization:.2f} on TPU v6e (the TPU backend's recipe).", None, minimum=0.1, maximum=0.99
     )
     max_num_seqs: Optional[int] = setting(
-        "Most sequences batched at once; default from the fit estimate (at most 256; "
-        f"{defaults.VISION_MAX_NUM_SEQS} for vision models).", None, minimum=1, maximum=4096
+        "Most sequences batched at once; default: vLLM's own (its scheduler admits by free KV blocks); "
+        f"{defaults.VISION_MAX_NUM_SEQS} for Llama 3.2 Vision on the Model Garden image.", None, minimum=1, maximum=4096
     )
     max_num_batched_tokens: Optional[int] = setting("Token budget per scheduler step.", None, minimum=16)
     tensor_parallel_size: Optional[int] = setting("Tensor parallel size; default: the accelerator count.", None, minimum=1)
     dtype: str = setting("Weights/activation dtype.", "auto", pattern=r"auto|half|float16|bfloat16|float|float32",
                          pattern_hint="use auto, half, float16, bfloat16, float or float32")
-    kv_cache_dtype: str = setting("KV-cache dtype.", "auto", pattern=r"auto|fp8|fp8_e4m3|fp8_e5m2",
+    kv_cache_dtype: str = setting("KV-cache dtype; `fp8` doubles the tokens the cache holds (uncalibrated scales: "
+                                  "check accuracy; README \"Serving defaults\").", "auto", pattern=r"auto|fp8|fp8_e4m3|fp8_e5m2",
                                   pattern_hint="use auto, fp8, fp8_e4m3 or fp8_e5m2")
     enforce_eager: bool = setting(
         "Disable CUDA graphs. Costs ~14% output throughput (measured); only for debugging.", False
@@ -354,7 +356,7 @@ class CloudRunConfig:
         "Reserve capacity for zonal failover (dearer; separate quota). Off = best effort.", True
     )
     max_concurrency: Optional[int] = setting(
-        "Requests per instance at once; default: vLLM's max_num_seqs so queuing happens in vLLM.", None, minimum=1, maximum=1000
+        "Requests per instance at once; default: vLLM's max_num_seqs (at most 1000) so queuing happens in vLLM.", None, minimum=1, maximum=1000
     )
     request_timeout_seconds: int = setting("Request timeout (s).", 600, minimum=1, maximum=3600)
     startup_timeout_seconds: int = setting(
@@ -409,6 +411,10 @@ class DeploymentConfig:
     cloudrun: Optional[CloudRunConfig] = setting("Cloud Run options (platform cloudrun only).", None)
     gke: Optional[GkeWorkloadConfig] = setting("GKE options (platform gke only).", None)
     labels: Mapping[str, str] = setting("Extra labels for this deployment's resources.", EMPTY)
+    typical_request_tokens: Optional[int] = setting(
+        "Prompt + output tokens of a typical request, for the plan's concurrency figure; default "
+        f"{DEFAULT_TYPICAL_REQUEST_TOKENS}.", None, minimum=1
+    )
 
     def validate(self, path: str, problems: Problems) -> None:
         for section in ("vertex", "cloudrun", "gke"):

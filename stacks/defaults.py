@@ -10,8 +10,10 @@ from __future__ import annotations
 # vLLM: the longest sequence served when `maxModelLen` is unset (then capped by the model's
 # context and by what fits the devices).
 MAX_MODEL_LEN = 8192
-# vLLM: most sequences batched for Llama 3.2 Vision; max_num_seqs 256 ran the 11B Vision model
-# out of memory on an A100 40GB in the Vertex AI tutorial, 12 served.
+# vLLM: most sequences batched for Llama 3.2 Vision on the Model Garden image (V0 encoder-decoder
+# runner, whose profiling run encodes one image per sequence): vLLM's default of 256 ran the 11B
+# Vision model out of memory on an A100 40GB in the Vertex AI tutorial, 12 served. The only
+# max_num_seqs the project sets itself; every other deployment runs vLLM's own default.
 VISION_MAX_NUM_SEQS = 12
 
 # Replicas when `scaling.minReplicas` / `maxReplicas` are unset.

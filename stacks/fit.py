@@ -1,80 +1,86 @@
 """Will a model fit: a pre-deployment estimate of vLLM's device-memory budget.
 
-vLLM sizes its KV cache at start-up (V1 ``vllm/v1/worker/gpu_worker.py`` ``determine_available_memory`` and
-``vllm/utils`` ``memory_profiling``; per-token KV size from ``vllm/v1/kv_cache_interface.py``)::
+vLLM sizes its KV cache at start-up by profiling (V0 ``Worker.determine_num_available_blocks``,
+V1 ``gpu_worker.determine_available_memory``)::
 
-    budget        = gpu_memory_utilization x total device memory      (per device, total not free)
-    non_kv        = weights / TP                                      (weights, sharded)
-                  + activation peak of the profile run at max_num_batched_tokens
-                  + non-torch memory (cuBLAS workspaces, NCCL buffers when TP > 1)
-                  + CUDA-graph pool (newer vLLM profiles it; it always has to fit somewhere)
-                  + sampler warm-up (fp32 logits for max_num_seqs rows)
-                  + vision encoder activations (vision models)
-    kv_memory     = budget - non_kv
-    kv_capacity   = kv_memory / KV bytes per token per device
+    budget      = gpu_memory_utilization x total device memory          (per device; total as CUDA reports it)
+    non_kv      = weights / TP
+                + torch peak of the profile run, the largest of
+                    - the decoder's forward pass over max_num_batched_tokens dummy tokens,
+                    - the sampler warm-up (fp32 logits and probabilities for max_num_seqs rows),
+                    - the vision encoder's profiling (below)
+                + non-torch memory (cuBLAS workspaces, allocator slack; NCCL buffers when TP > 1)
+                + the CUDA-graph pool, only from the release that profiles it (vllm_defaults.yaml)
+    kv_memory   = budget - non_kv
+    kv_tokens   = floor(kv_memory / (KV bytes per token x 16)) x 16     (whole blocks, as "GPU KV cache size")
 
-KV bytes per token and layer are ``2 x kv_heads x head_dim x dtype`` (vllm/v1/kv_cache_interface.py).
-With tensor parallelism each device holds ``max(1, kv_heads / TP)`` heads (heads are replicated when
-there are fewer than TP). Gemma 3's sliding-window layers keep only ``window`` tokens of a sequence
-(V1 hybrid KV manager), so what one sequence of length L needs is
-``(full_layers x L + local_layers x min(window, L)) x bytes per layer-token``; the largest servable
-length is found by search on that, as vLLM's ``estimate_max_model_len`` does. Llama 3.2 Vision only runs
-on the V0 encoder-decoder runner (vLLM <= 0.10), whose cache blocks span all decoder layers, the
-cross-attention ones included (40 for 11B), so its per-token cost counts them.
+KV bytes per token and layer are ``2 x kv_heads x head_dim x dtype`` (vllm/v1/kv_cache_interface.py),
+with ``max(1, kv_heads / TP)`` heads per device. Gemma 3's sliding-window layers keep only ``window``
+tokens of a sequence (V1 hybrid KV manager), so one sequence of length L needs
+``(full_layers x L + local_layers x min(window, L)) x bytes per layer-token``; the longest servable
+length is found by search on that, as vLLM's ``estimate_max_model_len`` does. Llama 3.2 Vision runs
+only on the V0 encoder-decoder runner (vLLM <= 0.10), whose blocks span all 40 decoder layers of the
+11B model, the cross-attention ones included.
 
-TPU v6e uses the same shape with 31.25 GiB HBM per chip, no CUDA graphs and no NCCL.
+The decoder's activation peak is the MLP of one layer: per token, the gate/up projection output
+(2 x intermediate / TP), the activation output (intermediate / TP) and about three hidden-size vectors
+(residual, normed input, output), all bf16: ``2 bytes x (3 x intermediate / TP + 3 x hidden)``.
+For Llama 3.1 8B that is 108 KiB a token; vLLM logged 2.07 GiB of activation peak for 20,000 tokens
+(2 x 14.99 GiB weights run, vllm-project/vllm#10517), 108.5 KiB a token.
 
-Constants, and where they come from. They are order-of-magnitude estimates of what vLLM measures at
-start-up; the tests check the sum against a logged start-up (tests/test_fit.py, tolerance stated there):
+The vision encoder's profiling run (``VisionEncoderSpec`` in models.yaml):
 
-- ``ACTIVATION_COEFF_REPLICATED = 4``, ``ACTIVATION_COEFF_SHARDED = 8``: the profile run's activation
-  peak is about ``max_num_batched_tokens x hidden x 2 bytes x (4 + 8 / TP)``: residual stream, norms and
-  attention output are whole on every device; QKV and the gate/up MLP projections (3.5 x hidden wide
-  for Llama) are split by TP. Physical reasoning, not a fit.
-- ``NON_TORCH_GIB = 0.25``: cuBLAS/cuDNN workspaces and allocator slack seen as "non-torch" memory.
+- V0 encoder-decoder (Llama 3.2 Vision on the Model Garden image): every one of max_num_seqs dummy
+  sequences carries an image of 4 tiles, and the encoder runs them in one batch, so its peak is
+  ``max_num_seqs x activation_bytes_per_item / TP``. This is why max_num_seqs 256 runs the 11B model out
+  of memory on an A100 40GB (the Vertex tutorial: "Tried to allocate 3.91 GiB" = 256 images x 4 tiles x
+  1601 patches x 1280 x 2 bytes, one encoder hidden state) and 12 starts.
+- V1 (Gemma 3): the encoder is profiled on as many images as fill the encoder budget
+  (``max_num_batched_tokens / tokens_per_item``, at least one), independent of max_num_seqs.
+
+Constants, each a measurement or a stated estimate:
+
+- ``NON_TORCH_GIB = 0.3``: logged non-torch memory is 0.05-0.35 GiB on one device
+  (vllm-project/vllm#10517: 0.35 GiB; V0 0.7 logs: 0.05 GiB); the V1 A100 log below leaves 0.33 GiB
+  beside weights and activations.
 - ``TP_COMM_GIB = 0.5``: NCCL and custom all-reduce buffers per device when TP > 1 (hedge).
 - ``CUDA_GRAPH_GIB = 0.5``: "Graph capturing finished in 5 secs, took 0.55 GiB" for a Llama-8B-sized
-  model on vLLM 0.15.1 (public start-up log); zero with --enforce-eager and on TPU.
+  model (github.com/ilseokoh/vllm-gce); counted only when the pinned vLLM profiles graphs, never with
+  --enforce-eager or on TPU.
 - ``SAMPLER_BYTES = 8``: fp32 logits plus probabilities per vocabulary entry for each of max_num_seqs
-  dummy requests in the sampler warm-up (vLLM logs "CUDA out of memory occurred when warming up sampler
-  with 256 dummy requests" when this does not fit).
-- Vision encoders: ``VisionEncoderSpec`` in stacks/catalog/data/models.yaml (activation bytes per image). V0
-  (Llama 3.2 Vision) runs one image per dummy sequence inside the profiled forward pass, so the encoder
-  peak adds up and scales with max_num_seqs; V1 profiles the encoder separately on as many images as
-  fit in the encoder budget (max_num_batched_tokens), so the peak is the larger of the encoder and the
-  decoder pass. Encoder weights are part of ``params_billion``.
-- Default ``max_num_batched_tokens`` when not given: vLLM V1's OpenAI-server defaults, 8192 on devices
-  with at least 70 GiB and 2048 below (``EngineArgs._set_default_args``, hedge: read from the source
-  of recent releases); V0 encoder-decoder models: ``max(max_model_len, 2048)`` (no chunked prefill).
+  rows in the sampler warm-up.
+- vLLM's defaults for max_num_seqs and max_num_batched_tokens, and the release from which CUDA graphs
+  are profiled: stacks/catalog/data/vllm_defaults.yaml, with sources.
+
+Calibration: tests/stacks/data/kv_calibration.yaml holds public start-up logs (model, device, settings,
+the logged lines, the source); tests/stacks/test_fit.py requires the estimate within 10% of every
+logged KV size, and reproduces the Vertex tutorial's two Llama 3.2 Vision failures.
 
 Not modelled: LoRA buffers (--enable-lora), speculative decoding, other processes on the device, the
-CUDA context itself (about 0.5 GiB, outside vLLM's budget: the reason utilization stays below 1).
+CUDA context (outside vLLM's budget from 0.6.4 on: the reason utilization stays below 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
-from stacks.catalog import AcceleratorSpec, ModelSpec
+from stacks.catalog import CATALOG, AcceleratorSpec, ModelSpec, Version
 
 GIB = 2**30
 BLOCK_SIZE = 16  # vLLM's default KV block size on GPU: capacities are whole blocks
 
-ACTIVATION_COEFF_REPLICATED = 4.0
-ACTIVATION_COEFF_SHARDED = 8.0
-NON_TORCH_GIB = 0.25
+NON_TORCH_GIB = 0.3
 TP_COMM_GIB = 0.5
 CUDA_GRAPH_GIB = 0.5
 SAMPLER_BYTES = 8
-
-LARGE_DEVICE_GIB = 70  # vLLM picks larger scheduler defaults on devices at least this big
-DEFAULT_BATCHED_TOKENS_LARGE = 8192
-DEFAULT_BATCHED_TOKENS_SMALL = 2048
+MLP_WIDTH_FALLBACK = 3.5  # intermediate / hidden when a model does not give its MLP width (Llama's ratio)
 
 GPU_MEMORY_UTILIZATION = 0.90  # see suggest_gpu_memory_utilization
-TYPICAL_FILL = 0.25  # suggest_max_num_seqs: sequences are assumed to use a quarter of max_model_len
-V0_VISION_MAX_NUM_SEQS = 12  # the Vertex AI tutorial: 256 OOMs Llama 3.2 11B Vision on an A100 40GB, 12 works
+# What a typical request holds (prompt + output) when a deployment does not say: the measured workload
+# of the README's "Serving defaults" (512 prompt + 256 output tokens).
+DEFAULT_TYPICAL_REQUEST_TOKENS = 768
 
 
 @dataclass(frozen=True)
@@ -86,31 +92,43 @@ class FitRequest:
     devices: int
     gpu_memory_utilization: float
     max_model_len: int
-    max_num_seqs: int
-    max_num_batched_tokens: int | None = None  # None: vLLM's default for the model and device (see module doc)
+    max_num_seqs: int | None = None  # None: vLLM's default for the engine and device
+    max_num_batched_tokens: int | None = None  # None: vLLM's default (see default_max_num_batched_tokens)
     kv_cache_dtype_bytes: float = 2.0
     weight_bytes_per_param: float | None = None  # override for quantized weights; None: the model's
     enforce_eager: bool = False  # True: no CUDA graphs (no graph pool)
+    vllm_version: Version | None = None  # None: a current release (V1, CUDA graphs profiled)
+    typical_request_tokens: int = DEFAULT_TYPICAL_REQUEST_TOKENS
+    device_memory_bytes: int | None = None  # override for a device reported differently (calibration logs)
 
     def __post_init__(self) -> None:
         if self.devices < 1:
             raise ValueError(f"devices must be at least 1, got {self.devices}.")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}.")
-        if self.max_model_len < 1 or self.max_num_seqs < 1:
+        if self.max_model_len < 1 or (self.max_num_seqs is not None and self.max_num_seqs < 1):
             raise ValueError("max_model_len and max_num_seqs must be at least 1.")
+        if self.typical_request_tokens < 1:
+            raise ValueError("typical_request_tokens must be at least 1.")
 
 
 @dataclass(frozen=True)
 class FitEstimate:
     weights_gib_per_device: float
     budget_gib_per_device: float  # utilization x device memory
-    overhead_gib_per_device: float  # activations + runtime: CUDA graphs, NCCL, sampler, vision encoder
-    kv_cache_gib_per_device: float
+    overhead_gib_per_device: float  # profile-run peak + non-torch + CUDA graphs (when profiled)
+    encoder_gib_per_device: float  # the vision encoder's share of the profile-run peak (0 for text models)
+    kv_cache_gib_per_device: float  # negative when weights and overhead exceed the budget
     kv_bytes_per_token_per_device: float  # averaged over a sequence of max_model_len tokens
-    kv_capacity_tokens: int
+    kv_capacity_tokens: int  # what vLLM logs as "GPU KV cache size" / blocks x 16
+    kv_capacity_tokens_fp8: int  # the same memory with --kv-cache-dtype fp8
     largest_max_model_len: int  # longest single sequence the KV cache holds, capped by the model's context
-    sequences_at_max_model_len: float  # how many max_model_len sequences fit at once
+    sequences_at_max_model_len: float  # full-length sequences that fit at once
+    typical_request_tokens: int
+    sequences_at_typical_length: float  # typical requests whose KV fits at once (the scheduler admits by blocks)
+    max_num_seqs: int  # what vLLM runs with: the deployment's value or vLLM's default
+    max_num_batched_tokens: int
+    needed_gib_per_device: float  # weights + overhead + one max_model_len sequence
     weights_fit: bool  # weights and overhead leave room for a KV cache
     context_fits: bool  # one sequence of max_model_len fits (and the model supports that length)
 
@@ -118,12 +136,49 @@ class FitEstimate:
         return asdict(self)
 
 
-def default_max_num_batched_tokens(req: FitRequest) -> int:
-    """vLLM's default token budget per step for this request (see the module doc)."""
+def engine(req: FitRequest) -> str:
+    """Which vLLM code path profiles memory: "v0", "v1" or "tpu"."""
+    if req.accelerator.kind == "tpu":
+        return "tpu"
     if _v0_encoder_decoder(req.model):
-        return max(req.max_model_len, DEFAULT_BATCHED_TOKENS_SMALL)
-    large = req.accelerator.memory_bytes >= LARGE_DEVICE_GIB * GIB
-    return DEFAULT_BATCHED_TOKENS_LARGE if large else DEFAULT_BATCHED_TOKENS_SMALL
+        return "v0"
+    if req.vllm_version is not None and req.vllm_version < CATALOG.scheduler.v1_default_since:
+        return "v0"
+    return "v1"
+
+
+def _large_device(req: FitRequest) -> bool:
+    return _device_bytes(req) >= CATALOG.scheduler.large_device_gib * GIB
+
+
+def _device_bytes(req: FitRequest) -> int:
+    return req.device_memory_bytes or req.accelerator.memory_bytes
+
+
+def default_max_num_seqs(req: FitRequest) -> int:
+    """vLLM's own max_num_seqs for this engine and device (vllm_defaults.yaml)."""
+    sched = CATALOG.scheduler
+    kind = engine(req)
+    if kind == "tpu":
+        return sched.tpu_max_num_seqs
+    if kind == "v0":
+        return sched.v0_max_num_seqs
+    return sched.v1_max_num_seqs["large" if _large_device(req) else "small"]
+
+
+def default_max_num_batched_tokens(req: FitRequest) -> int:
+    """vLLM's default token budget per step (V0 without chunked prefill: at least max_model_len)."""
+    sched = CATALOG.scheduler
+    kind = engine(req)
+    if kind == "tpu":
+        return sched.tpu_max_num_batched_tokens
+    if kind == "v0":
+        return max(req.max_model_len, sched.v0_min_num_batched_tokens)
+    return sched.v1_max_num_batched_tokens["large" if _large_device(req) else "small"]
+
+
+def effective_max_num_seqs(req: FitRequest) -> int:
+    return req.max_num_seqs or default_max_num_seqs(req)
 
 
 def _v0_encoder_decoder(model: ModelSpec) -> bool:
@@ -147,30 +202,33 @@ def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
     full = model.num_layers - local
     if _v0_encoder_decoder(model):
         full += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
-    kept = min(model.sliding_window, length) if local and model.sliding_window else 0
+    kept = min(model.sliding_window or 0, length) if local else 0
     return (full * length + local * kept) * _layer_token_bytes(req)
 
 
-def _overhead_bytes(req: FitRequest, batched_tokens: int) -> float:
-    model, acc, tp = req.model, req.accelerator, req.devices
-    coeff = ACTIVATION_COEFF_REPLICATED + ACTIVATION_COEFF_SHARDED / tp
-    activations = batched_tokens * model.hidden_size * 2 * coeff
-    runtime = NON_TORCH_GIB * GIB
-    if tp > 1 and acc.kind == "gpu":
-        runtime += TP_COMM_GIB * GIB
-    if acc.kind == "gpu" and not req.enforce_eager:
-        runtime += CUDA_GRAPH_GIB * GIB
-    sampler = req.max_num_seqs * model.vocab_size * SAMPLER_BYTES
-    enc = model.vision_encoder
+def activation_bytes(req: FitRequest, batched_tokens: int) -> float:
+    """Peak of the decoder's forward pass over ``batched_tokens`` tokens on one device (module doc)."""
+    model = req.model
+    intermediate = model.intermediate_size or MLP_WIDTH_FALLBACK * model.hidden_size
+    return batched_tokens * 2 * (3 * intermediate / req.devices + 3 * model.hidden_size)
+
+
+def encoder_bytes(req: FitRequest, batched_tokens: int) -> float:
+    """Peak of the vision encoder's profiling run on one device (module doc)."""
+    enc = req.model.vision_encoder
     if enc is None:
-        return activations + runtime + sampler
+        return 0.0
     if enc.profile_scaling == "per_sequence":
-        # V0: the encoder runs inside the profiled forward pass, one image per dummy sequence.
-        return activations + runtime + sampler + req.max_num_seqs * enc.activation_bytes_per_item / tp
-    # V1 profiles the encoder (a batch filling the encoder budget) apart from the decoder pass:
-    # the peak is the larger of the two, not their sum.
-    images = max(1, batched_tokens // enc.tokens_per_item)
-    return max(activations, images * enc.activation_bytes_per_item / tp) + runtime + sampler
+        images = effective_max_num_seqs(req)
+    else:
+        images = max(1, batched_tokens // enc.tokens_per_item)
+    return images * enc.activation_bytes_per_item / req.devices
+
+
+def _cuda_graphs_profiled(req: FitRequest) -> bool:
+    if req.accelerator.kind != "gpu" or req.enforce_eager or engine(req) == "v0":
+        return False
+    return req.vllm_version is None or req.vllm_version >= CATALOG.scheduler.cuda_graphs_profiled_since
 
 
 def _largest_length(req: FitRequest, kv_bytes: float) -> int:
@@ -189,65 +247,80 @@ def _largest_length(req: FitRequest, kv_bytes: float) -> int:
     return low
 
 
+def _whole_blocks(kv_bytes: float, per_token: float) -> int:
+    return math.floor(max(kv_bytes, 0.0) / (per_token * BLOCK_SIZE)) * BLOCK_SIZE
+
+
 def estimate(req: FitRequest) -> FitEstimate:
-    """Per-device memory estimate for ``req`` (formula and constants in the module doc)."""
+    """Per-device memory estimate for ``req`` (formula, constants and sources in the module doc)."""
     model = req.model
     bytes_per_param = req.weight_bytes_per_param or model.weight_bytes_per_param
     weights = model.params_billion * 1e9 * bytes_per_param / req.devices
-    budget = req.gpu_memory_utilization * req.accelerator.memory_bytes
+    budget = req.gpu_memory_utilization * _device_bytes(req)
     batched = req.max_num_batched_tokens or default_max_num_batched_tokens(req)
-    overhead = _overhead_bytes(req, batched)
+    seqs = effective_max_num_seqs(req)
+
+    encoder = encoder_bytes(req, batched)
+    torch_peak = max(activation_bytes(req, batched), seqs * model.vocab_size * SAMPLER_BYTES, encoder)
+    runtime = NON_TORCH_GIB * GIB
+    if req.devices > 1 and req.accelerator.kind == "gpu":
+        runtime += TP_COMM_GIB * GIB
+    if _cuda_graphs_profiled(req):
+        runtime += CUDA_GRAPH_GIB * GIB
+    overhead = torch_peak + runtime
     kv_bytes = budget - weights - overhead
 
-    per_token = _sequence_kv_bytes(req, req.max_model_len) / req.max_model_len
+    full_sequence = _sequence_kv_bytes(req, req.max_model_len)
+    per_token = full_sequence / req.max_model_len
     usable = max(kv_bytes, 0.0)
-    blocks = math.floor(usable / (per_token * BLOCK_SIZE))
     largest = _largest_length(req, usable)
     weights_fit = kv_bytes > 0
+    typical = min(req.typical_request_tokens, req.max_model_len)
+    fp8 = dataclasses.replace(req, kv_cache_dtype_bytes=1.0)
     return FitEstimate(
         weights_gib_per_device=weights / GIB,
         budget_gib_per_device=budget / GIB,
         overhead_gib_per_device=overhead / GIB,
+        encoder_gib_per_device=encoder / GIB,
         kv_cache_gib_per_device=kv_bytes / GIB,
         kv_bytes_per_token_per_device=per_token,
-        kv_capacity_tokens=blocks * BLOCK_SIZE,
+        kv_capacity_tokens=_whole_blocks(kv_bytes, per_token),
+        kv_capacity_tokens_fp8=_whole_blocks(kv_bytes, _sequence_kv_bytes(fp8, req.max_model_len) / req.max_model_len),
         largest_max_model_len=largest,
-        sequences_at_max_model_len=usable / _sequence_kv_bytes(req, req.max_model_len),
+        sequences_at_max_model_len=usable / full_sequence,
+        typical_request_tokens=typical,
+        sequences_at_typical_length=usable / _sequence_kv_bytes(req, typical),
+        max_num_seqs=seqs,
+        max_num_batched_tokens=batched,
+        needed_gib_per_device=(weights + overhead + full_sequence) / GIB,
         weights_fit=weights_fit,
         context_fits=weights_fit and req.max_model_len <= model.max_context and largest >= req.max_model_len,
     )
 
 
-def suggest_max_num_seqs(req: FitRequest, cap: int = 256) -> int:
-    """The largest max_num_seqs (at most ``cap``) whose KV cache holds every sequence at a typical fill.
-
-    Rule: each of the N sequences is assumed to hold ``TYPICAL_FILL`` (a quarter) of max_model_len;
-    N is the largest value for which N such sequences fit in the KV cache left after the overhead for N
-    (the sampler warm-up and, for V0 vision models, the encoder profile grow with N). Llama 3.2 Vision
-    (V0 encoder-decoder) is further capped at 12, the value the Vertex AI tutorial found to work on an A100 40GB after
-    256 ran out of memory. Returns at least 1 even when nothing fits; ``estimate`` says whether it does.
-    """
-    if _v0_encoder_decoder(req.model):
-        cap = min(cap, V0_VISION_MAX_NUM_SEQS)
-    typical = max(1, math.ceil(req.max_model_len * TYPICAL_FILL))
-    for n in range(max(1, cap), 0, -1):
-        trial = FitRequest(**{**_fields(req), "max_num_seqs": n})
-        est = estimate(trial)
-        if est.kv_cache_gib_per_device * GIB >= n * _sequence_kv_bytes(trial, typical):
-            return n
-    return 1
-
-
 def suggest_gpu_memory_utilization(accelerator: AcceleratorSpec) -> float:
-    """0.90 on GPUs and TPUs.
+    """0.90 on GPUs; on TPU v6e the value of the TPU backend's published recipe (vllm_defaults.yaml).
 
-    0.9 is vLLM's long-standing default and what every tutorial and Model Garden example runs with; the
-    remaining tenth covers the CUDA context (outside vLLM's accounting), graphs captured after profiling
-    on older releases, and fragmentation. No public source establishes that a higher value is safe on
-    TPU v6e (XLA compiles more programs after the KV cache is allocated), so TPUs get the same value.
+    0.9 is vLLM's long-standing GPU default and what every tutorial and Model Garden example runs
+    with; the remaining tenth covers the CUDA context (outside vLLM's accounting), graphs captured after
+    profiling on older releases, and fragmentation.
     """
+    if accelerator.key == "tpu-v6e":
+        return CATALOG.tpu_v6e.gpu_memory_utilization
     return GPU_MEMORY_UTILIZATION
 
 
-def _fields(req: FitRequest) -> dict:
-    return {name: getattr(req, name) for name in FitRequest.__dataclass_fields__}
+def largest_fitting_max_num_seqs(req: FitRequest) -> int:
+    """The largest max_num_seqs (up to the request's) at which one max_model_len sequence still fits; 0 if none.
+
+    Only the V0 vision profiling run and the sampler warm-up grow with max_num_seqs, so this is what
+    to suggest when they are what does not fit.
+    """
+    low, high = 0, effective_max_num_seqs(req)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if estimate(dataclasses.replace(req, max_num_seqs=mid)).context_fits:
+            low = mid
+        else:
+            high = mid - 1
+    return low

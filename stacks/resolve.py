@@ -13,6 +13,7 @@ import dataclasses
 import re
 from typing import Optional
 
+from components.cloudrun import CONCURRENCY_MAX as CLOUD_RUN_MAX_CONCURRENCY
 from components.container import ServingContainer
 from stacks import defaults
 from stacks.catalog import CATALOG, ImageSpec, ModelSpec, hardware_defaults, parse_version
@@ -25,7 +26,7 @@ from stacks.config import (
     WeightsSource,
 )
 from stacks.findings import Check, Findings
-from stacks.fit import FitRequest, estimate, suggest_gpu_memory_utilization, suggest_max_num_seqs
+from stacks.fit import DEFAULT_TYPICAL_REQUEST_TOKENS, FitEstimate, FitRequest, estimate, suggest_gpu_memory_utilization
 from stacks.resolved import Hardware, ResolvedDeployment, ResolvedStack, Scaling, StackNames
 from stacks.schema import NAMESPACE, did_you_mean
 from stacks.vllm import VllmSettings, render_server
@@ -99,11 +100,15 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     util = v.gpu_memory_utilization or suggest_gpu_memory_utilization(hardware.accelerator)
     explicit_len = v.max_model_len is not None
     max_model_len = v.max_model_len or min(defaults.MAX_MODEL_LEN, model.max_context)
+    max_num_seqs = v.max_num_seqs
+    if max_num_seqs is None and _v0_vision(model, image):
+        max_num_seqs = defaults.VISION_MAX_NUM_SEQS
     request = FitRequest(model=model, accelerator=hardware.accelerator, devices=tp,
-                         gpu_memory_utilization=util, max_model_len=max_model_len, max_num_seqs=256,
+                         gpu_memory_utilization=util, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
                          max_num_batched_tokens=v.max_num_batched_tokens,
                          kv_cache_dtype_bytes=1.0 if v.kv_cache_dtype.startswith("fp8") else 2.0,
-                         enforce_eager=v.enforce_eager)
+                         enforce_eager=v.enforce_eager, vllm_version=image.vllm_version,
+                         typical_request_tokens=d.typical_request_tokens or DEFAULT_TYPICAL_REQUEST_TOKENS)
     if not explicit_len:
         # Unset max_model_len: the longest default that fits, so a default never fails to start.
         largest = estimate(request).largest_max_model_len
@@ -112,13 +117,6 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
             out.info(f"vllm.maxModelLen defaults to {max_model_len}, the longest context that fits "
                      f"{hardware.label}; set {key}.vllm.maxModelLen to choose another")
             request = _replace(request, max_model_len=max_model_len)
-    if v.max_num_seqs is not None:
-        max_num_seqs = v.max_num_seqs
-    elif model.modality == "vision":
-        max_num_seqs = defaults.VISION_MAX_NUM_SEQS
-    else:
-        max_num_seqs = suggest_max_num_seqs(request)
-    request = _replace(request, max_num_seqs=max_num_seqs)
     fit = estimate(request)
 
     lora = d.lora
@@ -129,7 +127,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         tensor_parallel_size=tp,
-        gpu_memory_utilization=util if hardware.accelerator.kind == "gpu" else None,
+        gpu_memory_utilization=util,
         max_num_batched_tokens=v.max_num_batched_tokens,
         dtype=v.dtype,
         kv_cache_dtype=v.kv_cache_dtype,
@@ -160,9 +158,15 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
         served_model_name=server.served_model_name,
         predict_route=VERTEX_PREDICT_ROUTE if d.platform is Platform.VERTEX else None,
     )
-    scaling = _scaling(d, stack, image, hardware, settings)
+    scaling = _scaling(d, stack, image, hardware, fit)
     return ResolvedDeployment(name=name, config=d, model=model, image=image, hardware=hardware, vllm=settings,
-                              container=container, rejected_flags=server.rejected_flags, scaling=scaling, fit=fit)
+                              container=container, rejected_flags=server.rejected_flags, scaling=scaling, fit=fit,
+                              fit_request=request)
+
+
+def _v0_vision(model: ModelSpec, image: ImageSpec) -> bool:
+    """Llama 3.2 Vision on the Model Garden server, which runs it on the V0 encoder-decoder runner."""
+    return model.architecture == "MllamaForConditionalGeneration" and image.server == "model-garden"
 
 
 def _replace(request: FitRequest, **changes) -> FitRequest:
@@ -370,11 +374,12 @@ def gcs_prefix(d: DeploymentConfig) -> str:
 
 
 def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware: Hardware,
-             settings: VllmSettings) -> Scaling:
+             fit: FitEstimate) -> Scaling:
     s = d.scaling
     if d.platform is Platform.CLOUDRUN:
-        # One request per sequence vLLM can batch: the rest queue inside vLLM, not in Cloud Run.
-        concurrency = d.cloudrun_options.max_concurrency or settings.max_num_seqs
+        # One request per sequence vLLM batches (its own default unless set), the rest queue inside vLLM,
+        # not in Cloud Run's front end; Cloud Run takes at most CLOUD_RUN_MAX_CONCURRENCY.
+        concurrency = d.cloudrun_options.max_concurrency or min(CLOUD_RUN_MAX_CONCURRENCY, fit.max_num_seqs)
         minimum = s.min_replicas if s.min_replicas is not None else defaults.CLOUDRUN_MIN_REPLICAS
         return Scaling(minimum, s.max_replicas or defaults.CLOUDRUN_MAX_REPLICAS, None, 0.0,
                        max_concurrency=concurrency)

@@ -10,7 +10,7 @@ from components.container import ServingContainer
 from stacks.catalog import AcceleratorSpec, ImageSpec, ModelSpec
 from stacks.config import DeploymentConfig, Platform, StackConfig
 from stacks.findings import ERROR, Check
-from stacks.fit import FitEstimate
+from stacks.fit import FitEstimate, FitRequest
 from stacks.schema import NAMESPACE
 from stacks.vllm import VllmSettings
 
@@ -53,6 +53,7 @@ class ResolvedDeployment:
     rejected_flags: tuple[str, ...]  # flags the pinned vLLM would refuse, dropped from the args
     scaling: Scaling
     fit: FitEstimate
+    fit_request: Optional[FitRequest] = None  # what the estimate was made for (checks re-estimate variants)
 
     @property
     def platform(self) -> Platform:

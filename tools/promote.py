@@ -99,6 +99,7 @@ ENVIRONMENT_KEYS: tuple[str, ...] = (
     "deployments.*.hardware",   # machine type / accelerators / node pool (exists per env)
     "deployments.*.scaling",    # replicas and autoscaling targets
     "deployments.*.labels",
+    "deployments.*.typicalRequestTokens",  # the traffic each environment sees (plan's concurrency figure)
     "deployments.*.vertex",     # dedicated endpoint, spot, timeouts
     "deployments.*.cloudrun",   # invokers, ingress, zonal redundancy, concurrency (not weights)
     "deployments.*.gke",        # namespace, load balancer exposure, timeouts

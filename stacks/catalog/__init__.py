@@ -74,6 +74,7 @@ class ModelSpec:
     weight_bytes_per_param: float
     sources: tuple[str, ...]
     vision_encoder: VisionEncoderSpec | None = None
+    intermediate_size: int | None = None  # MLP width; None: 3.5 x hidden (Llama's ratio), for the activation estimate
 
     def kv_bytes_per_layer_token(self, kv_dtype_bytes: float = 2.0, kv_heads: int | None = None) -> float:
         """K and V for one token in one layer: 2 x kv_heads x head_dim x dtype bytes."""
@@ -154,6 +155,42 @@ class PriceEntry:
 
 
 @dataclass(frozen=True)
+class SchedulerDefaults:
+    """vLLM's own max_num_seqs / max_num_batched_tokens when a deployment sets none (vllm_defaults.yaml)."""
+
+    v1_default_since: Version
+    large_device_gib: float
+    v1_max_num_seqs: Mapping[str, int]  # "large" | "small" device
+    v1_max_num_batched_tokens: Mapping[str, int]
+    v0_max_num_seqs: int
+    v0_min_num_batched_tokens: int
+    tpu_max_num_seqs: int
+    tpu_max_num_batched_tokens: int
+    cuda_graphs_profiled_since: Version
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Fp8KvSupport:
+    """Where `--kv-cache-dtype fp8` works, what it costs, and its sources."""
+
+    since: Version
+    accelerators: tuple[str, ...]
+    notes: Mapping[str, str]
+    caveat: str
+    measured: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TpuV6eFacts:
+    gpu_memory_utilization: float
+    gpu_memory_utilization_sources: tuple[str, ...]
+    support_matrix: Mapping[str, str]  # Hugging Face id -> "passing" | "failing"
+    support_matrix_sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Catalog:
     models: Mapping[str, ModelSpec]
     accelerators: Mapping[str, AcceleratorSpec]
@@ -164,6 +201,9 @@ class Catalog:
     metrics: Mapping[str, MetricSpec]
     prices: Mapping[str, PriceEntry]
     prices_as_of: str
+    scheduler: SchedulerDefaults
+    fp8_kv_cache: Fp8KvSupport
+    tpu_v6e: TpuV6eFacts
 
     def model(self, hf_id: str) -> ModelSpec | None:
         """Exact id or alias, case-insensitive."""
@@ -290,7 +330,7 @@ _MODEL_ARCH_KEYS = {
     "architecture", "params_billion", "num_layers", "cross_attention_layers", "hidden_size",
     "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "max_context", "sliding_window",
     "sliding_window_layers", "modality", "gated", "chat_template", "weight_bytes_per_param",
-    "vision_encoder", "sources", "models",
+    "vision_encoder", "sources", "models", "intermediate_size",
 }
 _MODEL_ENTRY_KEYS = {"hf_id", "aliases", "chat_template", "weight_bytes_per_param", "gated", "sources"}
 
@@ -340,6 +380,7 @@ def _load_models() -> dict[str, ModelSpec]:
                 ),
                 sources=arch.strings("sources") + entry.strings("sources"),
                 vision_encoder=encoder,
+                intermediate_size=arch.get("intermediate_size", int, None),
             )
             if spec.sliding_window_layers > spec.num_layers:
                 raise CatalogError(f"models.yaml: architectures.{arch_key}.sliding_window_layers exceeds num_layers.")
@@ -500,10 +541,61 @@ def _load_prices() -> tuple[dict[str, PriceEntry], str]:
     return prices, as_of
 
 
+def _load_vllm_defaults(accelerators: Mapping[str, AcceleratorSpec]) -> tuple[SchedulerDefaults, Fp8KvSupport, TpuV6eFacts]:
+    doc = _load("vllm_defaults.yaml")
+    sched = doc.child("scheduler")
+    v1, v0, tpu = sched.child("v1"), sched.child("v0"), sched.child("tpu")
+
+    def sizes(reader: _Reader, key: str) -> Mapping[str, int]:
+        node = reader.child(key)
+        return MappingProxyType({size: node.get(size, int) for size in ("large", "small")})
+
+    scheduler = SchedulerDefaults(
+        v1_default_since=sched.version("v1_default_since", required=True),  # type: ignore[arg-type]
+        large_device_gib=sched.get("large_device_gib", float),
+        v1_max_num_seqs=sizes(v1, "max_num_seqs"),
+        v1_max_num_batched_tokens=sizes(v1, "max_num_batched_tokens"),
+        v0_max_num_seqs=v0.get("max_num_seqs", int),
+        v0_min_num_batched_tokens=v0.get("min_num_batched_tokens", int),
+        tpu_max_num_seqs=tpu.get("max_num_seqs", int),
+        tpu_max_num_batched_tokens=tpu.get("max_num_batched_tokens", int),
+        cuda_graphs_profiled_since=sched.version("cuda_graphs_profiled_since", required=True),  # type: ignore[arg-type]
+        sources=sched.strings("sources") + sched.strings("cuda_graphs_sources"),
+    )
+    fp8 = doc.child("fp8_kv_cache")
+    fp8_accelerators = fp8.strings("accelerators")
+    unknown = set(fp8_accelerators) - set(accelerators)
+    if unknown:
+        raise CatalogError(f"vllm_defaults.yaml: fp8_kv_cache.accelerators names unknown accelerators {sorted(unknown)}.")
+    fp8_support = Fp8KvSupport(
+        since=fp8.version("since", required=True),  # type: ignore[arg-type]
+        accelerators=fp8_accelerators,
+        notes=MappingProxyType({str(k): str(v) for k, v in fp8.get("notes", dict, {}).items()}),
+        caveat=fp8.get("caveat", str), measured=fp8.get("measured", str), sources=fp8.strings("sources"),
+    )
+    v6e = doc.child("tpu_v6e")
+    matrix = v6e.get("support_matrix", dict)
+    bad = {k: v for k, v in matrix.items() if v not in ("passing", "failing")}
+    if bad:
+        raise CatalogError(f"vllm_defaults.yaml: tpu_v6e.support_matrix values must be passing or failing, got {bad}.")
+    tpu_facts = TpuV6eFacts(
+        gpu_memory_utilization=v6e.get("gpu_memory_utilization", float),
+        gpu_memory_utilization_sources=v6e.strings("gpu_memory_utilization_sources"),
+        support_matrix=MappingProxyType({str(k): str(v) for k, v in matrix.items()}),
+        support_matrix_sources=v6e.strings("support_matrix_sources"),
+    )
+    for name, sources in (("scheduler", scheduler.sources), ("fp8_kv_cache", fp8_support.sources),
+                          ("tpu_v6e", tpu_facts.gpu_memory_utilization_sources + tpu_facts.support_matrix_sources)):
+        if not sources:
+            raise CatalogError(f"vllm_defaults.yaml: {name} has no sources.")
+    return scheduler, fp8_support, tpu_facts
+
+
 def load_catalog() -> Catalog:
     """Read every catalog file; raises CatalogError naming the file and key on bad data."""
     accelerators, machines, topologies = _load_hardware()
     prices, as_of = _load_prices()
+    scheduler, fp8_kv_cache, tpu_v6e = _load_vllm_defaults(accelerators)
     freeze = MappingProxyType
     return Catalog(
         models=freeze(_load_models()),
@@ -515,6 +607,9 @@ def load_catalog() -> Catalog:
         metrics=freeze(_load_metrics()),
         prices=freeze(prices),
         prices_as_of=as_of,
+        scheduler=scheduler,
+        fp8_kv_cache=fp8_kv_cache,
+        tpu_v6e=tpu_v6e,
     )
 
 

@@ -71,8 +71,10 @@ def test_names_and_cloud_run_sizes_are_the_documented_ones(resolved):
 
 
 def test_cloud_run_concurrency_defaults_to_max_num_seqs(resolved):
+    # No --max-num-seqs is rendered: Cloud Run lets through what vLLM's own default admits on an L4 (256).
     d = resolved.deployments["run"]
-    assert d.scaling.max_concurrency == d.vllm.max_num_seqs, (d.scaling.max_concurrency, d.vllm.max_num_seqs)
+    assert d.vllm.max_num_seqs is None and d.fit.max_num_seqs == 256
+    assert d.scaling.max_concurrency == d.fit.max_num_seqs, (d.scaling.max_concurrency, d.fit.max_num_seqs)
     assert resolved.deployments["vertex"].scaling.max_concurrency is None, "concurrency is a Cloud Run setting"
 
 
