@@ -1,6 +1,6 @@
 """Benchmark a deployment's exact vLLM server flags with vLLM's own serving benchmark.
 
-    python -m tools.bench STACK DEPLOYMENT [--compare-tutorial] [--input-len 512]
+    python -m tools.bench STACK DEPLOYMENT [--compare-tutorial] [--compare-defaults] [--input-len 512]
         [--output-len 256] [--num-prompts 512] [--concurrency 128]
         [--python PATH] [--device-kept] [--tiny] [--start-timeout 600]
         [--bench-timeout 3600] [--json]
@@ -22,11 +22,15 @@ What it does:
    (``--dataset-name random --ignore-eos --seed 0``) and reports output
    tokens/s, mean TTFT and mean TPOT.
 
-``--compare-tutorial`` (formerly ``--compare-seed``) runs the same argv a second time with the
-Vertex AI tutorial's flags added (``--enforce-eager --enable-lora --max-loras 1 --max-cpu-loras 8
---disable-log-stats``) and prints project/tutorial ratios. Everything else,
-including the project's ``--max-num-seqs``, is the same for both runs, so only
-the tutorial's flags differ.
+``--compare-tutorial`` (also spelt ``--compare-seed``) also runs the Vertex AI
+tutorial's deployment of the same model: the same command, listener, model and
+tensor parallel size, with the tutorial's full engine flag set instead of the
+project's (``--gpu-memory-utilization 0.9 --max-model-len 4096 --dtype auto
+--max-loras 1 --max-cpu-loras 8 --max-num-seqs 256 --disable-log-stats
+--enforce-eager --enable-lora``; for Llama 3.2 Vision ``--max-num-seqs 12`` and no
+LoRA; its V0-only ``--swap-space 16`` is left out because vLLM 0.18+ rejects it),
+and prints project/tutorial ratios. ``--compare-defaults`` also runs vLLM's own
+defaults (only the listener, model, parallelism and ``--max-model-len``).
 
 The benchmark is started as ``PYTHON -c <shim>`` calling
 ``vllm.benchmarks.serve.main``: ``python -m vllm.entrypoints.cli.main bench
@@ -55,14 +59,31 @@ from typing import Any, Optional
 
 from tools.argv import has_flag, remove_flag, set_flag
 
-# The Vertex AI tutorial's 8B flags: 0.58x of vLLM defaults on one H200 (measured; README "Serving defaults").
-TUTORIAL_FLAGS: tuple[tuple[str, Optional[str]], ...] = (
-    ("--enforce-eager", None),
-    ("--enable-lora", None),
+# The Vertex AI tutorial's engine flags (its deploy_model_vllm and the calls that deploy each model). The
+# text models run with LoRA on and eager mode (0.58x of vLLM's defaults on one H200, measured; README
+# "Serving defaults"); Llama 3.2 Vision with 12 sequences and no LoRA. Its --swap-space=16 is left out:
+# V0-only CPU swap, unused by the V1 engine and rejected by vLLM 0.18 and later, so it cannot run on a
+# current benchmark machine.
+TUTORIAL_TEXT_FLAGS: tuple[tuple[str, Optional[str]], ...] = (
+    ("--gpu-memory-utilization", "0.9"),
+    ("--max-model-len", "4096"),
+    ("--dtype", "auto"),
     ("--max-loras", "1"),
     ("--max-cpu-loras", "8"),
+    ("--max-num-seqs", "256"),
     ("--disable-log-stats", None),
+    ("--enforce-eager", None),
+    ("--enable-lora", None),
 )
+TUTORIAL_VISION_FLAGS: tuple[tuple[str, Optional[str]], ...] = tuple(
+    (name, "12" if name == "--max-num-seqs" else value)
+    for name, value in TUTORIAL_TEXT_FLAGS if name != "--enable-lora"
+)
+# What every run shares, whoever chose the engine flags: where the server listens and what it loads.
+_KEPT_FLAGS = ("--host", "--port", "--model", "--served-model-name", "--revision", "--download-dir",
+               "--tensor-parallel-size", "--trust-remote-code", "--chat-template", "--model-type")
+_BARE_FLAGS = ("--enforce-eager", "--enable-lora", "--disable-log-stats", "--trust-remote-code",
+               "--enable-prefix-caching", "--no-enable-prefix-caching")
 
 # A small Llama for CPU smoke runs (--tiny).
 TINY_ARCHITECTURE: Mapping[str, Any] = {
@@ -148,22 +169,46 @@ def compare(project: BenchResult, tutorial: BenchResult) -> Comparison:
     )
 
 
-def tutorial_argv(argv: Sequence[str]) -> list[str]:
-    """*argv* with the tutorial's Vertex flags; every flag appears exactly once.
-
-    A tutorial flag already present is not repeated: a boolean one is kept as is,
-    a valued one gets the tutorial's value in place (spelling kept). ``--no-<flag>`` counterparts of the
-    tutorial's boolean flags are removed.
-    """
-    out = [str(a) for a in argv]
-    for name, value in TUTORIAL_FLAGS:
-        if value is None:
-            out = remove_flag(out, "--no-" + name[2:], takes_value=False)
-            if not has_flag(out, name):
-                out.append(name)
+def _split(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, Optional[str]]]]:
+    """The command (up to the first flag) and its flags as (name, value) pairs; value None = a switch."""
+    argv = [str(a) for a in argv]
+    first = next((i for i, t in enumerate(argv) if t.startswith("--")), len(argv))
+    command, i = argv[:first], first
+    flags: list[tuple[str, Optional[str]]] = []
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if eq:
+            flags.append((name, value))
+        elif name in _BARE_FLAGS or i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+            flags.append((name, None))
         else:
-            out = set_flag(out, name, value)
-    return out
+            flags.append((name, argv[i + 1]))
+            i += 1
+        i += 1
+    return command, flags
+
+
+def _join(command: Sequence[str], flags: Sequence[tuple[str, Optional[str]]]) -> list[str]:
+    return [*command, *(f if v is None else f"{f}={v}" for f, v in flags)]
+
+
+def tutorial_argv(argv: Sequence[str], *, vision: bool = False) -> list[str]:
+    """The tutorial's server command for the deployment rendered as *argv*.
+
+    The command, where it listens, the model and the tensor parallel size come from *argv*; every other
+    engine flag is the tutorial's full set (TUTORIAL_TEXT_FLAGS, or TUTORIAL_VISION_FLAGS for Llama 3.2
+    Vision), its --max-num-seqs included, so the comparison is the tutorial's deployment against the
+    project's, not the tutorial's extra flags on top of the project's.
+    """
+    command, flags = _split(argv)
+    kept = [(f, v) for f, v in flags if f in _KEPT_FLAGS]
+    return _join(command, [*kept, *(TUTORIAL_VISION_FLAGS if vision else TUTORIAL_TEXT_FLAGS)])
+
+
+def vllm_defaults_argv(argv: Sequence[str]) -> list[str]:
+    """*argv* with only what vLLM cannot default (listener, model, parallelism) and its --max-model-len."""
+    command, flags = _split(argv)
+    return _join(command, [(f, v) for f, v in flags if f in _KEPT_FLAGS or f == "--max-model-len"])
 
 
 def architecture_of(model: Any, *, tiny: bool) -> dict[str, Any]:
@@ -366,8 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("stack")
     parser.add_argument("deployment")
     parser.add_argument("--compare-tutorial", "--compare-seed", dest="compare_tutorial", action="store_true",
-                        help="also run with the Vertex AI tutorial's flags and print project/tutorial ratios "
+                        help="also run the Vertex AI tutorial's full flag set and print project/tutorial ratios "
                              "(--compare-seed is the older spelling)")
+    parser.add_argument("--compare-defaults", action="store_true",
+                        help="also run vLLM's own defaults (same model, parallelism and --max-model-len)")
     parser.add_argument("--input-len", type=int, default=512)
     parser.add_argument("--output-len", type=int, default=256)
     parser.add_argument("--num-prompts", type=int, default=512)
@@ -426,28 +473,34 @@ def _main(args: argparse.Namespace) -> int:
             device_kept=args.device_kept, max_model_len=max_model_len)
         for change in changes:
             _log(f"  {change}")
-        runs = [("project", project_argv)]
+        runs = {"project": project_argv}
+        # The other runs start from the deployment's rendered command too, then get the same replacements.
         if args.compare_tutorial:
-            runs.append(("tutorial", tutorial_argv(project_argv)))
+            vision = d.model.architecture == "MllamaForConditionalGeneration"
+            runs["tutorial"] = server_command(
+                tutorial_argv(d.container.argv, vision=vision), d.container.env, python=python,
+                model_dir=model_dir, port=port, device_kept=args.device_kept, max_model_len=max_model_len)[0]
+        if args.compare_defaults:
+            runs["defaults"] = server_command(
+                vllm_defaults_argv(d.container.argv), d.container.env, python=python,
+                model_dir=model_dir, port=port, device_kept=args.device_kept, max_model_len=max_model_len)[0]
         results: dict[str, BenchResult] = {}
-        for label, server_argv in runs:
+        for label, server_argv in runs.items():
             results[label] = run_one(label, server_argv, env, python=python,
                                      model_dir=model_dir, port=port, workload=workload,
                                      start_timeout=args.start_timeout,
                                      bench_timeout=args.bench_timeout, work_dir=work)
 
-    comparison = compare(results["project"], results["tutorial"]) if args.compare_tutorial else None
+    comparisons = {label: compare(results["project"], results[label]) for label in results if label != "project"}
     if args.json:
         out: dict[str, Any] = {
             "stack": args.stack, "deployment": args.deployment,
             "device": "as rendered" if args.device_kept else "cpu",
             "tiny": args.tiny, "workload": workload, "bench": BENCH_CODE,
-            "project_argv": project_argv, "replacements": changes,
+            "project_argv": project_argv, "replacements": changes, "argv": runs,
             "results": {k: asdict(v) for k, v in results.items()},
+            "comparison": {k: asdict(v) for k, v in comparisons.items()},
         }
-        if comparison:
-            out["tutorial_argv"] = tutorial_argv(project_argv)
-            out["comparison"] = asdict(comparison)
         print(json.dumps(out, indent=2))
     else:
         print(f"{args.stack}/{args.deployment} ({'as rendered' if args.device_kept else 'cpu'}"
@@ -455,10 +508,10 @@ def _main(args: argparse.Namespace) -> int:
               f"{args.output_len} out, {args.num_prompts} prompts, concurrency {args.concurrency}")
         for label, result in results.items():
             print(f"  {label:8s} {_format(result)}")
-        if comparison:
-            print(f"  project/tutorial: output throughput x{comparison.throughput_ratio:.2f}, "
-                  f"mean TPOT x{comparison.tpot_ratio:.2f} (same --max-num-seqs; only the "
-                  "tutorial's flags differ)")
+        for label, comparison in comparisons.items():
+            what = "the tutorial's full flag set" if label == "tutorial" else "vLLM's defaults"
+            print(f"  project/{label}: output throughput x{comparison.throughput_ratio:.2f}, "
+                  f"mean TPOT x{comparison.tpot_ratio:.2f} (against {what})")
     for label, result in results.items():
         if result.completed < 1 or result.output_tokens_per_s <= 0:
             _log(f"{label}: no completed requests")

@@ -68,6 +68,8 @@ def _expected_argv_changes(name: str, python: Path, model: Path, port: int) -> l
             f"--port 8000 -> {port}",
             f"--model meta-llama/Llama-3.1-70B -> {model}",
             "--tensor-parallel-size 8 -> 1 (one CPU worker)",
+            "dropped --gpu-memory-utilization 0.98 (CPU backend sizes the KV cache with "
+            "VLLM_CPU_KVCACHE_SPACE)",
             len_change,
             "dropped --download-dir /data (model weights come from the local model directory)",
         ]
@@ -78,11 +80,10 @@ EXPECTED_ENV_CHANGES = {
     "gemma-1b": [],  # HF_HOME=/model-cache and HF_HUB_OFFLINE=1 reach the server unchanged
     "llama-70b": ["dropped env VLLM_XLA_CACHE_PATH (accelerator-specific)"],
 }
-# Rendered flags that must reach the local server untouched.
+# Rendered flags that must reach the local server untouched (no --max-num-seqs: vLLM's own default runs).
 EXPECTED_KEPT_ARGS = {
-    "gemma-1b": ["--served-model-name=google/gemma-3-1b-it", "--tensor-parallel-size=1",
-                 "--max-num-seqs=256"],
-    "llama-70b": ["--served-model-name=meta-llama/Llama-3.1-70B", "--max-num-seqs=142"],
+    "gemma-1b": ["--served-model-name=google/gemma-3-1b-it", "--tensor-parallel-size=1"],
+    "llama-70b": ["--served-model-name=meta-llama/Llama-3.1-70B"],
 }
 
 

@@ -217,6 +217,11 @@ def test_dev_serves_gemma_on_cloud_run_l4_scaling_to_zero():
     assert template["scaling"]["minInstanceCount"] == 0, f"{svc.name}: min instances {template['scaling']}"
     assert template["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1", f"{svc.name}: no GPU limit"
     assert svc.inputs["deletionProtection"] is False, f"{svc.name}: deletion protection in dev"
+    # No max_num_seqs cap: Cloud Run lets through as many requests as vLLM's own default admits on an L4
+    # (256, stacks/catalog/data/vllm_defaults.yaml), and the container gets no --max-num-seqs.
+    assert template["maxInstanceRequestConcurrency"] == 256, f"{svc.name}: concurrency {template.get('maxInstanceRequestConcurrency')}"
+    args = template["containers"][0]["args"]
+    assert not any(str(a).startswith("--max-num-seqs") for a in args), f"{svc.name}: args {args}"
 
 
 def test_dev_serves_llama_8b_on_a_vertex_l4():

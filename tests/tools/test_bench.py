@@ -95,35 +95,66 @@ def test_compare_refuses_empty_tutorial_run(tutorial):
         compare(BenchResult(10.0, 1.0, 2.0, 4), tutorial)
 
 
-BASE = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
-        "--port", "8000", "--model", "/m", "--max-num-seqs", "256"]
+def rendered(name: str, stack: str = "prod") -> list[str]:
+    return list(bench.load_deployment(stack, name).container.argv)
 
 
-def test_tutorial_argv_appends_every_tutorial_flag_once():
-    out = tutorial_argv(BASE)
-    assert out[:len(BASE)] == BASE
-    assert out[len(BASE):] == ["--enforce-eager", "--enable-lora", "--max-loras", "1",
-                               "--max-cpu-loras", "8", "--disable-log-stats"]
-    # the project's --max-num-seqs is kept: only the tutorial's flags differ
-    assert out.count("--max-num-seqs") == 1 and out[out.index("--max-num-seqs") + 1] == "256"
+def flags_of(argv: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for token in argv:
+        if token.startswith("--"):
+            name, _, value = token.partition("=")
+            out[name] = value or None
+    return out
 
 
-def test_tutorial_argv_does_not_duplicate_present_flags():
-    argv = [*BASE, "--enforce-eager", "--max-loras=4", "--max-cpu-loras", "2",
-            "--no-enable-lora"]
-    out = tutorial_argv(argv)
-    names = [t.split("=", 1)[0] for t in out if t.startswith("--")]
-    assert len(names) == len(set(names)), out
-    assert "--no-enable-lora" not in out
-    assert "--max-loras=1" in out  # tutorial's value, the rendered spelling kept
-    assert out[out.index("--max-cpu-loras") + 1] == "8"
-    assert tutorial_argv(out) == out  # idempotent
+def test_tutorial_argv_is_the_tutorials_full_flag_set_for_the_8b():
+    argv = rendered("llama-8b")
+    tutorial = flags_of(tutorial_argv(argv))
+    # The tutorial's deploy_model_vllm for Llama 3.1 8B: every engine flag it passes (but the V0-only swap space).
+    assert tutorial == {
+        "--host": "0.0.0.0", "--port": "8080", "--model": "meta-llama/Llama-3.1-8B-Instruct",
+        "--tensor-parallel-size": "1", "--gpu-memory-utilization": "0.9", "--max-model-len": "4096",
+        "--dtype": "auto", "--max-loras": "1", "--max-cpu-loras": "8", "--max-num-seqs": "256",
+        "--disable-log-stats": None, "--enforce-eager": None, "--enable-lora": None,
+    }, tutorial
+    assert tutorial_argv(argv)[:3] == argv[:3]  # same server module
+    # The project's own flags do not leak into the tutorial's run: no cap there, 256 here.
+    assert "--max-num-seqs" not in flags_of(argv)
+
+
+def test_tutorial_argv_for_llama_vision_uses_12_sequences_and_no_lora():
+    tutorial = flags_of(tutorial_argv(["python", "-m", "vllm.entrypoints.api_server", "--host=0.0.0.0", "--port=8080",
+                                       "--model=meta-llama/Llama-3.2-11B-Vision-Instruct", "--tensor-parallel-size=1",
+                                       "--max-num-seqs=12", "--max-model-len=2048"], vision=True))
+    assert tutorial["--max-num-seqs"] == "12" and tutorial["--max-model-len"] == "4096"
+    assert "--enable-lora" not in tutorial and "--enforce-eager" in tutorial
+
+
+def test_tutorial_argv_keeps_listener_model_and_parallelism_whatever_the_spelling():
+    argv = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", "8000",
+            "--model", "/m", "--tensor-parallel-size", "8", "--max-num-seqs", "64", "--kv-cache-dtype=fp8",
+            "--no-enable-prefix-caching"]
+    tutorial = flags_of(tutorial_argv(argv))
+    assert tutorial["--host"] == "127.0.0.1" and tutorial["--model"] == "/m" and tutorial["--tensor-parallel-size"] == "8"
+    assert tutorial["--max-num-seqs"] == "256"
+    assert "--kv-cache-dtype" not in tutorial and "--no-enable-prefix-caching" not in tutorial
+    names = [t.split("=", 1)[0] for t in tutorial_argv(argv) if t.startswith("--")]
+    assert len(names) == len(set(names))
 
 
 def test_tutorial_argv_does_not_mutate_input():
-    argv = list(BASE)
+    argv = rendered("llama-8b")
+    before = list(argv)
     tutorial_argv(argv)
-    assert argv == BASE
+    assert argv == before
+
+
+def test_vllm_defaults_argv_keeps_only_what_vllm_cannot_default():
+    argv = rendered("llama-8b")
+    defaults = flags_of(bench.vllm_defaults_argv(argv))
+    expected = {"--host", "--port", "--model", "--tensor-parallel-size", "--max-model-len"}
+    assert set(defaults) == expected | ({"--served-model-name"} & set(flags_of(argv)))
 
 
 def test_server_command_cpu_swaps_model_host_port_and_adds_dummy_load():
@@ -198,3 +229,4 @@ def test_bad_workload_is_refused(capsys):
 def test_compare_flag_has_both_spellings(flag):
     assert bench.build_parser().parse_args(["dev", "gemma-1b", flag]).compare_tutorial is True, flag
     assert bench.build_parser().parse_args(["dev", "gemma-1b"]).compare_tutorial is False
+    assert bench.build_parser().parse_args(["dev", "gemma-1b", "--compare-defaults"]).compare_defaults is True
