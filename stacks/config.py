@@ -223,6 +223,9 @@ class ModelArchitectureConfig:
     sliding_window: Optional[int] = setting("Sliding-window size, if some layers use one.", None, minimum=1)
     sliding_window_layers: int = setting("How many layers use the sliding window.", 0, minimum=0)
     cross_attention_layers: int = setting("Cross-attention layers (vision encoder-decoder).", 0, minimum=0)
+    intermediate_size: Optional[int] = setting(
+        "MLP width (`intermediate_size` in config.json); sizes the activation estimate. Default 3.5 x hiddenSize.",
+        None, minimum=1)
 
 
 @dataclass(frozen=True)

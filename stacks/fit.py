@@ -273,7 +273,10 @@ def estimate(req: FitRequest) -> FitEstimate:
     full_sequence = _sequence_kv_bytes(req, req.max_model_len)
     per_token = full_sequence / req.max_model_len
     usable = max(kv_bytes, 0.0)
+    capacity = _whole_blocks(kv_bytes, per_token)
     largest = _largest_length(req, usable)
+    if not (model.sliding_window and model.sliding_window_layers):
+        largest = min(largest, capacity)  # vLLM counts whole blocks: what it reports is what it accepts
     weights_fit = kv_bytes > 0
     typical = min(req.typical_request_tokens, req.max_model_len)
     fp8 = dataclasses.replace(req, kv_cache_dtype_bytes=1.0)
@@ -284,7 +287,7 @@ def estimate(req: FitRequest) -> FitEstimate:
         encoder_gib_per_device=encoder / GIB,
         kv_cache_gib_per_device=kv_bytes / GIB,
         kv_bytes_per_token_per_device=per_token,
-        kv_capacity_tokens=_whole_blocks(kv_bytes, per_token),
+        kv_capacity_tokens=capacity,
         kv_capacity_tokens_fp8=_whole_blocks(kv_bytes, _sequence_kv_bytes(fp8, req.max_model_len) / req.max_model_len),
         largest_max_model_len=largest,
         sequences_at_max_model_len=usable / full_sequence,

@@ -183,7 +183,7 @@ def _model(d: DeploymentConfig, key: str, out: Findings) -> Optional[ModelSpec]:
             vocab_size=c.vocab_size, max_context=c.max_context, sliding_window=c.sliding_window,
             sliding_window_layers=c.sliding_window_layers, modality=c.modality, gated=c.gated,
             chat_template=c.chat_template, weight_bytes_per_param=c.weight_bytes_per_param,
-            sources=(f"stack config {key}.customModel",),
+            sources=(f"stack config {key}.customModel",), intermediate_size=c.intermediate_size,
         )
     model = CATALOG.model(d.model)
     if model is None:

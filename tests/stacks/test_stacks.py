@@ -224,6 +224,19 @@ def test_dev_serves_gemma_on_cloud_run_l4_scaling_to_zero():
     assert not any(str(a).startswith("--max-num-seqs") for a in args), f"{svc.name}: args {args}"
 
 
+def test_cloud_run_concurrency_on_a_large_gpu_stops_at_cloud_runs_limit():
+    # vLLM's own max_num_seqs is 1024 on devices of 70 GiB or more; Cloud Run takes at most 1000.
+    values, secret_keys = stack_values("dev")
+    values = copy.deepcopy(values)
+    values["llm-serving:deployments"]["gemma-1b"]["hardware"] = {
+        "acceleratorType": "nvidia-rtx-pro-6000", "cpu": "20", "memory": "80Gi"}
+    p = plan_values(values, secret_keys, "dev", "Pulumi.dev.yaml")
+    svc = p.one(CLOUD_RUN, "llm-dev-gemma-1b-service")
+    assert p.result.resolved.deployments["gemma-1b"].fit.max_num_seqs == 1024
+    assert svc.inputs["template"]["maxInstanceRequestConcurrency"] == 1000, \
+        f"{svc.name}: concurrency {svc.inputs['template'].get('maxInstanceRequestConcurrency')}"
+
+
 def test_dev_serves_llama_8b_on_a_vertex_l4():
     p = planned("dev")
     endpoint = p.one(VERTEX, "llm-dev-llama-8b-deployment")
