@@ -25,8 +25,8 @@ only on the V0 encoder-decoder runner (vLLM <= 0.10), whose blocks span all 40 d
 The decoder's activation peak is the MLP of one layer: per token, the gate/up projection output
 (2 x intermediate / TP), the activation output (intermediate / TP) and about three hidden-size vectors
 (residual, normed input, output), all bf16: ``2 bytes x (3 x intermediate / TP + 3 x hidden)``.
-For Llama 3.1 8B that is 108 KiB a token; vLLM logged 2.07 GiB of activation peak for 20,000 tokens
-(2 x 14.99 GiB weights run, vllm-project/vllm#10517), 108.5 KiB a token.
+For Llama 3.1 8B that is 108 KiB a token; vLLM logged a torch peak of 17.06 GiB over 14.99 GiB of
+weights for 20,000 batched tokens (vllm-project/vllm#10517): 2.07 GiB, 108.5 KiB a token.
 
 The vision encoder's profiling run (``VisionEncoderSpec`` in models.yaml):
 
@@ -41,8 +41,9 @@ The vision encoder's profiling run (``VisionEncoderSpec`` in models.yaml):
 Constants, each a measurement or a stated estimate:
 
 - ``NON_TORCH_GIB = 0.3``: logged non-torch memory is 0.05-0.35 GiB on one device
-  (vllm-project/vllm#10517: 0.35 GiB; V0 0.7 logs: 0.05 GiB); the V1 A100 log below leaves 0.33 GiB
-  beside weights and activations.
+  (vllm-project/vllm#10517: 0.35 GiB; a V0 0.7 log in oracle-samples/oci-data-science-ai-samples
+  ai-quick-actions/troubleshooting-tips.md: 0.05 GiB); the V1 A100 40GB log of github.com/ilseokoh/vllm-gce
+  leaves 0.33 GiB beside weights and activations.
 - ``TP_COMM_GIB = 0.5``: NCCL and custom all-reduce buffers per device when TP > 1 (hedge).
 - ``CUDA_GRAPH_GIB = 0.5``: "Graph capturing finished in 5 secs, took 0.55 GiB" for a Llama-8B-sized
   model (github.com/ilseokoh/vllm-gce); counted only when the pinned vLLM profiles graphs, never with
