@@ -138,6 +138,19 @@ def test_apis_are_exactly_those_the_stack_needs(stack: str):
     assert sorted(p.result.outputs["apis"]) == sorted(expected), f"Pulumi.{stack}.yaml: apis output {p.result.outputs['apis']}"
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_committed_deployment_carries_a_max_num_seqs_it_did_not_ask_for(stack: str):
+    # vLLM's scheduler admits by free KV blocks; a cap the user did not set cost a third to half of the
+    # throughput (README "Serving defaults"). The one exception is Llama 3.2 Vision on the Model Garden image.
+    resolved = planned(stack).result.resolved
+    assert resolved is not None, f"stack {stack}: nothing resolved"
+    for name, d in resolved.deployments.items():
+        capped = [a for a in d.container.args if a.startswith("--max-num-seqs")]
+        asked = d.config.vllm.max_num_seqs is not None
+        vision = d.model.architecture == "MllamaForConditionalGeneration" and d.image.server == "model-garden"
+        assert not capped or asked or vision, f"stack {stack}, deployment {name}: {capped} was not asked for"
+
+
 def test_dev_enables_no_gke_api_and_prod_does():
     assert "container.googleapis.com" not in service_names(planned("dev")), "dev enables the GKE API without a GKE deployment"
     assert "container.googleapis.com" in service_names(planned("prod")), "prod has a GKE deployment but no GKE API"
