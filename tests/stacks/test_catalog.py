@@ -297,3 +297,20 @@ def test_latest_tag_is_rejected(tmp_path, monkeypatch):
     monkeypatch.setattr(catalog_module, "DATA_DIR", tmp_path)
     with pytest.raises(CatalogError, match=r"images\.yaml: upstream\[0\] must pin a tag"):
         load_catalog()
+
+
+def test_vllm_defaults_carry_their_sources():
+    assert CATALOG.scheduler.sources and CATALOG.fp8_kv_cache.sources
+    assert CATALOG.tpu_v6e.gpu_memory_utilization_sources and CATALOG.tpu_v6e.support_matrix_sources
+    assert set(CATALOG.fp8_kv_cache.accelerators) <= set(CATALOG.accelerators)
+    assert set(CATALOG.tpu_v6e.support_matrix.values()) <= {"passing", "failing"}
+
+
+def test_tpu_support_matrix_status_must_be_known(tmp_path, monkeypatch):
+    for path in catalog_module.DATA_DIR.glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    text = (tmp_path / "vllm_defaults.yaml").read_text().replace("Qwen/Qwen3-4B: failing", "Qwen/Qwen3-4B: flaky", 1)
+    (tmp_path / "vllm_defaults.yaml").write_text(text)
+    monkeypatch.setattr(catalog_module, "DATA_DIR", tmp_path)
+    with pytest.raises(CatalogError, match=r"vllm_defaults\.yaml: tpu_v6e\.support_matrix values must be passing or failing"):
+        load_catalog()
