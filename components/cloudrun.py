@@ -39,7 +39,14 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.container import ServingContainer
-from components.images import pinned_image_problem
+from components.rules import (
+    gcp_label_problem,
+    is_public_member,
+    looks_like_token,
+    member_problem,
+    pinned_image_problem,
+    secret_reference_problem,
+)
 
 TYPE_TOKEN = "llm-serving:cloudrun:VllmService"
 # Earlier type tokens of this component: aliases keep deployed services from being replaced.
@@ -60,8 +67,6 @@ INGRESS = MappingProxyType({
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 })
 
-PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "principal:", "principalSet:")
 
 # Environment variables Cloud Run sets itself and rejects in a revision.
 RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
@@ -69,14 +74,9 @@ RESERVED_ENV = ("PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION")
 HF_TOKEN_ENV = "HF_TOKEN"
 # Plain env names that look like credentials: these belong in `secret_env`.
 _SECRET_LIKE_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL)", re.IGNORECASE)
-# Literal credentials that must never be used where a secret reference is expected.
-_LITERAL_TOKEN = re.compile(r"^(hf_[A-Za-z0-9]{20,}|ya29\.|sk-[A-Za-z0-9]{20,})")
 
 _SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SECRET_NAME = re.compile(r"(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}")
-_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 
 
 def invoker_key(member: str) -> str:
@@ -187,7 +187,7 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
             add(f"container.env.{key}", f"is set by Cloud Run itself; remove it (reserved: {', '.join(RESERVED_ENV)})")
         elif _SECRET_LIKE_ENV.search(key):
             add(f"container.env.{key}", "looks like a credential; move it to secret_env as a Secret Manager reference")
-        if isinstance(value, str) and _LITERAL_TOKEN.match(value):
+        if looks_like_token(value):
             add(f"container.env.{key}", "holds what looks like a literal token; store it in Secret Manager and use secret_env")
     if a.hf_token is not None and HF_TOKEN_ENV in a.secret_env:
         add(f"secret_env.{HF_TOKEN_ENV}", "is also given as hf_token; keep one")
@@ -200,22 +200,19 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
             add(f"secret_env.{key}", f"got a {type(ref).__name__}; give SecretRef(secret=..., version=...)")
             continue
         if isinstance(ref.secret, str):
-            if _LITERAL_TOKEN.match(ref.secret):
-                add(f"secret_env.{key}.secret", "holds what looks like a literal token; give the secret's id or name")
-            elif not _SECRET_NAME.fullmatch(ref.secret):
-                add(f"secret_env.{key}.secret", f"got {ref.secret!r}; give a secret id or projects/<p>/secrets/<id> "
-                                                "(the version goes in `version`)")
+            problem = secret_reference_problem(ref.secret)
+            if problem:
+                add(f"secret_env.{key}.secret", f"{problem} (the version goes in `version`)")
         if not (ref.version == "latest" or ref.version.isdigit()):
             add(f"secret_env.{key}.version", f"got {ref.version!r}; use 'latest' or a version number")
 
     for member in a.invokers:
-        if member in PUBLIC_MEMBERS:
+        if is_public_member(member):
             if not a.allow_public:
                 add("invokers", f"contains {member!r}, which makes the service public; remove it, "
                                 "or set allow_public=True if it really must be public")
-        elif not member.startswith(MEMBER_PREFIXES):
-            add("invokers", f"got {member!r}; IAM members look like user:, group:, serviceAccount:, domain:, "
-                            "principal: or principalSet:")
+        elif member_problem(member):
+            add("invokers", member_problem(member))
 
     if a.gcs_volume is not None:
         v = a.gcs_volume
@@ -228,9 +225,9 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
                 add("gcs_volume.mount_options", f"got {option!r}; write gcsfuse flags without leading dashes")
 
     for key, value in a.labels.items():
-        if not _LABEL_KEY.fullmatch(key) or not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
-            add(f"labels.{key}", f"got {key}={value!r}; keys start with a lowercase letter, keys and values use "
-                                 "lowercase letters, digits, _ and -, at most 63 characters")
+        problem = gcp_label_problem(key, value)
+        if problem:
+            add(f"labels.{key}", problem)
     return problems
 
 

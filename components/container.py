@@ -17,7 +17,7 @@ from typing import Optional
 
 import pulumi
 
-from components.images import pinned_image_problem
+from components.rules import pinned_image_problem
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -30,13 +30,20 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.rules import (
+    REGION,
+    TPU_V6E_MIN_GKE_VERSION,
+    ZONE,
+    gcp_labels_problems,
+    gke_floor_problem,
+    service_account_id_problem,
+)
+
 TYPE_TOKEN = "llm-serving:gke:Cluster"
 # Earlier type tokens of this component: aliases keep the deployed cluster from being replaced.
 PREVIOUS_TYPE_TOKENS = ("llm-serving:gke:GkeCluster",)
 
-# TPU v6e (Trillium) is supported from this GKE version on (GKE tutorial "Serve an LLM using TPU Trillium on
-# GKE with vLLM", cluster creation: https://cloud.google.com/kubernetes-engine/docs/tutorials/serve-vllm-tpu).
-TPU_V6E_MIN_VERSION = "1.31.2-gke.1115000"
+TPU_V6E_MIN_VERSION = TPU_V6E_MIN_GKE_VERSION  # components.rules holds the fact and its source
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
 
 # What nodes need, and nothing more: write logs and metrics, read metadata, pull images.
@@ -52,7 +59,6 @@ EXEC_PLUGIN = "gke-gcloud-auth-plugin"
 
 _POOL_NAME = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
 _CLUSTER_NAME = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
-_VERSION = re.compile(r"1\.(\d+)(?:\.(\d+)(?:-gke\.(\d+))?)?")
 _RESERVATION = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # General-purpose families for the add-on pool (no accelerators).
 _CPU_FAMILIES = ("e2-", "n1-", "n2-", "n2d-", "n4-", "c2-", "c2d-", "c3-", "c3d-", "c4-", "t2d-", "t2a-")
@@ -152,7 +158,9 @@ class GkeClusterArgs:
     hardware: HardwareTable  # machine-type and TPU-topology facts the pools are checked against
     enable_autopilot: bool = False  # Autopilot: GKE manages nodes; node_pools must be empty
     release_channel: str = "REGULAR"  # RAPID | REGULAR | STABLE
-    min_master_version: Optional[str] = TPU_V6E_MIN_VERSION  # at least 1.31.2-gke.1115000 with TPU v6e
+    # Lowest control-plane version (`1.33`, `1.33.5-gke.1080000`); None = the release channel's default,
+    # which is newer than what TPU v6e needs on every channel. An exact old patch fails once GKE stops offering it.
+    min_master_version: Optional[str] = None
     deletion_protection: bool = True  # provider-side guard; set False before a deliberate destroy
     network: Optional[str] = None  # VPC network name or self link; default network when None
     subnetwork: Optional[str] = None  # subnetwork name or self link
@@ -161,16 +169,6 @@ class GkeClusterArgs:
     node_service_account_id: Optional[str] = None  # default "<cluster_name>-nodes" (6-30 chars)
     image_repositories: Sequence[ArtifactRepository] = ()  # scope the image reader role; empty = project-wide
     labels: Mapping[str, str] = field(default_factory=dict)  # GCP labels on the cluster and node pools
-
-
-def _version_key(version: str) -> Optional[tuple[float, float, float]]:
-    """'1.31.2-gke.1115000' -> (31, 2, 1115000). Missing parts mean 'the newest of that prefix'."""
-    match = _VERSION.fullmatch(version)
-    if not match:
-        return None
-    minor, patch, gke = match.groups()
-    inf = float("inf")
-    return (int(minor), int(patch) if patch is not None else inf, int(gke) if gke is not None else inf)
 
 
 def _pool_problems(key: str, pool: NodePoolSpec, hw: HardwareTable, system: bool = False) -> list[str]:
@@ -254,7 +252,7 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
                         f"starting with a letter")
     if not args.project:
         problems.append("project: is required (the project id)")
-    if not re.fullmatch(r"[a-z]+-[a-z]+\d+(-[a-z])?", args.location or ""):
+    if not (REGION.fullmatch(args.location or "") or ZONE.fullmatch(args.location or "")):
         problems.append(f"location: got {args.location!r}; give a zone like us-east5-b or a region like us-central1")
     if args.release_channel not in RELEASE_CHANNELS:
         problems.append(f"release_channel: got {args.release_channel!r}; use one of {', '.join(RELEASE_CHANNELS)}")
@@ -263,22 +261,14 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
         (hw.machine_types.get(p.machine_type) or MachineShape("", "", 0, "")).accelerator == "tpu-v6e"
         for p in args.node_pools.values())
     if args.min_master_version is not None:
-        version = _version_key(args.min_master_version)
-        min_version = _version_key(TPU_V6E_MIN_VERSION)
-        if version is None:
-            problems.append(f"min_master_version: got {args.min_master_version!r}; give a GKE version like "
-                            f"{TPU_V6E_MIN_VERSION} (or a prefix like 1.32)")
-        elif uses_v6e and min_version is not None and version < min_version:
-            problems.append(f"min_master_version: got {args.min_master_version!r}, below {TPU_V6E_MIN_VERSION}, the "
-                            f"first GKE version with TPU v6e; raise it to {TPU_V6E_MIN_VERSION} or later")
-    elif uses_v6e:
-        problems.append(f"min_master_version: is None, but TPU v6e needs GKE {TPU_V6E_MIN_VERSION} or later; "
-                        f"set it so a cluster never comes up too old for its node pools")
+        problem = gke_floor_problem(args.min_master_version, TPU_V6E_MIN_VERSION if uses_v6e else "1.0", "TPU v6e")
+        if problem:
+            problems.append(f"min_master_version: {problem}")
 
     sa_id = args.node_service_account_id or f"{args.cluster_name}-nodes"
-    if not re.fullmatch(r"[a-z]([-a-z0-9]{4,28}[a-z0-9])", sa_id):
-        problems.append(f"node_service_account_id: {sa_id!r} is not a valid account id (6-30 lowercase letters, "
-                        f"digits, hyphens); set node_service_account_id or shorten cluster_name")
+    sa_problem = service_account_id_problem(sa_id)
+    if sa_problem:
+        problems.append(f"node_service_account_id: {sa_problem}; set node_service_account_id or shorten cluster_name")
 
     if args.enable_autopilot:
         if args.node_pools:
@@ -296,10 +286,7 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
             problems.append("system_node_pool: is None and no node pool is general purpose; accelerator nodes are "
                             "tainted, so kube-dns and the metrics adapter would stay Pending. Keep the default "
                             "system_node_pool or add a pool with e.g. e2-standard-4")
-    for key, value in args.labels.items():
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
-            problems.append(f"labels[{key!r}]: {key}={value!r} is not a valid GCP label; keys start with a lowercase "
-                            f"letter, keys and values use lowercase letters, digits, _ and - (63 max)")
+    problems += [f"labels: {problem}" for problem in gcp_labels_problems(args.labels)]
     return problems
 
 

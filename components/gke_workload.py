@@ -34,6 +34,13 @@ import pulumi_kubernetes as k8s
 
 from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement
+from components.rules import (
+    bucket_name_problem,
+    dns_label_problem,
+    k8s_label_problem,
+    looks_like_token,
+    pinned_image_problem,
+)
 
 TYPE_TOKEN = "llm-serving:gke:VllmWorkload"
 # Earlier type tokens of this component: aliases keep deployed workloads from being replaced.
@@ -57,10 +64,6 @@ _FRACTION_METRICS = ("vllm:kv_cache_usage_perc",)
 HF_ENV_NAMES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
 SECRET_KEY = "hf_api_token"
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,7 +97,7 @@ class VllmGkeWorkloadArgs:
     gcsfuse_mount_options: str = DEFAULT_MOUNT_OPTIONS  # comma-separated, no spaces
     cpu_request: Optional[str] = None  # e.g. "8"; Autopilot GPU pods should set it
     memory_request: Optional[str] = None  # e.g. "64Gi"
-    labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (invalid keys skipped)
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (an invalid one is refused)
 
 
 def hpa_metric_name(metric: str) -> str:
@@ -116,12 +119,13 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
         value = getattr(args, fname)
         if value is None:
             continue
-        if not _DNS_LABEL.fullmatch(value) or len(value) > 63:
-            p.append(f"{fname}: got {value!r}; use a DNS label (lowercase letters, digits, hyphens, 63 max)")
+        problem = dns_label_problem(value)
+        if problem:
+            p.append(f"{fname}: {problem}")
     ksa = args.service_account_name or args.app_name
-    if not _DNS_LABEL.fullmatch(ksa):
+    if dns_label_problem(ksa):
         p.append(f"service_account_name: got {ksa!r}; use a DNS label")
-    if isinstance(args.model_bucket, str) and not _BUCKET.fullmatch(args.model_bucket):
+    if isinstance(args.model_bucket, str) and bucket_name_problem(args.model_bucket):
         p.append(f"model_bucket: got {args.model_bucket!r}; give the bucket name without gs:// (3-63 lowercase "
                  f"letters, digits, dots, hyphens, underscores)")
     # The token only ever travels as a Secret.
@@ -129,8 +133,13 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
         if key in HF_ENV_NAMES:
             p.append(f"container.env.{key}: the Hugging Face token must not be a plain env value; pass it as hf_token "
                      f"(a Pulumi secret) and it is read from a Kubernetes Secret")
-        elif isinstance(value, str) and re.fullmatch(r"hf_[A-Za-z0-9]{20,}", value):
+        elif looks_like_token(value):
             p.append(f"container.env.{key}: looks like a Hugging Face token; pass it as hf_token instead of plain env")
+
+    for key, value in args.labels.items():
+        problem = k8s_label_problem(key, value)
+        if problem:
+            p.append(f"labels: {problem}")
 
     # Accelerator placement and capacity.
     if acc.kind not in ("tpu", "gpu"):
@@ -213,7 +222,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         hf_secret_name = args.hf_secret_name or f"{args.app_name}-hf-token"
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
         selector = {"app.kubernetes.io/name": args.app_name, "app.kubernetes.io/instance": name}
-        labels = {**{k: v for k, v in args.labels.items() if _LABEL_KEY.fullmatch(k) and _LABEL_VALUE.fullmatch(v)},
+        labels = {**{k: v for k, v in args.labels.items() if not k8s_label_problem(k, v)},
                   **selector, "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving",
                   "app.kubernetes.io/component": "model-server"}
 

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.iam import Grants, grant_problems
+from components.rules import SECRET_ID, gcp_labels_problems, secret_reference_problem
 
 ACCESSOR = "roles/secretmanager.secretAccessor"
 
@@ -38,6 +39,11 @@ class HuggingFaceToken(pulumi.ComponentResource):
         problems = grant_problems(args.accessors, "accessors")
         if (args.token is None) == (args.existing_secret is None):
             problems.append("give either token (a Pulumi secret) or existing_secret, not both or neither")
+        if args.existing_secret is not None and secret_reference_problem(args.existing_secret):
+            problems.append(f"existing_secret: {secret_reference_problem(args.existing_secret)}")
+        if args.token is not None and not SECRET_ID.fullmatch(args.secret_id):
+            problems.append(f"secret_id: got {args.secret_id!r}; up to 255 letters, digits, - and _")
+        problems += [f"labels: {p}" for p in gcp_labels_problems(args.labels)]
         if problems:
             raise ValueError(f"HuggingFaceToken {name}: " + "; ".join(problems))
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.rules import is_public_member
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -33,7 +35,7 @@ def grant_problems(grants: Grants, field: str) -> list[str]:
             problems.append(f"{field}: key {key!r} must be letters, digits and hyphens (it names a resource)")
         if not grant.role.startswith("roles/"):
             problems.append(f"{field}.{key}: role {grant.role!r} must be a predefined role such as roles/storage.objectViewer")
-        if isinstance(grant.member, str) and grant.member in ("allUsers", "allAuthenticatedUsers"):
+        if is_public_member(grant.member):
             problems.append(f"{field}.{key}: {grant.member} would make the resource public; grant named principals instead")
     return problems
 

@@ -28,7 +28,7 @@ from typing import Optional
 import pulumi
 import pulumi_command as command
 
-from components.images import pinned_image_problem
+from components.rules import hf_model_id_problem, pinned_image_problem, secret_reference_problem
 
 TYPE_TOKEN = "llm-serving:images:ModelImageBuild"
 # Earlier type tokens of this component: aliases keep existing builds from rerunning.
@@ -36,12 +36,10 @@ PREVIOUS_TYPE_TOKENS = ("llm-serving:cloudrun:ModelImageBuild",)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where Pulumi.yaml lives
 BUILD_DIR = "images/vllm-baked"  # relative to PROJECT_ROOT
-BUILD_FILES = ("Dockerfile", "cloudbuild.yaml")
+BUILD_FILES = ("Dockerfile", "cloudbuild.yaml", "cloudbuild-public.yaml")  # the last: builds without a token
 
-_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _REVISION = re.compile(r"[\w./-]{1,128}")
 _IMAGE_NAME = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*")
-_SECRET_NAME = re.compile(r"(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # `gcloud builds submit --machine-type` choices (gcloud's own help text).
 MACHINE_TYPES = ("e2-medium", "e2-highcpu-8", "e2-highcpu-32", "n1-highcpu-8", "n1-highcpu-32")
@@ -57,8 +55,9 @@ class ModelImageBuildArgs:
     image_name: str  # image name inside the repository, e.g. "vllm-gemma-3-1b-it"
     model_id: str  # Hugging Face model id, e.g. "google/gemma-3-1b-it"
     base_image: pulumi.Input[str]  # pinned vLLM image (tag or digest), e.g. via the Docker Hub remote repository
-    hf_token: pulumi.Input[str]  # the HF token's Secret Manager secret: id or projects/<p>/secrets/<id>
     build_service_account: pulumi.Input[str]  # the build's service account: email or projects/<p>/serviceAccounts/<email>
+    # Secret Manager secret id or projects/<p>/secrets/<id> with the HF token; None for a public (not gated) model.
+    hf_token: Optional[pulumi.Input[str]] = None
     model_revision: Optional[str] = None  # Hugging Face revision; a commit pins the weights (default: main)
     hf_token_version: str = "latest"  # secret version the build reads
     source_dir: str = BUILD_DIR  # directory with Dockerfile and cloudbuild.yaml, relative to the project root or absolute
@@ -95,7 +94,7 @@ def _validate(a: ModelImageBuildArgs) -> list[str]:
         add("region", "is empty; give the Cloud Build region, e.g. us-central1")
     if not _IMAGE_NAME.fullmatch(a.image_name or ""):
         add("image_name", f"got {a.image_name!r}; use lowercase letters, digits and . _ - separators")
-    if not _MODEL_ID.fullmatch(a.model_id or ""):
+    if hf_model_id_problem(a.model_id or ""):
         add("model_id", f"got {a.model_id!r}; give a Hugging Face id like org/name")
     if a.model_revision is not None and not _REVISION.fullmatch(a.model_revision):
         add("model_revision", f"got {a.model_revision!r}; give a commit hash, tag or branch")
@@ -103,9 +102,10 @@ def _validate(a: ModelImageBuildArgs) -> list[str]:
         problem = pinned_image_problem(a.base_image)
         if problem:
             add("base_image", problem)
-    if isinstance(a.hf_token, str) and not _SECRET_NAME.fullmatch(a.hf_token):
-        add("hf_token", f"got {a.hf_token!r}; give the secret's id or projects/<p>/secrets/<id>, "
-                        "never the token itself")
+    if isinstance(a.hf_token, str):
+        problem = secret_reference_problem(a.hf_token)
+        if problem:
+            add("hf_token", problem)
     if not (a.hf_token_version == "latest" or a.hf_token_version.isdigit()):
         add("hf_token_version", f"got {a.hf_token_version!r}; use 'latest' or a version number")
     missing = [f for f in BUILD_FILES if not (resolve_source_dir(a.source_dir) / f).is_file()]
@@ -146,8 +146,9 @@ class ModelImageBuild(pulumi.ComponentResource):
             lambda url: f"{url.rstrip('/')}/{args.image_name}")
         tagged = pulumi.Output.all(image_path, tag).apply(lambda v: f"{v[0]}:{v[1]}")
 
-        secret_version = pulumi.Output.from_input(args.hf_token).apply(
+        secret_version = (pulumi.Output.from_input(args.hf_token).apply(
             lambda s: _secret_version_name(args.project, s, args.hf_token_version))
+            if args.hf_token is not None else pulumi.Output.from_input(""))
         build_sa = pulumi.Output.from_input(args.build_service_account).apply(
             lambda sa: _service_account_name(args.project, sa))
         script = pulumi.Output.all(tagged, base_image, secret_version, build_sa).apply(
@@ -192,12 +193,11 @@ def _build_script(args: ModelImageBuildArgs, revision: str, *, image: str, base_
         f"_MODEL_REVISION={revision}",
         f"_IMAGE={image}",
         f"_BASE_IMAGE={base_image}",
-        f"_HF_SECRET={hf_secret}",
-    ])
+    ] + ([f"_HF_SECRET={hf_secret}"] if hf_secret else []))
     q = shlex.quote
     submit = [
         "gcloud", "builds", "submit", ".",
-        "--config=cloudbuild.yaml",
+        "--config=cloudbuild.yaml" if hf_secret else "--config=cloudbuild-public.yaml",
         f"--region={q(args.region)}",
         f"--project={q(args.project)}",
         f"--substitutions={q(substitutions)}",

@@ -15,7 +15,6 @@ metric not found".
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
@@ -24,7 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.images import pinned_image_problem
+from components.rules import k8s_label_problem, pinned_image_problem
 
 TYPE_TOKEN = "llm-serving:gke:CustomMetricsAdapter"
 
@@ -33,8 +32,6 @@ DEFAULT_ADAPTER_IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v
 NAMESPACE = "custom-metrics"
 SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
 APP = "custom-metrics-stackdriver-adapter"
-_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 # (name, group, version, versionPriority) of the aggregated APIs the adapter serves.
 API_SERVICES = (
@@ -55,7 +52,7 @@ class CustomMetricsAdapterArgs:
     replicas: int = 1  # adapter replicas
     cpu: str = "250m"  # request = limit, as upstream
     memory: str = "400Mi"  # request = limit, as upstream
-    labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (invalid keys skipped)
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (an invalid one is refused)
 
 
 def _image_problem(image: str) -> Optional[str]:
@@ -88,12 +85,13 @@ class CustomMetricsAdapter(pulumi.ComponentResource):
             problems.append(f"replicas: got {args.replicas}; use 1 or more")
         if not args.project:
             problems.append("project: is required")
+        problems += [f"labels: {p}" for p in (k8s_label_problem(k, v) for k, v in args.labels.items()) if p]
         if problems:
             raise ValueError(f"CustomMetricsAdapter {name!r}: " + "; ".join(problems))
 
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
         selector = {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": name}
-        labels = {**{k: v for k, v in args.labels.items() if _LABEL_KEY.fullmatch(k) and _LABEL_VALUE.fullmatch(v)},
+        labels = {**{k: v for k, v in args.labels.items() if not k8s_label_problem(k, v)},
                   **selector, "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving",
                   "app.kubernetes.io/component": "metrics-adapter"}
         subject = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=SERVICE_ACCOUNT, namespace=NAMESPACE)]

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.iam import Grants, grant_problems, role_slug
+from components.rules import bucket_name_problem, gcp_labels_problems, soft_delete_days_problem
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ class ModelBucket(pulumi.ComponentResource):
         problems = grant_problems(args.grants, "grants")
         if args.force_destroy and args.protect:
             problems.append("force_destroy and protect contradict each other; a protected bucket keeps its objects")
-        if args.soft_delete_days and not 7 <= args.soft_delete_days <= 90:
-            problems.append(f"soft_delete_days is {args.soft_delete_days}; Cloud Storage takes 0 or 7-90 days")
+        for field_name, problem in (("bucket_name", bucket_name_problem(args.bucket_name)),
+                                    ("soft_delete_days", soft_delete_days_problem(args.soft_delete_days))):
+            if problem:
+                problems.append(f"{field_name}: {problem}")
+        problems += [f"labels: {p}" for p in gcp_labels_problems(args.labels)]
         if problems:
             raise ValueError(f"ModelBucket {name}: " + "; ".join(problems))
 

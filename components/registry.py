@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.iam import Grants, grant_problems, role_slug
+from components.rules import gcp_labels_problems, repository_id_problem
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class ArtifactRegistry(pulumi.ComponentResource):
     def __init__(self, name: str, args: ArtifactRegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-serving:registry:ArtifactRegistry", name, None, opts)
         problems = grant_problems(args.readers, "readers") + grant_problems(args.writers, "writers")
+        for field_name in ("images_repository_id", "dockerhub_repository_id"):
+            problem = repository_id_problem(getattr(args, field_name))
+            if problem:
+                problems.append(f"{field_name}: {problem}")
+        problems += [f"labels: {p}" for p in gcp_labels_problems(args.labels)]
         if problems:
             raise ValueError(f"ArtifactRegistry {name}: " + "; ".join(problems))
         host = f"{args.location}-docker.pkg.dev/{args.project}"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
 from components.iam import role_slug
-
-ACCOUNT_ID = re.compile(r"[a-z]([-a-z0-9]{4,28}[a-z0-9])")
+from components.rules import service_account_id_problem
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,10 @@ class WorkloadServiceAccount(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WorkloadServiceAccountArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-serving:iam:WorkloadServiceAccount", name, None, opts)
-        if not ACCOUNT_ID.fullmatch(args.account_id):
-            raise ValueError(
-                f"WorkloadServiceAccount {name}: account_id {args.account_id!r} must be 6-30 lowercase letters, "
-                "digits or hyphens, starting with a letter; shorten the deployment name or the name prefix"
-            )
+        problem = service_account_id_problem(args.account_id)
+        if problem:
+            raise ValueError(f"WorkloadServiceAccount {name}: account_id {problem}; shorten the deployment name "
+                             "or the name prefix")
         self.account = gcp.serviceaccount.Account(
             f"{name}-sa",
             project=args.project,

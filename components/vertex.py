@@ -18,6 +18,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.container import ServingContainer
+from components.rules import REGION, bucket_name_problem, hf_model_id_problem, pinned_image_problem
 
 TYPE_TOKEN = "llm-serving:vertex:VllmEndpoint"
 # Earlier type tokens of this component: aliases keep deployed endpoints from being replaced.
@@ -30,9 +31,7 @@ MAX_DEPLOYMENT_TIMEOUT_SECONDS = 7200
 # Environment variable names that look like credentials. The Hugging Face token has its own
 # input (`hf_token`), kept secret end to end; container env is plain text.
 CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
-HF_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 # Input property names of the resource as the engine sees them. Every one is ForceNew in the
@@ -113,9 +112,9 @@ class VertexVllmEndpointArgs:
     def problems(self) -> list[str]:
         """Every problem with these Args, each naming the field, the value and the fix."""
         found: list[str] = []
-        if not self.region or not re.fullmatch(r"[a-z]+-[a-z]+\d+", self.region):
+        if not self.region or not REGION.fullmatch(self.region):
             found.append(f"region {self.region!r} is not a Google Cloud region; give one like us-central1")
-        if not HF_MODEL_ID.fullmatch(self.hugging_face_model_id or ""):
+        if hf_model_id_problem(self.hugging_face_model_id or ""):
             found.append(f"hugging_face_model_id {self.hugging_face_model_id!r} is not a Hugging Face id; "
                          "give one like meta-llama/Llama-3.1-8B-Instruct")
         found += self.container.problems()
@@ -183,7 +182,7 @@ class VertexVllmEndpointArgs:
         if self.lora_adapters:
             if not self.lora_bucket:
                 found.append("lora_adapters are set but lora_bucket is empty; name the bucket that holds them")
-            elif not BUCKET_NAME.fullmatch(self.lora_bucket):
+            elif bucket_name_problem(self.lora_bucket):
                 found.append(f"lora_bucket {self.lora_bucket!r} is not a bucket name; give the name without gs://")
             if self.service_account_email is None:
                 found.append("lora_adapters are set but service_account_email is empty; give the serving identity "

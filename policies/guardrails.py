@@ -22,6 +22,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+try:  # imported as policies.guardrails (the tests)
+    from . import rules
+except ImportError:  # run by the policy CLI, with this directory on sys.path
+    import rules  # type: ignore[no-redef]
 from pulumi_policy import (
     PolicyConfigSchema,
     PolicyResource,
@@ -39,7 +43,6 @@ from pulumi_policy import (
 Report = Callable[..., None]
 
 ENVIRONMENTS = ["dev", "staging", "prod"]
-PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 
 
 def _is_seq(value: Any) -> bool:
@@ -135,7 +138,7 @@ def _public_members(resource_type: str, props: Mapping) -> list[str]:
         members = [m for b in _items(_get(policy, "bindings")) for m in _items(_get(b, "members"))]
     else:
         return []
-    return [m for m in members if m in PUBLIC_MEMBERS]
+    return [m for m in members if rules.is_public_member(m)]
 
 
 def _validate_no_public_invokers(args: ResourceValidationArgs, report: Report) -> None:

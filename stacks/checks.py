@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stacks.catalog import CATALOG
+from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.fit import largest_fitting_max_num_seqs
 from stacks.vllm import MODEL_GARDEN
@@ -111,6 +112,23 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
         _gke_capacity(d, stack, out)
+    if d.platform is Platform.VERTEX:
+        _vertex_location(d, stack, out)
+
+
+def _vertex_location(d: "ResolvedDeployment", stack: StackConfig, out: "Findings") -> None:
+    """Vertex AI serves in some regions, and offers each accelerator in fewer (data/locations.yaml)."""
+    region = locations().regions.get(stack.region)
+    accelerator = d.hardware.accelerator.vertex_accelerator
+    if region is None:
+        return  # the config already refused an unknown region
+    if not region.vertex:
+        out.error(f"Vertex AI does not serve in {stack.region}; choose a Vertex AI region for gcp:region, e.g. "
+                  f"{', '.join(locations().vertex_regions(accelerator)[:4])}")
+    elif region.vertex_gpus is not None and accelerator not in region.vertex_gpus:
+        offering = ", ".join(locations().vertex_regions(accelerator)) or "(none recorded)"
+        out.error(f"Vertex AI offers no {accelerator} in {stack.region} ({d.hardware.label}); regions with it: "
+                  f"{offering}. Change gcp:region or {d.key}.hardware")
 
 
 def _memory_refusal(d: ResolvedDeployment) -> str:

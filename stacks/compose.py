@@ -25,9 +25,15 @@ from components.project_apis import ProjectApis, ProjectApisArgs
 from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
 from stacks.catalog import DATA_DIR
-from stacks.config import Platform, StackConfig, WeightsSource
+from stacks.config import (
+    Platform,
+    StackConfig,
+    WeightsSource,
+    build_account_id,
+    memory_gib,
+    runtime_account_id,
+)
 from stacks.findings import ERROR, INFO, WARNING, Check
-from stacks.resolve import memory_gib
 from stacks.resolved import ResolvedDeployment, ResolvedStack, StackNames
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
@@ -88,11 +94,6 @@ def _needs_token(d: ResolvedDeployment) -> bool:
     return True
 
 
-def build_account_id(prefix: str, name: str) -> str:
-    """The image-build account's id: distinct from the runtime's, valid at every length (<= 30)."""
-    return f"{prefix}-{name}"[:24].rstrip("-") + "-build"
-
-
 def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]]) -> Foundation:
     stack = resolved.config
     prefix = stack.prefix
@@ -111,7 +112,7 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
             f"{prefix}-{name}",
             WorkloadServiceAccountArgs(
                 project=stack.project,
-                account_id=f"{prefix}-{name}",
+                account_id=runtime_account_id(prefix, name),
                 display_name=f"vLLM {d.platform.value} workload {name}",
                 description=f"Serves {d.model.hf_id}; managed by Pulumi stack {stack.stack}.",
             ),
@@ -398,7 +399,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
                 model_id=d.config.model,
                 model_revision=d.config.model_revision,
                 base_image=d.container.image,
-                hf_token=token_secret or "",
+                hf_token=token_secret,
                 build_service_account=build_sa.email,
             ),
             opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.registry, foundation.bucket]
@@ -531,8 +532,9 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     gke = foundation.stack.settings.gke
     assert gke is not None and d.hardware.node_pool is not None  # resolve picks the pool of every GKE deployment
     if gke.autopilot:
-        pool = gke.node_pools[d.hardware.node_pool]
-        return autopilot_placement(pool.machine_type, pool.tpu_topology, pool.max_nodes, gke_hardware())
+        # Autopilot provisions one node per replica from the workload's selectors.
+        return autopilot_placement(d.hardware.machine_type, d.hardware.tpu_topology, d.scaling.max_replicas,
+                                   gke_hardware())
     return cluster.placement(d.hardware.node_pool)
 
 

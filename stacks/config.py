@@ -20,12 +20,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from components.images import pinned_image_problem
-from stacks import defaults
+from components.metrics_adapter import NAMESPACE as METRICS_ADAPTER_NAMESPACE
+from components.rules import (
+    GCP_LABELS_MAX,
+    SYSTEM_NAMESPACES,
+    TPU_V6E_MIN_GKE_VERSION,
+    bucket_name_problem,
+    dns_label_problem,
+    gcp_label_problem,
+    gke_floor_problem,
+    hf_model_id_problem,
+    is_public_member,
+    k8s_label_problem,
+    looks_like_token,
+    member_problem,
+    pinned_image_problem,
+    project_id_problem,
+    secret_reference_problem,
+    service_account_id_problem,
+    soft_delete_days_problem,
+)
 from stacks.catalog import CATALOG, hardware_defaults
+from stacks.catalog.locations import locations
+from stacks import defaults
 from stacks.fit import DEFAULT_TYPICAL_REQUEST_TOKENS, GPU_MEMORY_UTILIZATION
 from stacks.schema import (
     NAMESPACE,
+    TOKEN_HINT,
     ConfigError,
     Problems,
     did_you_mean,
@@ -100,12 +121,7 @@ PROTECTIONS: Mapping[Environment, Protections] = types.MappingProxyType(
 class BucketConfig:
     """The model bucket: weights, LoRA adapters and compile caches."""
 
-    name: Optional[str] = setting(
-        f"Bucket name; default `{defaults.shown(defaults.BUCKET_NAME)}`.",
-        None,
-        pattern=r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]",
-        pattern_hint="bucket names are 3-63 lowercase letters, digits, dots, hyphens and underscores",
-    )
+    name: Optional[str] = setting(f"Bucket name; default `{defaults.shown(defaults.BUCKET_NAME)}`.", None)
     force_destroy: bool = setting(
         "Delete the bucket even when it holds objects. Allowed in dev only.", False
     )
@@ -113,6 +129,13 @@ class BucketConfig:
     soft_delete_days: int = setting(
         "Soft-delete retention in days (0 turns it off, 7-90 otherwise).", 7, minimum=0, maximum=90
     )
+
+    def validate(self, path: str, problems: Problems) -> None:
+        if self.name is not None and bucket_name_problem(self.name):
+            problems.add(join(path, "name"), f"{bucket_name_problem(self.name)}; choose another name")
+        if soft_delete_days_problem(self.soft_delete_days):
+            problems.add(join(path, "softDeleteDays"), f"{soft_delete_days_problem(self.soft_delete_days)}; "
+                                                       "set 0 to turn soft delete off or a value from 7 to 90")
 
 
 @dataclass(frozen=True)
@@ -179,18 +202,18 @@ class GkeClusterConfig:
     location: str = setting(
         "Zone (or region) of the cluster, one that offers the node pools' accelerators "
         "(TPU v6e: e.g. `us-east5-b`, `europe-west4-a`).",
-        pattern=r"[a-z]+-[a-z]+\d(-[a-z])?",
-        pattern_hint="give a region like us-central1 or a zone like us-east5-b",
     )
     name: Optional[str] = setting(f"Cluster name; default `{defaults.shown(defaults.CLUSTER_NAME)}`.", None,
                                   pattern=NAME_PATTERN + r"|[a-z][a-z0-9-]{0,38}[a-z0-9]")
     autopilot: bool = setting("Create an Autopilot cluster instead of Standard (node pools are then managed by GKE).", False)
     release_channel: ReleaseChannel = setting("GKE release channel.", ReleaseChannel.REGULAR)
-    min_master_version: str = setting(
-        "Minimum control-plane version; TPU v6e needs 1.31.2-gke.1115000 or later.",
-        "1.31.2-gke.1115000",
-        pattern=r"1\.\d+\.\d+-gke\.\d+|1\.\d+(\.\d+)?",
-        pattern_hint="give a GKE version like 1.31.2-gke.1115000",
+    min_master_version: Optional[str] = setting(
+        "Lowest control-plane version to accept, as GKE takes it (`1.33`, `1.33.5` or `1.33.5-gke.1080000`); "
+        "unset: the version the release channel gives new clusters. Checked against what the node pools need "
+        "(TPU v6e: 1.31.2-gke.1115000 or later).",
+        None,
+        pattern=r"1\.\d{1,3}(\.\d{1,3}(-gke\.\d{1,10})?)?",
+        pattern_hint="give a GKE version such as 1.33, 1.33.5 or 1.33.5-gke.1080000",
     )
     network: Optional[str] = setting("VPC network self link or name; default: the project's default network.", None)
     subnetwork: Optional[str] = setting("Subnetwork self link or name.", None)
@@ -232,20 +255,68 @@ class ModelArchitectureConfig:
 class HardwareConfig:
     """Where the model runs. Anything unset comes from the catalog's recommendation for the model."""
 
-    machine_type: Optional[str] = setting("Vertex AI machine type, e.g. `g2-standard-12`.", None)
+    machine_type: Optional[str] = setting(
+        "Vertex AI machine type, e.g. `g2-standard-12`; GKE Autopilot: the accelerator machine Autopilot provisions, "
+        "e.g. `ct6e-standard-8t` (TPU v6e 2x4).", None)
     accelerator_type: Optional[str] = setting(
         "Vertex AI: `NVIDIA_L4`, `NVIDIA_TESLA_A100`, ...; Cloud Run: `nvidia-l4` or `nvidia-rtx-pro-6000`.", None
     )
     accelerator_count: Optional[int] = setting("Accelerators per replica (Vertex AI).", None, minimum=1, maximum=16)
     cpu: Optional[str] = setting(
         f"Cloud Run CPU limit per instance (default {hardware_defaults()['cloudrun']['cpu']}; at least the GPU minimum).", None,
-        pattern=r"\d+(\.\d+)?", pattern_hint="give a number of vCPUs such as 8",
+        pattern=r"\d{1,4}", pattern_hint="give a whole number of vCPUs such as 8 (Cloud Run takes whole vCPUs above 1)",
     )
     memory: Optional[str] = setting(
         f"Cloud Run memory limit per instance (default {hardware_defaults()['cloudrun']['memory']}; at least the GPU minimum).", None,
-        pattern=r"\d+(Gi|Mi)", pattern_hint="give a size such as 32Gi",
+        pattern=r"\d{1,7}(Gi|Mi)", pattern_hint="give a size such as 32Gi or 16384Mi",
     )
-    node_pool: Optional[str] = setting("GKE: the `gke.nodePools` entry to run on.", None)
+    node_pool: Optional[str] = setting("GKE Standard: the `gke.nodePools` entry to run on.", None)
+    tpu_topology: Optional[str] = setting(
+        "GKE Autopilot: TPU slice topology Autopilot provisions with `machineType`, e.g. `2x4`; default: the "
+        "single-host topology of the machine type.", None, pattern=r"\d{1,2}x\d{1,2}(x\d{1,2})?",
+        pattern_hint="a topology looks like 2x4 or 2x2x2",
+    )
+
+
+# Flags the renderer (stacks/vllm.py) emits from typed keys or from the platform. The same flag
+# in extraArgs would contradict it (vLLM takes the last one), so it is refused with the key to use.
+RENDERED_FLAGS: Mapping[str, str] = types.MappingProxyType({
+    "--host": "the platform (vLLM must listen on 0.0.0.0 for probes and traffic)",
+    "--port": "the platform's container port",
+    "--model": "`model` (and, on Cloud Run, `cloudrun.weights`)",
+    "--served-model-name": "`vllm.servedModelName`",
+    "--revision": "`modelRevision`",
+    "--tensor-parallel-size": "`vllm.tensorParallelSize`",
+    "-tp": "`vllm.tensorParallelSize`",
+    "--gpu-memory-utilization": "`vllm.gpuMemoryUtilization`",
+    "--max-model-len": "`vllm.maxModelLen`",
+    "--max-num-seqs": "`vllm.maxNumSeqs`",
+    "--max-num-batched-tokens": "`vllm.maxNumBatchedTokens`",
+    "--dtype": "`vllm.dtype`",
+    "--kv-cache-dtype": "`vllm.kvCacheDtype`",
+    "--download-dir": "the platform's weights location",
+    "--enforce-eager": "`vllm.enforceEager`",
+    "--enable-prefix-caching": "`vllm.enablePrefixCaching`",
+    "--no-enable-prefix-caching": "`vllm.enablePrefixCaching`",
+    "--trust-remote-code": "`vllm.trustRemoteCode`",
+    "--swap-space": "`vllm.swapSpace`",
+    "--disable-log-stats": "`vllm.disableLogStats`",
+    "--chat-template": "`vllm.chatTemplate`",
+    "--model-type": "`vllm.modelType`",
+    "--limit-mm-per-prompt": "`vllm.limitMmPerPrompt`",
+})
+# Rendered only when `lora.adapters` lists adapters; without adapters the tutorial's bare
+# `--enable-lora` stays allowed in extraArgs (with a throughput warning).
+LORA_FLAGS: Mapping[str, str] = types.MappingProxyType({
+    "--enable-lora": "`lora.adapters`", "--max-loras": "`lora.maxLoras`",
+    "--max-cpu-loras": "`lora.maxCpuLoras`", "--max-lora-rank": "`lora.maxLoraRank`",
+})
+
+
+def extra_arg_flag(arg: str) -> str:
+    """`--max_model_len=4096` -> `--max-model-len` (vLLM's parser takes either spelling)."""
+    name = arg.split("=", 1)[0]
+    return "--" + name[2:].replace("_", "-") if name.startswith("--") else name
 
 
 @dataclass(frozen=True)
@@ -291,8 +362,15 @@ class VllmConfig:
 
     def validate(self, path: str, problems: Problems) -> None:
         for index, arg in enumerate(self.extra_args):
-            if not arg.startswith("--"):
-                problems.add(f"{path}.extraArgs[{index}]", f"got {arg!r}; write each flag as --flag or --flag=value")
+            where = f"{path}.extraArgs[{index}]"
+            flag = extra_arg_flag(arg)
+            if not arg.startswith("--") and flag != "-tp":
+                problems.add(where, f"got {arg!r}; write each flag as --flag or --flag=value")
+            elif flag in RENDERED_FLAGS:
+                owner = RENDERED_FLAGS[flag]
+                fix = f"set {owner} instead" if owner.startswith("`") else f"{owner} decides it"
+                problems.add(where, f"got {arg!r}; {flag} is already rendered from {owner}, and a second value would "
+                                    f"contradict it. Remove it from extraArgs; {fix}")
 
 
 @dataclass(frozen=True)
@@ -318,7 +396,7 @@ class ScalingConfig:
 
     min_replicas: Optional[int] = setting(
         f"Fewest replicas; default {defaults.CLOUDRUN_MIN_REPLICAS} on Cloud Run, {defaults.MIN_REPLICAS} elsewhere "
-        f"(Vertex AI keeps at least {defaults.VERTEX_REPLICA_FLOOR}).", None, minimum=0, maximum=1000)
+        f"(Vertex AI keeps at least {defaults.VERTEX_REPLICA_FLOOR}, as does the GKE HPA).", None, minimum=0, maximum=1000)
     max_replicas: Optional[int] = setting(
         f"Most replicas; default {defaults.MAX_REPLICAS} (Cloud Run {defaults.CLOUDRUN_MAX_REPLICAS}; GKE at least "
         "minReplicas).", None, minimum=1, maximum=1000)
@@ -393,8 +471,7 @@ class DeploymentConfig:
     """One model served on one platform, keyed by a stable name."""
 
     platform: Platform = setting("Where it runs.")
-    model: str = setting("Hugging Face model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.",
-                         pattern=r"[A-Za-z0-9][\w.-]*/[\w.-]+", pattern_hint="give a Hugging Face id like org/name")
+    model: str = setting("Hugging Face model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.")
     model_revision: Optional[str] = setting("Hugging Face revision (commit) to pin.", None)
     image: Optional[str] = setting(
         "Serving image; default: the catalog's pinned image for the platform. A tag or digest, never `latest`.", None
@@ -430,6 +507,53 @@ class DeploymentConfig:
         if self.lora.adapters and self.platform is not Platform.VERTEX and self.platform is not Platform.GKE:
             problems.add(join(path, "lora.adapters"),
                          "LoRA adapters are supported on vertex and gke deployments; remove them here")
+        if hf_model_id_problem(self.model):
+            problems.add(join(path, "model"), str(hf_model_id_problem(self.model)))
+        if self.lora.adapters:
+            for index, arg in enumerate(self.vllm.extra_args):
+                flag = extra_arg_flag(arg)
+                if flag in LORA_FLAGS:
+                    problems.add(f"{path}.vllm.extraArgs[{index}]",
+                                 f"got {arg!r}; with lora.adapters set, {flag} is rendered from "
+                                 f"{LORA_FLAGS[flag]}: remove it from extraArgs")
+        self._validate_scaling(join(path, "scaling"), problems)
+        if self.platform is Platform.GKE:
+            namespace = self.gke_options.namespace
+            where = join(path, "gke.namespace")
+            if dns_label_problem(namespace):
+                problems.add(where, str(dns_label_problem(namespace)))
+            elif namespace in SYSTEM_NAMESPACES or namespace == METRICS_ADAPTER_NAMESPACE:
+                owner = ("the custom-metrics adapter this stack installs" if namespace == METRICS_ADAPTER_NAMESPACE
+                         else "Kubernetes itself")
+                problems.add(where, f"got {namespace!r}, a namespace owned by {owner}; choose your own, "
+                                    "e.g. llm-serving")
+
+    def _validate_scaling(self, path: str, problems: Problems) -> None:
+        s = self.scaling
+        if self.platform is Platform.VERTEX:
+            if s.min_replicas is not None and s.min_replicas < 1:
+                problems.add(join(path, "minReplicas"), f"got {s.min_replicas}; a Vertex AI deployment keeps at least "
+                                                        "1 replica (it cannot scale to zero). Set 1 or more, or "
+                                                        "remove the deployment when unused")
+            if s.target is not None and not (float(s.target).is_integer() and 1 <= s.target <= 100):
+                hint = f" (did you mean {round(s.target * 100):g}?)" if 0 < s.target < 1 else ""
+                problems.add(join(path, "target"), f"got {s.target:g}; Vertex AI scales on accelerator duty cycle, "
+                                                   f"a whole percent from 1 to 100{hint}")
+        elif self.platform is Platform.GKE:
+            if s.min_replicas is not None and s.min_replicas < 1:
+                problems.add(join(path, "minReplicas"), f"got {s.min_replicas}; the HorizontalPodAutoscaler keeps at "
+                                                        "least 1 replica (scaling to zero needs extra tooling this "
+                                                        "stack does not install). Set 1 or more")
+            if s.target is not None:
+                if s.metric is AutoscalingMetric.KV_CACHE_USAGE and not 0 < s.target <= 1:
+                    problems.add(join(path, "target"), f"got {s.target:g}; kv_cache_usage is a fraction of the KV "
+                                                       "cache, give a target above 0 and at most 1 (e.g. 0.8)")
+                elif s.metric is AutoscalingMetric.NUM_REQUESTS_WAITING and s.target <= 0:
+                    problems.add(join(path, "target"), f"got {s.target:g}; give the waiting requests per replica "
+                                                       "that should trigger a scale-up, above 0 (e.g. 10)")
+        elif s.target is not None:
+            problems.add(join(path, "target"), f"got {s.target:g}; Cloud Run scales on concurrent requests, not on "
+                                               "a target: remove it and set cloudrun.maxConcurrency instead")
 
     @property
     def vertex_options(self) -> VertexConfig:
@@ -467,8 +591,6 @@ class Settings:
     hf_token_secret: Optional[str] = setting(
         "Use an existing Secret Manager secret for the Hugging Face token instead of `hfToken` "
         "(`projects/<p>/secrets/<name>` or a secret id in this project).", None,
-        pattern=r"(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}",
-        pattern_hint="give a secret id or projects/<project>/secrets/<id>",
     )
     bucket: BucketConfig = setting("The model bucket.", BucketConfig())
     registry: RegistryConfig = setting("Artifact Registry repositories.", RegistryConfig())
@@ -540,6 +662,9 @@ def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, s
             continue
         raw[name] = _decode(value)
 
+    for full_key, value in values.items():
+        if full_key != HF_TOKEN_KEY and full_key not in secret_keys:
+            _token_scan(_decode(value), full_key, problems)
     for full_key in values:
         if full_key.startswith(f"{NAMESPACE}:") or full_key in OTHER_KNOWN_KEYS:
             continue
@@ -552,10 +677,14 @@ def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, s
     region = values.get(REGION_KEY)
     if not project:
         problems.add(PROJECT_KEY, "is required: the Google Cloud project to deploy into (`pulumi config set gcp:project <id>`)")
-    elif not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", str(project)):
-        problems.add(PROJECT_KEY, f"got {project!r}; a project id is 6-30 lowercase letters, digits or hyphens")
+    elif looks_like_token(str(project)):
+        pass  # reported by the token scan, without the value
+    elif project_id_problem(str(project)):
+        problems.add(PROJECT_KEY, str(project_id_problem(str(project))))
     if not region:
         problems.add(REGION_KEY, "is required: the region for regional resources, e.g. us-central1 (`pulumi config set gcp:region us-central1`)")
+    elif not looks_like_token(str(region)):
+        _validate_region(str(region), problems)
 
     hf_token_set = HF_TOKEN_KEY in values and values[HF_TOKEN_KEY] not in (None, "")
     if hf_token_set and HF_TOKEN_KEY not in secret_keys:
@@ -564,7 +693,7 @@ def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, s
 
     settings = parse(Settings, raw, NAMESPACE + ":", problems)
     if not is_missing(settings):
-        _validate_stack(settings, str(project or ""), problems)
+        _validate_stack(settings, str(project or ""), str(region or ""), problems, gke_given="gke" in raw)
     if problems:
         raise ConfigError(source, problems.items)
     return StackConfig(
@@ -586,7 +715,75 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _validate_stack(settings: Settings, project: str, problems: Problems) -> None:
+def runtime_account_id(prefix: str, name: str) -> str:
+    """The service account a Cloud Run deployment runs as."""
+    return f"{prefix}-{name}"
+
+
+def build_account_id(prefix: str, name: str) -> str:
+    """The image-build account's id: distinct from the runtime's, at most 30 characters."""
+    return f"{prefix}-{name}"[:24].rstrip("-") + "-build"
+
+
+def default_bucket_name(project: str, prefix: str) -> str:
+    # Cut to the bucket-name limit, never ending on a separator (a bucket name ends with a letter or digit).
+    return defaults.BUCKET_NAME.format(project=project, prefix=prefix)[:63].rstrip("-._")
+
+
+def cluster_name(settings: Settings) -> str:
+    prefix = settings.name_prefix or defaults.NAME_PREFIX.format(environment=settings.environment.value)
+    return (settings.gke.name if settings.gke and settings.gke.name else None) or defaults.CLUSTER_NAME.format(prefix=prefix)
+
+
+def node_account_id(cluster: str) -> str:
+    """The GKE node service account (GkeClusterArgs' default)."""
+    return f"{cluster}-nodes"
+
+
+def memory_gib(memory: str) -> float:
+    """`32Gi` -> 32.0, `16384Mi` -> 16.0 (Cloud Run memory sizes)."""
+    number = float(re.sub(r"[^\d.]", "", memory) or 0)
+    return number / 1024 if memory.endswith("Mi") else number
+
+
+def _token_scan(value: Any, path: str, problems: Problems) -> None:
+    """Every token-shaped string in plain config, reported at its key path and never echoed."""
+    if isinstance(value, str):
+        if looks_like_token(value):
+            problems.add(path, f"holds {TOKEN_HINT}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _token_scan(item, join(path, str(key)), problems)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _token_scan(item, f"{path}[{index}]", problems)
+
+
+def _validate_region(region: str, problems: Problems) -> None:
+    known = locations().regions
+    if region in known:
+        return
+    zone_region = locations().zone(region)
+    if zone_region is not None:
+        problems.add(REGION_KEY, f"got {region!r}, which is a zone; gcp:region takes a region: set it to "
+                                 f"{zone_region.name!r} (a GKE cluster's zone goes in {NAMESPACE}:gke.location)")
+        return
+    problems.add(REGION_KEY, f"got {region!r}, not a Google Cloud region{did_you_mean(region, list(known))}; "
+                             f"regions look like us-central1 (if Google added it recently, add it to "
+                             "stacks/catalog/data/locations.yaml with its source)")
+
+
+def _validate_labels(labels: Mapping[str, str], path: str, problems: Problems, *, kubernetes: bool = False) -> None:
+    for key, value in labels.items():
+        problem = gcp_label_problem(key, value) or (k8s_label_problem(key, value) if kubernetes else None)
+        if problem:
+            problems.add(join(path, key), f"{problem}; fix or remove it")
+    if len(labels) > GCP_LABELS_MAX:
+        problems.add(path, f"has {len(labels)} labels; a resource takes at most {GCP_LABELS_MAX}")
+
+
+def _validate_stack(settings: Settings, project: str, region: str, problems: Problems, *,
+                    gke_given: bool = False) -> None:
     env = settings.environment
     protections = PROTECTIONS[env]
     ns = NAMESPACE + ":"
@@ -594,31 +791,182 @@ def _validate_stack(settings: Settings, project: str, problems: Problems) -> Non
         problems.add(ns + "bucket.forceDestroy",
                      f"is true in a {env.value} stack; only dev may delete a bucket with objects in it. Set it to false")
     prefix = settings.name_prefix or defaults.NAME_PREFIX.format(environment=env.value)
+    if settings.hf_token_secret is not None and secret_reference_problem(settings.hf_token_secret):
+        problems.add(ns + "hfTokenSecret", str(secret_reference_problem(settings.hf_token_secret)))
+    _validate_labels(settings.labels, ns + "labels", problems)
+    if settings.bucket.name is None and project:
+        derived = default_bucket_name(project, prefix)
+        if bucket_name_problem(derived):
+            problems.add(ns + "bucket.name", f"is unset and the default name {derived!r} is not a valid bucket name "
+                                             f"({bucket_name_problem(derived)}); set {ns}bucket.name")
+    if settings.gke is not None:
+        _validate_gke(settings, settings.gke, problems)
+    has_gke = any(d.platform is Platform.GKE for d in settings.deployments.values())
     for name, deployment in settings.deployments.items():
         path = f"{ns}deployments.{name}"
-        account_id = f"{prefix}-{name}"
-        if len(account_id) > 30:
-            problems.add(path, f"the service account id {account_id!r} would be {len(account_id)} characters; "
-                               "Google allows 30. Shorten the deployment name or namePrefix")
-        if deployment.platform is Platform.GKE:
-            gke = settings.gke
-            if gke is None:
-                problems.add(path + ".platform", f"is gke but the stack has no `{ns}gke` cluster section; add one "
-                                                 "with a location and a node pool")
-            else:
-                pool = deployment.hardware.node_pool
-                pools = list(gke.node_pools)
-                if not gke.autopilot and pool is None and len(pools) != 1:
-                    problems.add(path + ".hardware.nodePool",
-                                 f"is required when the cluster has {len(pools)} node pools; choose one of: {', '.join(pools) or '(none defined)'}")
-                elif pool is not None and pool not in gke.node_pools and not gke.autopilot:
-                    problems.add(path + ".hardware.nodePool",
-                                 f"got {pool!r}; defined node pools: {', '.join(pools) or '(none)'}{did_you_mean(pool, pools)}")
+        if deployment.platform is Platform.CLOUDRUN:
+            accounts = [runtime_account_id(prefix, name)]
+            if deployment.cloudrun_options.weights is WeightsSource.IMAGE:
+                accounts.append(build_account_id(prefix, name))
+            for account in accounts:
+                problem = service_account_id_problem(account)
+                if problem:
+                    problems.add(path, f"the service account id derived from namePrefix {prefix!r} and the name "
+                                       f"{name!r} is invalid: {problem}. Change the deployment name or {ns}namePrefix")
+            _validate_cloudrun_hardware(deployment, path, region, problems)
+        if deployment.platform is Platform.GKE and (settings.gke is not None or not gke_given):
+            _validate_gke_deployment(settings, deployment, path, problems)  # (a bad gke section is reported itself)
+        if deployment.labels and deployment.platform is Platform.VERTEX:
+            problems.add(f"{path}.labels", "Vertex AI Model Garden deployments take no user labels (the deploy API has "
+                                           "no labels field), so these would be dropped; remove them (stack labels "
+                                           "still go on the bucket, secret and registry)")
+        else:
+            _validate_labels(deployment.labels, f"{path}.labels", problems,
+                             kubernetes=deployment.platform is Platform.GKE)
         for member in deployment.cloudrun_options.invokers:
-            if member in ("allUsers", "allAuthenticatedUsers") and not settings.access.allow_public_invokers:
+            if is_public_member(member) and not settings.access.allow_public_invokers:
                 problems.add(f"{path}.cloudrun.invokers",
                              f"contains {member!r}, which makes the service public; remove it, or set "
                              f"`{ns}access.allowPublicInvokers: true` if the stack really must be public")
-            elif not re.fullmatch(r"(user|group|serviceAccount|domain|principal|principalSet):.+|allUsers|allAuthenticatedUsers", member):
-                problems.add(f"{path}.cloudrun.invokers",
-                             f"got {member!r}; an IAM member looks like user:a@example.com, group:..., serviceAccount:... or domain:...")
+            elif member_problem(member):
+                problems.add(f"{path}.cloudrun.invokers", str(member_problem(member)))
+    if has_gke:
+        # Stack labels also label the Kubernetes objects of every GKE deployment.
+        for key, value in settings.labels.items():
+            if not gcp_label_problem(key, value) and k8s_label_problem(key, value):
+                problems.add(f"{ns}labels.{key}", f"{k8s_label_problem(key, value)}; GKE deployments carry the stack "
+                                                  "labels on their Kubernetes objects")
+
+
+def _validate_cloudrun_hardware(d: DeploymentConfig, path: str, region: str, problems: Problems) -> None:
+    h = d.hardware
+    gpu = h.accelerator_type or hardware_defaults()["cloudrun"]["gpu"]
+    accelerator = CATALOG.accelerator_by_cloudrun_gpu(gpu)
+    if accelerator is None:
+        return  # resolve names the GPU types Cloud Run offers
+    lo_cpu, hi_cpu = accelerator.cloudrun_min_cpu or 1, accelerator.cloudrun_max_cpu
+    if h.cpu is not None and not (lo_cpu <= int(h.cpu) <= (hi_cpu or int(h.cpu))):
+        allowed = f"{lo_cpu} to {hi_cpu}" if hi_cpu else f"at least {lo_cpu}"
+        problems.add(f"{path}.hardware.cpu", f"got {h.cpu!r}; Cloud Run with {gpu} takes {allowed} whole vCPUs "
+                                             "per instance")
+    lo_mem, hi_mem = accelerator.cloudrun_min_memory_gib or 1, accelerator.cloudrun_max_memory_gib
+    if h.memory is not None and not (lo_mem <= memory_gib(h.memory) <= (hi_mem or memory_gib(h.memory))):
+        allowed = f"{lo_mem}Gi to {hi_mem}Gi" if hi_mem else f"at least {lo_mem}Gi"
+        problems.add(f"{path}.hardware.memory", f"got {h.memory!r}; Cloud Run with {gpu} takes {allowed} per instance")
+    known = locations().regions.get(region)
+    if known is not None and gpu not in known.cloudrun_gpus:
+        offering = ", ".join(locations().cloudrun_regions(gpu)) or "(none recorded)"
+        where = f"{path}.hardware.acceleratorType" if h.accelerator_type else REGION_KEY
+        problems.add(where, f"Cloud Run offers no {gpu} GPU in {region} (deployment {d.model}); regions with it: "
+                            f"{offering}. Change gcp:region or the GPU type")
+
+
+def _validate_gke(settings: Settings, gke: GkeClusterConfig, problems: Problems) -> None:
+    ns = NAMESPACE + ":"
+    cluster = cluster_name(settings)
+    node_account = node_account_id(cluster)
+    if service_account_id_problem(node_account):
+        where = f"{ns}gke.name" if gke.name else f"{ns}namePrefix"
+        problems.add(where, f"the node service account id {node_account!r} (cluster name + `-nodes`) is invalid: "
+                            f"{service_account_id_problem(node_account)}; shorten the cluster name")
+    loc = locations()
+    location_region = loc.regions.get(gke.location) or loc.zone(gke.location)
+    if location_region is None:
+        problems.add(f"{ns}gke.location", f"got {gke.location!r}, not a known zone or region"
+                                          f"{did_you_mean(gke.location, list(loc.regions) + loc.all_zones())}; "
+                                          "give a zone such as us-east5-b or a region such as us-central1")
+        return
+    if gke.autopilot and gke.node_pools:
+        problems.add(f"{ns}gke.nodePools", "Autopilot clusters have no node pools of their own; remove nodePools and "
+                                           "give each GKE deployment hardware.machineType (and hardware.tpuTopology), "
+                                           "or set autopilot: false")
+    if gke.min_master_version is not None:
+        tpu_v6e = any(_machine_accelerator(p.machine_type) == "tpu-v6e" for p in gke.node_pools.values()) or any(
+            _machine_accelerator(d.hardware.machine_type or "") == "tpu-v6e"
+            for d in settings.deployments.values() if d.platform is Platform.GKE and gke.autopilot)
+        problem = gke_floor_problem(gke.min_master_version, TPU_V6E_MIN_GKE_VERSION if tpu_v6e else "1.0", "TPU v6e")
+        if problem:
+            problems.add(f"{ns}gke.minMasterVersion", problem)
+    for pool_name, pool in gke.node_pools.items():
+        pool_path = f"{ns}gke.nodePools.{pool_name}"
+        for index, zone in enumerate(pool.node_locations):
+            if loc.zone(zone) is None or loc.zone(zone) is not location_region:
+                zones = ", ".join(location_region.zones)
+                problems.add(f"{pool_path}.nodeLocations[{index}]",
+                             f"got {zone!r}; node locations are zones of the cluster's region "
+                             f"{location_region.name}: {zones}{did_you_mean(zone, list(location_region.zones))}")
+        _validate_tpu_zones(_machine_accelerator(pool.machine_type), gke, pool.node_locations,
+                            f"{pool_path}.nodeLocations", problems)
+
+
+def _validate_tpu_zones(accelerator: Optional[str], gke: GkeClusterConfig, node_locations: tuple[str, ...],
+                        node_locations_path: str, problems: Problems) -> None:
+    """A TPU pool or Autopilot TPU workload must sit in zones that offer its TPU generation."""
+    acc = CATALOG.accelerators.get(accelerator or "")
+    if acc is None or acc.kind != "tpu":
+        return
+    loc = locations()
+    ns = NAMESPACE + ":"
+    offering = loc.tpu_zones_in(acc.key)
+    listed = ", ".join(offering)
+    if node_locations:
+        for index, zone in enumerate(node_locations):
+            if zone not in offering:
+                problems.add(f"{node_locations_path}[{index}]", f"got {zone!r}, a zone without {acc.key}; zones with "
+                                                                f"it: {listed}")
+    elif gke.location in loc.regions:
+        in_region = loc.tpu_zones_in(acc.key, gke.location)
+        if not in_region:
+            problems.add(f"{ns}gke.location", f"got {gke.location!r}: no zone of this region offers {acc.key}; "
+                                              f"zones with it: {listed}")
+        elif node_locations_path and set(in_region) != set(loc.regions[gke.location].zones):
+            # A regional cluster's pool spans every zone of the region unless told otherwise.
+            problems.add(node_locations_path, f"is unset, so the pool would span every zone of {gke.location}, and "
+                                              f"only {', '.join(in_region)} offer {acc.key}; set nodeLocations to "
+                                              f"[{', '.join(in_region)}] or use that zone as gke.location")
+    elif gke.location not in offering:
+        problems.add(f"{ns}gke.location", f"got {gke.location!r}, a zone without {acc.key}; zones with it: {listed}")
+
+
+def _machine_accelerator(machine_type: str) -> Optional[str]:
+    machine = CATALOG.machine_type(machine_type)
+    return machine.accelerator if machine else None
+
+
+def _validate_gke_deployment(settings: Settings, d: DeploymentConfig, path: str, problems: Problems) -> None:
+    ns = NAMESPACE + ":"
+    gke = settings.gke
+    if gke is None:
+        problems.add(path + ".platform", f"is gke but the stack has no `{ns}gke` cluster section; add one with a "
+                                         "location and a node pool (or autopilot: true)")
+        return
+    h = d.hardware
+    pools = list(gke.node_pools)
+    if gke.autopilot:
+        if h.node_pool is not None:
+            problems.add(path + ".hardware.nodePool", f"got {h.node_pool!r}, but an Autopilot cluster has no node "
+                                                      "pools; remove it and set hardware.machineType")
+        if h.machine_type is None:
+            tpu_machines = sorted(m for m, spec in CATALOG.machine_types.items()
+                                  if CATALOG.accelerators[spec.accelerator].kind == "tpu")
+            problems.add(path + ".hardware.machineType",
+                         "is required on an Autopilot cluster: it says which accelerator Autopilot provisions, e.g. "
+                         f"ct6e-standard-8t (TPU v6e 2x4); TPU machine types: {', '.join(tpu_machines)}")
+        elif CATALOG.machine_type(h.machine_type) is None:
+            problems.add(path + ".hardware.machineType",
+                         f"got {h.machine_type!r}, not a known accelerator machine type"
+                         f"{did_you_mean(h.machine_type, list(CATALOG.machine_types))}")
+        else:
+            _validate_tpu_zones(_machine_accelerator(h.machine_type), gke, (), "", problems)
+        return
+    if h.machine_type is not None or h.tpu_topology is not None:
+        problems.add(path + ".hardware", "machineType and tpuTopology come from the node pool on a Standard cluster; "
+                                         "remove them and choose the pool with hardware.nodePool")
+    if h.node_pool is None and len(pools) != 1:
+        problems.add(path + ".hardware.nodePool",
+                     f"is required when the cluster has {len(pools)} node pools; choose one of: "
+                     f"{', '.join(pools) or '(none defined)'}")
+    elif h.node_pool is not None and h.node_pool not in gke.node_pools:
+        problems.add(path + ".hardware.nodePool",
+                     f"got {h.node_pool!r}; defined node pools: {', '.join(pools) or '(none)'}"
+                     f"{did_you_mean(h.node_pool, pools)}")

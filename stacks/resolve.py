@@ -21,9 +21,13 @@ from stacks.checks import deployment_checks
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
+    NodePoolConfig,
     Platform,
     StackConfig,
     WeightsSource,
+    cluster_name,
+    default_bucket_name,
+    memory_gib,
 )
 from stacks.findings import Check, Findings
 from stacks.fit import DEFAULT_TYPICAL_REQUEST_TOKENS, FitEstimate, FitRequest, estimate, suggest_gpu_memory_utilization
@@ -57,6 +61,10 @@ def resolve_stack(stack: StackConfig) -> ResolvedStack:
         if resolved is not None:
             deployments[name] = resolved
             deployment_checks(resolved, stack, collector)
+        elif not collector.failed:
+            # Nothing vanishes: a deployment is either in the plan or in an error.
+            collector.error(f"{NAMESPACE}:deployments.{name} could not be resolved and no reason was recorded; "
+                            "this is a bug in the program, please report it with the stack file")
         checks.extend(collector.items)
     return ResolvedStack(config=stack, names=names, deployments=deployments, checks=tuple(checks))
 
@@ -66,12 +74,12 @@ def stack_names(stack: StackConfig) -> StackNames:
     dockerhub_repository = f"{prefix}-dockerhub"
     gke = stack.settings.gke
     return StackNames(
-        bucket=stack.settings.bucket.name or defaults.BUCKET_NAME.format(project=stack.project, prefix=prefix)[:63],
+        bucket=stack.settings.bucket.name or default_bucket_name(stack.project, prefix),
         images_repository=f"{prefix}-images",
         dockerhub_repository=dockerhub_repository,
         dockerhub_path=(f"{stack.region}-docker.pkg.dev/{stack.project}/{dockerhub_repository}"
                         if stack.settings.registry.docker_hub_remote else None),
-        cluster=(gke.name or defaults.CLUSTER_NAME.format(prefix=prefix)) if gke is not None else None,
+        cluster=cluster_name(stack.settings) if gke is not None else None,
         hf_token_secret=f"{prefix}-hf-token",
     )
 
@@ -229,10 +237,19 @@ def _version_from_tag(image: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
-def _node_pool(d: DeploymentConfig, stack: StackConfig):
+def _node_pool(d: DeploymentConfig, stack: StackConfig) -> Optional[NodePoolConfig]:
+    """The node pool a GKE deployment runs on; on Autopilot, the one GKE provisions from its hardware."""
     gke = stack.settings.gke
     if gke is None:
         return None
+    if gke.autopilot:
+        machine = d.hardware.machine_type
+        if machine is None:
+            return None
+        topology = d.hardware.tpu_topology or next(
+            (t.name for t in CATALOG.tpu_topologies.values() if t.machine_type == machine and t.hosts == 1), None)
+        return NodePoolConfig(machine_type=machine, tpu_topology=topology, min_nodes=0,
+                              max_nodes=d.scaling.max_replicas or 1)
     name = d.hardware.node_pool or (next(iter(gke.node_pools)) if len(gke.node_pools) == 1 else None)
     return gke.node_pools.get(name) if name else None
 
@@ -288,13 +305,7 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
         cpu = h.cpu or str(max(int(preset["cpu"]), accelerator.cloudrun_min_cpu or 0))
         memory = h.memory or (preset["memory"] if memory_gib(preset["memory"]) >= (accelerator.cloudrun_min_memory_gib or 0)
                               else f"{accelerator.cloudrun_min_memory_gib}Gi")
-        ok = True
-        if float(cpu) < (accelerator.cloudrun_min_cpu or 0):
-            out.error(f"{key}.hardware.cpu: got {cpu}; {gpu} needs at least {accelerator.cloudrun_min_cpu} vCPU per instance")
-            ok = False
-        if memory_gib(memory) < (accelerator.cloudrun_min_memory_gib or 0):
-            out.error(f"{key}.hardware.memory: got {memory}; {gpu} needs at least {accelerator.cloudrun_min_memory_gib}Gi per instance")
-            ok = False
+        ok = True  # cpu and memory against the GPU's limits: checked with the config (stacks.config)
         if h.machine_type or h.node_pool:
             out.error(f"{key}.hardware: machineType and nodePool do not apply to Cloud Run; remove them")
             ok = False
@@ -302,11 +313,11 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
 
     pool = _node_pool(d, stack)
     if pool is None:
-        return None  # the config layer already reported the missing cluster or pool
-    assert stack.settings.gke is not None  # _node_pool found a pool, so the gke block exists
-    pool_name = d.hardware.node_pool or next(iter(stack.settings.gke.node_pools))
+        return None  # the config layer already reported the missing cluster, pool or machine type
+    autopilot = stack.settings.gke.autopilot
+    pool_name = "autopilot" if autopilot else d.hardware.node_pool or next(iter(stack.settings.gke.node_pools))
     machine = CATALOG.machine_type(pool.machine_type)
-    pool_key = f"{NAMESPACE}:gke.nodePools.{pool_name}"
+    pool_key = f"{key}.hardware" if autopilot else f"{NAMESPACE}:gke.nodePools.{pool_name}"
     if machine is None:
         out.error(f"{pool_key}.machineType: {pool.machine_type!r} is not a known accelerator machine type"
                   f"{did_you_mean(pool.machine_type, list(CATALOG.machine_types))}")
@@ -340,12 +351,6 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
         return None
     return Hardware(accelerator=accelerator, devices=devices, machine_type=machine.name,
                     node_pool=pool_name, tpu_topology=topology)
-
-
-def memory_gib(memory: str) -> float:
-    """`32Gi` -> 32.0, `16384Mi` -> 16.0 (Cloud Run memory sizes)."""
-    number = float(re.sub(r"[^\d.]", "", memory) or 0)
-    return number / 1024 if memory.endswith("Mi") else number
 
 
 def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: StackConfig) -> tuple[str, dict, Optional[str]]:

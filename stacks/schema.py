@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from components.rules import looks_like_token
 
 NAMESPACE = "llm-serving"
 
@@ -101,9 +104,16 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}"
 
 
+TOKEN_HINT = ("a value that looks like a token (not shown); tokens are never plain config values: "
+              f"`pulumi config set --secret {NAMESPACE}:hfToken <token>` stores it encrypted")
+_LONGEST_NUMBER_TEXT = 40  # digits beyond this are a paste error, not a setting
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value)
+        if looks_like_token(value):
+            return "a value that looks like a token (not shown)"
+        return repr(value) if len(value) <= 80 else repr(value[:60] + "...") + f" ({len(value)} characters)"
     if isinstance(value, Mapping):
         return "a map"
     if isinstance(value, (list, tuple)):
@@ -157,15 +167,18 @@ def _convert(tp: Any, raw: Any, path: str, meta: Mapping[str, Any], problems: Pr
         return _MISSING
     if tp is int:
         value = raw
-        if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw.strip()):
+        if isinstance(raw, str) and re.fullmatch(rf"-?\d{{1,{_LONGEST_NUMBER_TEXT}}}", raw.strip()):
             value = int(raw)
+        if isinstance(raw, float) and not math.isfinite(raw):
+            problems.add(path, f"got {raw}; expected a whole number{_bounds_text(meta)} (NaN and infinity are not numbers here)")
+            return _MISSING
         if isinstance(value, bool) or not isinstance(value, int):
             problems.add(path, f"got {_describe(raw)}; expected a whole number{_bounds_text(meta)}")
             return _MISSING
         return _check_bounds(value, path, meta, problems)
     if tp is float:
         value = raw
-        if isinstance(raw, str):
+        if isinstance(raw, str) and len(raw.strip()) <= _LONGEST_NUMBER_TEXT:
             try:
                 value = float(raw)
             except ValueError:
@@ -173,16 +186,29 @@ def _convert(tp: Any, raw: Any, path: str, meta: Mapping[str, Any], problems: Pr
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.add(path, f"got {_describe(raw)}; expected a number{_bounds_text(meta)}")
             return _MISSING
-        return _check_bounds(float(value), path, meta, problems)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            problems.add(path, f"got {_describe(raw) if isinstance(raw, str) else raw}; expected a finite "
+                               f"number{_bounds_text(meta)} (NaN and infinity are rejected)")
+            return _MISSING
+        return _check_bounds(number, path, meta, problems)
     if tp is str:
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             problems.add(path, f"got {_describe(raw)}; expected a string")
             return _MISSING
+        if isinstance(raw, float) and not math.isfinite(raw):
+            problems.add(path, f"got {raw}; expected a string")
+            return _MISSING
         value = str(raw)
+        if looks_like_token(value):
+            return _MISSING  # reported once, at its key path, by stacks.config.load's token scan
         pattern = meta.get("pattern")
         if pattern and not re.fullmatch(pattern, value):
             hint = meta.get("pattern_hint") or f"it must match {pattern}"
-            problems.add(path, f"got {value!r}; {hint}")
+            problems.add(path, f"got {_describe(value)}; {hint}")
             return _MISSING
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")

@@ -93,6 +93,8 @@ class AcceleratorSpec:
     cloudrun_min_cpu: int | None
     cloudrun_min_memory_gib: int | None
     sources: tuple[str, ...]
+    cloudrun_max_cpu: int | None = None  # None: no documented maximum recorded
+    cloudrun_max_memory_gib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -408,6 +410,8 @@ def _load_hardware() -> tuple[dict[str, AcceleratorSpec], dict[str, MachineType]
             cloudrun_min_cpu=acc.get("cloudrun_min_cpu", int, None),
             cloudrun_min_memory_gib=acc.get("cloudrun_min_memory_gib", int, None),
             sources=acc.strings("sources"),
+            cloudrun_max_cpu=acc.get("cloudrun_max_cpu", int, None),
+            cloudrun_max_memory_gib=acc.get("cloudrun_max_memory_gib", int, None),
         )
 
     family_sources = doc.child("machine_type_sources").data

@@ -181,7 +181,7 @@ def test_service_account_rejects_an_invalid_account_id(account_id: str):
     def program():
         WorkloadServiceAccount("bad", WorkloadServiceAccountArgs(project=PROJECT, account_id=account_id, display_name="x"))
 
-    with pytest.raises(ValueError, match=r"WorkloadServiceAccount bad: account_id .* must be 6-30"):
+    with pytest.raises(ValueError, match=r"WorkloadServiceAccount bad: account_id got .*; shorten"):
         run(program)
 
 
@@ -263,7 +263,7 @@ def test_bucket_grants_are_members_on_this_bucket_with_stable_names():
 
 @pytest.mark.parametrize(("changes", "message"), [
     (dict(force_destroy=True, protect=True), "force_destroy and protect contradict"),
-    (dict(soft_delete_days=3), "soft_delete_days is 3"),
+    (dict(soft_delete_days=3), "soft_delete_days: got 3"),
     (dict(grants={"x": Grant("storage.objectViewer", MEMBER_A)}), "must be a predefined role"),
     (dict(grants={"x": Grant("roles/storage.objectViewer", "allUsers")}), "would make the resource public"),
     (dict(grants={"bad key": Grant("roles/storage.objectViewer", MEMBER_A)}), "letters, digits and hyphens"),

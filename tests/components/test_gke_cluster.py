@@ -61,7 +61,6 @@ def test_tutorial_cluster_settings(tutorial):
     expected = {
         "name": "llm-dev-gke",
         "location": "us-east5-b",
-        "minMasterVersion": "1.31.2-gke.1115000",
         "releaseChannel": {"channel": "RAPID"},
         "workloadIdentityConfig": {"workloadPool": "mock-project.svc.id.goog"},
         "addonsConfig": {"gcsFuseCsiDriverConfig": {"enabled": True}},
@@ -72,6 +71,8 @@ def test_tutorial_cluster_settings(tutorial):
     }
     for key, value in expected.items():
         assert cluster.get(key) == value, f"gke-cluster: {key} is {cluster.get(key)!r}, expected {value!r}"
+    # No exact patch by default: the release channel's default version (an old patch stops being offered).
+    assert cluster.get("minMasterVersion") is None, f"gke-cluster: minMasterVersion {cluster.get('minMasterVersion')!r}"
     assert cluster["monitoringConfig"]["managedPrometheus"] == {"enabled": True}, \
         f"gke-cluster: Managed Prometheus not enabled: {cluster['monitoringConfig']}"
 
@@ -237,8 +238,8 @@ def test_two_host_2x4_on_4t_is_accepted():
 @pytest.mark.parametrize("version, needle", [
     ("1.30.5-gke.1000", "below 1.31.2-gke.1115000"),
     ("1.31.2-gke.1000", "below 1.31.2-gke.1115000"),
-    ("v1.32", "give a GKE version like"),
-    ("latest", "give a GKE version like"),
+    ("v1.32", "give a GKE version such as"),
+    ("latest", "give a GKE version such as"),
 ])
 def test_min_master_version_checked(version, needle):
     message = error_of(tutorial_args(min_master_version=version))

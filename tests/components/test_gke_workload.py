@@ -45,7 +45,7 @@ def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
                 service_account_name="vllm-ksa", hf_secret_name="hf-secret", min_replicas=1, max_replicas=2,
                 autoscaling_metric="vllm:num_requests_waiting", autoscaling_target=10.0,
                 startup_timeout_seconds=3600, mount_path="/data",
-                labels={"environment": "dev", "bad key!": "x"})
+                labels={"environment": "dev"})
     base.update({k: v for k, v in overrides.items() if k not in CONTAINER_FIELDS})
     return VllmGkeWorkloadArgs(**base)
 
@@ -226,7 +226,11 @@ def test_labels(tutorial):
                        "app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving",
                        "environment": "dev"}.items():
         assert labels.get(key) == value, f"llama-deployment: label {key}={labels.get(key)!r}, expected {value!r}"
-    assert "bad key!" not in labels, f"llama-deployment: invalid label key kept: {labels}"
+
+
+def test_an_invalid_label_is_refused_not_dropped():
+    with pytest.raises(ValueError, match=r"labels: label key 'bad key!' is not a Kubernetes label key"):
+        run_seed(labels={"environment": "dev", "bad key!": "x"})
 
 
 def test_outputs(tutorial):

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from stacks.schema import ConfigError
 from offline.mocks import CloudMocks, QuotaAnswer
 from offline.plan import plan
 from stacks.config import load
@@ -158,9 +159,11 @@ def test_tpu_topology_machine_and_chips_must_agree(pool, expected):
 def test_cloudrun_gpu_type_and_minimums():
     bad_gpu = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "hardware": {"acceleratorType": "nvidia-t4"}})
     assert "nvidia-l4" in only(bad_gpu, "error", "not a Cloud Run GPU type")
-    small = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "hardware": {"cpu": "2", "memory": "8Gi"}})
-    assert only(small, "error", "at least 4 vCPU")
-    assert only(small, "error", "at least 16Gi")
+    # Below the GPU's minimums is invalid config (checked before resolve, with the key path).
+    with pytest.raises(ConfigError) as error:
+        resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-it", "hardware": {"cpu": "2", "memory": "8Gi"}})
+    assert "deployments.model.hardware.cpu: got '2'; Cloud Run with nvidia-l4 takes 4 to 8" in str(error.value)
+    assert "deployments.model.hardware.memory: got '8Gi'; Cloud Run with nvidia-l4 takes 16Gi to 32Gi" in str(error.value)
 
 
 def test_quota_below_max_replica_needs_fails_the_plan_and_unreadable_quota_warns():
@@ -307,3 +310,15 @@ def test_renderer_emits_only_flags_the_version_accepts():
     assert "--swap-space" in on_new.rejected_flags and not any("swap" in a for a in on_new.args)
     on_old = render_server(with_swap, dataclasses.replace(d.image, vllm_version=(0, 9, 2)), port=8080)
     assert "--swap-space=4" in on_old.args and not on_old.rejected_flags
+
+
+def test_vertex_accelerator_must_be_offered_in_the_region():
+    values = dict(BASE, **{"gcp:region": "europe-west4"})
+    values["llm-serving:deployments"] = {"model": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                                                   "hardware": {"machineType": "a3-ultragpu-8g"}}}
+    resolved = resolve_stack(load(values, set(), source="Pulumi.test.yaml", stack="test"))
+    message = only(resolved, "error", "Vertex AI offers no NVIDIA_H200_141GB in europe-west4")
+    assert "us-central1" in message, message
+    values["llm-serving:deployments"]["model"]["hardware"] = {"machineType": "g2-standard-12"}
+    resolved = resolve_stack(load(values, set(), source="Pulumi.test.yaml", stack="test"))
+    assert not [m for m in messages(resolved, "error") if "Vertex AI offers" in m], "L4 is offered in europe-west4"

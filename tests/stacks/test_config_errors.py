@@ -208,11 +208,12 @@ def test_bad_deployment_name():
 
 
 def test_service_account_id_too_long():
-    # 20 characters is the longest allowed deployment name; with `llm-staging-` the account id is 32.
+    # 20 characters is the longest allowed deployment name; with `llm-staging-` the Cloud Run
+    # deployment's service account id is 32.
     name = "abcdefghij-klmnopqrs"
-    values = stack(environment="staging", deployments={name: {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct"}})
+    values = stack(environment="staging", deployments={name: {"platform": "cloudrun", "model": "google/gemma-3-1b-it"}})
     assert_problem(values, f"{NS}deployments.{name}", f"'llm-staging-{name}'", "32 characters",
-                   "Google allows 30", "Shorten the deployment name or namePrefix")
+                   "6-30 characters", "Change the deployment name or llm-serving:namePrefix")
 
 
 # ---------------------------------------------------------------------------
@@ -408,7 +409,7 @@ def test_deployment_rules_still_run_when_a_field_is_bad():
 def test_stack_rules_still_run_for_a_deployment_with_a_bad_field():
     name = "abcdefghij-klmnopqrs"
     values = stack(environment="staging", deployments={name: {
-        "platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "vllm": {"maxModelLen": "long"}}})
+        "platform": "cloudrun", "model": "google/gemma-3-1b-it", "vllm": {"maxModelLen": "long"}}})
     error = config_error(values)
     problem_line(error, f"{NS}deployments.{name}.vllm.maxModelLen")
     problem_line(error, f"{NS}deployments.{name}")

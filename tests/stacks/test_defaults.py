@@ -9,7 +9,9 @@ import dataclasses
 import pytest
 
 from stacks.config import BucketConfig, GkeClusterConfig, HardwareConfig, ScalingConfig, VllmConfig, load
+from stacks import defaults
 from stacks.resolve import resolve_stack
+from stacks.schema import ConfigError
 
 BASE = {
     "gcp:project": "acme-llm-test",
@@ -78,9 +80,13 @@ def test_cloud_run_concurrency_defaults_to_max_num_seqs(resolved):
     assert resolved.deployments["vertex"].scaling.max_concurrency is None, "concurrency is a Cloud Run setting"
 
 
-def test_vertex_keeps_one_replica_even_when_config_says_zero():
+def test_vertex_refuses_zero_replicas_instead_of_raising_it_silently():
     values = dict(BASE, **{"llm-serving:deployments": {
         "vertex": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "scaling": {"minReplicas": 0}}}})
     del values["llm-serving:gke"]
+    with pytest.raises(ConfigError) as error:
+        load(values, set(), source="Pulumi.test.yaml", stack="test")
+    assert "llm-serving:deployments.vertex.scaling.minReplicas: got 0" in str(error.value)
+    values["llm-serving:deployments"]["vertex"]["scaling"] = {}
     resolved = resolve_stack(load(values, set(), source="Pulumi.test.yaml", stack="test"))
-    assert resolved.deployments["vertex"].scaling.min_replicas == 1, resolved.deployments["vertex"].scaling
+    assert resolved.deployments["vertex"].scaling.min_replicas == defaults.VERTEX_REPLICA_FLOOR
