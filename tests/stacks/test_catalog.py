@@ -314,3 +314,22 @@ def test_tpu_support_matrix_status_must_be_known(tmp_path, monkeypatch):
     monkeypatch.setattr(catalog_module, "DATA_DIR", tmp_path)
     with pytest.raises(CatalogError, match=r"vllm_defaults\.yaml: tpu_v6e\.support_matrix values must be passing or failing"):
         load_catalog()
+
+
+def test_locations_name_only_catalog_accelerators_and_known_zones():
+    from stacks.catalog import CATALOG
+    from stacks.catalog.locations import locations
+
+    loc = locations()
+    cloudrun = {a.cloudrun_gpu for a in CATALOG.accelerators.values() if a.cloudrun_gpu}
+    vertex = {a.vertex_accelerator for a in CATALOG.accelerators.values() if a.vertex_accelerator}
+    for region in loc.regions.values():
+        assert region.zones, f"locations.yaml: {region.name} has no zones"
+        assert set(region.cloudrun_gpus) <= cloudrun, f"locations.yaml: {region.name} names unknown Cloud Run GPUs"
+        assert set(region.vertex_gpus or ()) <= vertex, f"locations.yaml: {region.name} names unknown Vertex accelerators"
+    for key, zones in loc.tpu_zones.items():
+        assert CATALOG.accelerators[key].kind == "tpu", f"locations.yaml: tpu_zones.{key} is not a TPU"
+        assert all(loc.zone(z) is not None for z in zones), f"locations.yaml: tpu_zones.{key} has unknown zones"
+    assert all(source.startswith("https://") for source in loc.sources.values()), loc.sources
+    # The committed stacks' locations are in the catalog.
+    assert loc.zone("europe-west4-a") and loc.zone("us-east5-b") and "us-central1" in loc.regions
