@@ -11,6 +11,7 @@ from offline.mocks import CloudMocks, QuotaAnswer
 from offline.plan import plan
 from stacks.config import load
 from stacks.resolve import resolve_stack
+from stacks.schema import ConfigError
 from stacks.vllm import render_server
 
 BASE = {
@@ -322,3 +323,19 @@ def test_vertex_accelerator_must_be_offered_in_the_region():
     values["llm-serving:deployments"]["model"]["hardware"] = {"machineType": "g2-standard-12"}
     resolved = resolve_stack(load(values, set(), source="Pulumi.test.yaml", stack="test"))
     assert not [m for m in messages(resolved, "error") if "Vertex AI offers" in m], "L4 is offered in europe-west4"
+
+
+def test_nothing_vanishes_a_deployment_resolve_drops_silently_becomes_an_error(monkeypatch):
+    from pathlib import Path
+
+    import stacks.resolve as resolve_module
+    from offline.plan import read_stack_file
+
+    values, secrets = read_stack_file(Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml")
+    stack = load(values, secrets, source="Pulumi.dev.yaml", stack="dev")
+    monkeypatch.setattr(resolve_module, "_hardware", lambda *args, **kwargs: None)  # a bug that records nothing
+    resolved = resolve_stack(stack)
+    for name in stack.deployments:
+        assert name not in resolved.deployments
+        assert any(c.deployment == name and c.level == "error" and "could not be resolved" in c.message
+                   for c in resolved.checks), f"{name} vanished without an error: {resolved.checks}"
