@@ -602,6 +602,10 @@ class Settings:
     )
 
 
+# Labels the program sets on every resource (plus `deployment` on a deployment's own); user labels
+# may not replace them.
+OWN_LABELS = ("managed-by", "app", "environment", "deployment")
+
 # Keys read outside the dataclasses: Pulumi's gcp provider settings and the secret token.
 HF_TOKEN_KEY = f"{NAMESPACE}:hfToken"
 PROJECT_KEY = "gcp:project"
@@ -775,6 +779,10 @@ def _validate_region(region: str, problems: Problems) -> None:
 
 def _validate_labels(labels: Mapping[str, str], path: str, problems: Problems, *, kubernetes: bool = False) -> None:
     for key, value in labels.items():
+        if key in OWN_LABELS:
+            problems.add(join(path, key), f"is a label the stack sets itself ({', '.join(OWN_LABELS)}: the policy "
+                                          "pack and the outputs rely on them); choose another key")
+            continue
         problem = gcp_label_problem(key, value) or (k8s_label_problem(key, value) if kubernetes else None)
         if problem:
             problems.add(join(path, key), f"{problem}; fix or remove it")
