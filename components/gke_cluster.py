@@ -2,8 +2,8 @@
 
 What it creates, all children of one ``llm-serving:gke:GkeCluster``:
 
-- the cluster: release channel, a minimum control-plane version (TPU v6e needs
-  1.31.2-gke.1115000 or later), Workload Identity (``<project>.svc.id.goog``), the GCS FUSE CSI
+- the cluster: release channel (its version by default; an optional floor such as ``1.33``,
+  checked against TPU v6e's 1.31.2-gke.1115000), Workload Identity (``<project>.svc.id.goog``), the GCS FUSE CSI
   driver, Managed Service for Prometheus, the default node pool removed;
 - a node service account with only what nodes need (logs, metrics, image pulls), granted
   additively;
