@@ -39,7 +39,6 @@ from components.rules import (
     dns_label_problem,
     k8s_label_problem,
     looks_like_token,
-    pinned_image_problem,
 )
 
 TYPE_TOKEN = "llm-serving:gke:VllmWorkload"

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.container import ServingContainer
-from components.rules import REGION, bucket_name_problem, hf_model_id_problem, pinned_image_problem
+from components.rules import REGION, bucket_name_problem, hf_model_id_problem
 
 TYPE_TOKEN = "llm-serving:vertex:VllmEndpoint"
 # Earlier type tokens of this component: aliases keep deployed endpoints from being replaced.

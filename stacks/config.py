@@ -40,9 +40,9 @@ from components.rules import (
     service_account_id_problem,
     soft_delete_days_problem,
 )
+from stacks import defaults
 from stacks.catalog import CATALOG, hardware_defaults
 from stacks.catalog.locations import locations
-from stacks import defaults
 from stacks.fit import DEFAULT_TYPICAL_REQUEST_TOKENS, GPU_MEMORY_UTILIZATION
 from stacks.schema import (
     NAMESPACE,

@@ -8,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from stacks.config import BucketConfig, GkeClusterConfig, HardwareConfig, ScalingConfig, VllmConfig, load
 from stacks import defaults
+from stacks.config import BucketConfig, GkeClusterConfig, HardwareConfig, ScalingConfig, VllmConfig, load
 from stacks.resolve import resolve_stack
 from stacks.schema import ConfigError
 
