@@ -211,8 +211,8 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
             if not a.allow_public:
                 add("invokers", f"contains {member!r}, which makes the service public; remove it, "
                                 "or set allow_public=True if it really must be public")
-        elif member_problem(member):
-            add("invokers", member_problem(member))
+        elif (problem := member_problem(member)) is not None:
+            add("invokers", problem)
 
     if a.gcs_volume is not None:
         v = a.gcs_volume

@@ -532,8 +532,9 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     gke = foundation.stack.settings.gke
     assert gke is not None and d.hardware.node_pool is not None  # resolve picks the pool of every GKE deployment
     if gke.autopilot:
-        # Autopilot provisions one node per replica from the workload's selectors.
-        return autopilot_placement(d.hardware.machine_type, d.hardware.tpu_topology, d.scaling.max_replicas,
+        # Autopilot provisions one node per replica from the workload's selectors; the config
+        # requires hardware.machineType on an Autopilot cluster, and resolve sets the topology.
+        return autopilot_placement(d.hardware.machine_type or "", d.hardware.tpu_topology, d.scaling.max_replicas,
                                    gke_hardware())
     return cluster.placement(d.hardware.node_pool)
 

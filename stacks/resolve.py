@@ -314,8 +314,9 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
     pool = _node_pool(d, stack)
     if pool is None:
         return None  # the config layer already reported the missing cluster, pool or machine type
-    autopilot = stack.settings.gke.autopilot
-    pool_name = "autopilot" if autopilot else d.hardware.node_pool or next(iter(stack.settings.gke.node_pools))
+    gke = stack.settings.gke
+    autopilot = gke is not None and gke.autopilot
+    pool_name = "autopilot" if autopilot or gke is None else d.hardware.node_pool or next(iter(gke.node_pools))
     machine = CATALOG.machine_type(pool.machine_type)
     pool_key = f"{key}.hardware" if autopilot else f"{NAMESPACE}:gke.nodePools.{pool_name}"
     if machine is None:
