@@ -116,7 +116,7 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         _vertex_location(d, stack, out)
 
 
-def _vertex_location(d: "ResolvedDeployment", stack: StackConfig, out: "Findings") -> None:
+def _vertex_location(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
     """Vertex AI serves in some regions, and offers each accelerator in fewer (data/locations.yaml)."""
     region = locations().regions.get(stack.region)
     accelerator = d.hardware.accelerator.vertex_accelerator

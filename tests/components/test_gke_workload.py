@@ -230,7 +230,7 @@ def test_labels(tutorial):
 
 def test_an_invalid_label_is_refused_not_dropped():
     with pytest.raises(ValueError, match=r"labels: label key 'bad key!' is not a Kubernetes label key"):
-        run_seed(labels={"environment": "dev", "bad key!": "x"})
+        run_tutorial(labels={"environment": "dev", "bad key!": "x"})
 
 
 def test_outputs(tutorial):

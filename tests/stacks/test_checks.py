@@ -6,7 +6,6 @@ import copy
 
 import pytest
 
-from stacks.schema import ConfigError
 from offline.mocks import CloudMocks, QuotaAnswer
 from offline.plan import plan
 from stacks.config import load
