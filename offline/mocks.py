@@ -7,7 +7,12 @@ data sources the program reads at preview (project number, accelerator quota, se
 for an existing secret).
 
 The monitor records every registration with its inputs as the program sent them, secrets
-still wrapped, so the plan can print them as ``[secret]``.
+still wrapped where they sit (a token inside a map masks the token, not the map), so the plan
+can print them as ``[secret]``, and the resource options that change how the engine treats the
+resource (protect, delete-before-replace, replace-on-changes, ignore-changes, aliases).
+
+Every value this module makes up (project number, URLs, digests, ids, quota) is listed in
+``INVENTED``, so the plan can mark it as invented rather than present it as read from the cloud.
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+
+from stacks.compose import QUOTA_NOT_READ_OFFLINE
 
 SECRET_SIG_KEY = rpc._special_sig_key  # the wire format's marker for special values
 SECRET_SIG = rpc._special_secret_sig
 
 MOCK_PROJECT_NUMBER = "123456789012"
+INVENTED_MARK = "(invented offline)"
 
 
 def is_wrapped_secret(value: Any) -> bool:
@@ -117,6 +126,27 @@ def _command(name: str, inputs: dict, project: str, region: str) -> dict:
     return {"stdout": "sha256:" + _digest(name, triggers), "stderr": ""}
 
 
+# Which computed outputs are made up here (not derivable from the inputs as the cloud derives them).
+INVENTED_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "gcp:serviceaccount/account:Account": ("uniqueId",),
+    "gcp:storage/bucket:Bucket": ("projectNumber",),
+    "gcp:cloudrunv2/service:Service": ("uri", "urls", "latestReadyRevision"),
+    "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment": ("endpoint", "deployedModelId"),
+    "gcp:container/cluster:Cluster": ("endpoint", "masterAuth"),
+    "command:local:Command": ("stdout",),
+}
+# Shorter strings could match real text by chance.
+_MIN_INVENTED_LENGTH = 6
+
+
+def _leaf_strings(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _leaf_strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _leaf_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
 COMPUTED: dict[str, Computed] = {
     "gcp:serviceaccount/account:Account": _service_account,
     "gcp:storage/bucket:Bucket": _bucket,
@@ -143,11 +173,21 @@ class CloudMocks(pulumi.runtime.Mocks):
 
     project: str = "mock-project"
     region: str = "us-central1"
-    # Accelerator quota per quota id; ids not listed answer with `default_quota`.
+    # Accelerator quota per quota id; ids not listed answer with `default_quota`, and with no
+    # default the read fails as "not read offline" (a made-up number would read as a fact).
     quotas: dict[str, QuotaAnswer] = field(default_factory=dict)
-    default_quota: int | None = 64
+    default_quota: int | None = None
     secret_payload: str = "offline-placeholder-secret"
     calls: list[tuple[str, dict]] = field(default_factory=list)
+    # Every value made up here (or a distinctive part of it): anything that contains one is invented.
+    invented: set[str] = field(default_factory=lambda: {MOCK_PROJECT_NUMBER, MOCK_PROJECT_NUMBER[:10]})
+
+    def _invent(self, *values: Any) -> None:
+        self.invented.update(s for s in _leaf_strings(list(values)) if len(s) >= _MIN_INVENTED_LENGTH)
+
+    def is_invented(self, value: Any) -> bool:
+        """Does this plain value contain anything the mock engine made up?"""
+        return isinstance(value, str) and any(token in value for token in self.invented)
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         inputs = dict(args.inputs)
@@ -155,7 +195,11 @@ class CloudMocks(pulumi.runtime.Mocks):
         state = dict(inputs)
         computed = COMPUTED.get(args.typ)
         if computed:
-            state.update(computed(args.name, plain, self.project, self.region))
+            extra = computed(args.name, plain, self.project, self.region)
+            state.update(extra)
+            self._invent(*(extra[key] for key in INVENTED_OUTPUTS.get(args.typ, ()) if key in extra))
+            if args.typ == "gcp:container/cluster:Cluster" and "minMasterVersion" not in plain:
+                self._invent(extra["masterVersion"])
         if "project" not in state and args.typ.startswith("gcp:"):
             state["project"] = self.project
         resource_id = args.resource_id or f"{args.name}-id"
@@ -168,9 +212,12 @@ class CloudMocks(pulumi.runtime.Mocks):
             project = args.args.get("projectId") or self.project
             return {"projectId": project, "number": MOCK_PROJECT_NUMBER, "name": project, "id": f"projects/{project}"}
         if token == "gcp:organizations/getClientConfig:getClientConfig":
+            self._invent("offline-placeholder-token")
             return {"project": self.project, "region": self.region, "accessToken": "offline-placeholder-token", "id": "client"}
         if token.startswith("gcp:cloudquota/getSQuotaInfo:"):
             quota_id = args.args.get("quotaId", "")
+            if quota_id not in self.quotas and self.default_quota is None:
+                return {}, [("quotaId", f"{QUOTA_NOT_READ_OFFLINE}: the mock engine knows no real quota")]
             answer = self.quotas.get(quota_id, QuotaAnswer(self.default_quota))
             if answer.value is None:
                 # As the API answers a quota with no value for this region.
@@ -187,6 +234,7 @@ class CloudMocks(pulumi.runtime.Mocks):
             return {"secretData": self.secret_payload, "secret": args.args.get("secret"), "version": "latest",
                     "name": f"{args.args.get('secret')}/versions/latest"}
         if token == "gcp:container/getEngineVersions:getEngineVersions":
+            self._invent("1.33.5-gke.1000000")
             return {"latestMasterVersion": "1.33.5-gke.1000000", "validMasterVersions": ["1.33.5-gke.1000000"],
                     "defaultClusterVersion": "1.33.5-gke.1000000", "releaseChannelDefaultVersion": {}}
         return {}
@@ -217,6 +265,8 @@ class Registration:
     provider: str
     dependencies: tuple[str, ...]
     aliases: tuple[AliasRecord, ...] = ()
+    # Options set on the resource, by Pulumi's name for them; options left at their default are absent.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _alias_records(request) -> tuple[AliasRecord, ...]:
@@ -229,6 +279,45 @@ def _alias_records(request) -> tuple[AliasRecord, ...]:
         else:
             records.append(AliasRecord(urn=alias.urn))
     return tuple(records)
+
+
+def wire_inputs(struct: Any) -> dict[str, Any]:
+    """A registration's inputs from the wire, secrets left wrapped where they are.
+
+    ``rpc.deserialize_properties`` lifts a nested secret to its whole enclosing map or list (a
+    token inside ``modelConfig`` would hide the container spec); the engine keeps it in place."""
+    return _keep_secrets_in_place(json_format.MessageToDict(struct))
+
+
+def _keep_secrets_in_place(value: Any) -> Any:
+    if is_wrapped_secret(value):
+        return {SECRET_SIG_KEY: SECRET_SIG, "value": _keep_secrets_in_place(value.get("value"))}
+    if isinstance(value, Mapping):
+        return {k: _keep_secrets_in_place(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keep_secrets_in_place(v) for v in value]
+    return value
+
+
+def resource_options(request: Any) -> dict[str, Any]:
+    """The resource options of a RegisterResourceRequest that differ from the defaults."""
+    options: dict[str, Any] = {}
+    if request.protect:
+        options["protect"] = True
+    if request.deleteBeforeReplace:
+        options["deleteBeforeReplace"] = True
+    if request.retainOnDelete:
+        options["retainOnDelete"] = True
+    for name in ("replaceOnChanges", "ignoreChanges"):
+        values = list(getattr(request, name))
+        if values:
+            options[name] = values
+    aliases = [json_format.MessageToDict(alias) for alias in request.aliases] + list(request.aliasURNs)
+    if aliases:
+        options["aliases"] = aliases
+    if request.deletedWith:
+        options["deletedWith"] = request.deletedWith
+    return options
 
 
 def _is_root_stack(urn: str) -> bool:
@@ -249,7 +338,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            inputs = wire_inputs(request.object)
             self.registrations.append(
                 Registration(
                     type=request.type,
@@ -261,6 +350,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     provider=request.provider,
                     dependencies=tuple(request.dependencies),
                     aliases=_alias_records(request),
+                    options=resource_options(request),
                 )
             )
         return response

@@ -6,12 +6,16 @@
     python -m offline.plan prod --verbose     # every input of every resource
 
 It runs the real program (``stacks.program.run``) under Pulumi's mock engine
-(``offline.mocks``) and prints the resource tree with key inputs (secrets as ``[secret]``), the
-stack outputs, every check's result and a fit table; Kubernetes objects are written as YAML
+(``offline.mocks``) and prints the resource tree with key inputs (secrets as ``[secret]``, each
+where it sits) and resource options (protect, delete-before-replace, replace-on-changes,
+ignore-changes, aliases), the stack outputs, every check's result and a fit table. Values the
+mock engine makes up (project number, URLs, digests, ids) are marked ``(invented offline)``
+in text and listed under ``invented`` in JSON; quota is "not read offline". Kubernetes objects are written as YAML
 under ``build/<stack>/``. Values stored with ``pulumi config set --secret`` cannot be decrypted
 offline; they are replaced by a placeholder that is itself treated as a secret.
 
-Exit status: 0 planned; 1 a check failed (the deploy would be refused); 2 the stack file is invalid.
+Exit status: 0 planned; 1 a check failed (the deploy would be refused); 2 the stack file is
+invalid or unreadable; 3 an internal error (a bug: one line, the traceback with ``--debug``).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from typing import Any, Optional
 
 import yaml
 
-from offline.mocks import CloudMocks, mask_secrets
+from offline.cli import DEBUG_FLAG, INVALID_INPUT, OK, REFUSED, guarded
+from offline.mocks import INVENTED_MARK, CloudMocks, mask_secrets
 from offline.runner import RunResult, run_under_mocks
+from offline.stackfile import OFFLINE_SECRET, read_stack_file
 from stacks.catalog import CATALOG
 from stacks.config import load
 from stacks.findings import Check
@@ -35,7 +41,7 @@ from stacks.resolved import ResolvedStack
 from stacks.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFLINE_SECRET = "offline-placeholder-secret"
+__all__ = ["OFFLINE_SECRET", "PlanResult", "main", "plan", "read_stack_file", "render_text"]
 
 # Inputs worth a line in the tree, by resource type (dotted paths; a prefix selects a subtree).
 KEY_INPUTS: dict[str, tuple[str, ...]] = {
@@ -50,7 +56,7 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
     "gcp:artifactregistry/repository:Repository": ("repositoryId", "mode", "remoteRepositoryConfig.dockerRepository"),
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": ("repository", "role", "member"),
-    "gcp:cloudrunv2/service:Service": ("name", "ingress", "template.nodeSelector", "template.gpuZonalRedundancyDisabled",
+    "gcp:cloudrunv2/service:Service": ("name", "ingress", "deletionProtection", "template.nodeSelector", "template.gpuZonalRedundancyDisabled",
                                        "template.scaling", "template.serviceAccount", "template.containers",
                                        "template.volumes", "scaling"),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("role", "member"),
@@ -67,6 +73,19 @@ K8S_KEY_INPUTS = ("metadata.name", "metadata.namespace", "spec.template.spec.nod
                   "spec.minReplicas", "spec.maxReplicas")
 
 
+INVENTED_NOTE = ("Planned under Pulumi's mock engine: nothing is created. Values it makes up (project number, "
+                 "URLs, digests, ids) are marked (invented offline) / listed under `invented`; quota is not read.")
+
+
+def invented_paths(value: Any, is_invented: Any, path: str = "") -> list[str]:
+    """Dotted paths of the leaves of ``value`` that hold an invented value."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in invented_paths(v, is_invented, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in invented_paths(v, is_invented, f"{path}[{i}]")]
+    return [path] if is_invented(value) else []
+
+
 @dataclass
 class PlanResult:
     stack: str
@@ -78,46 +97,23 @@ class PlanResult:
     run: Optional[RunResult] = None
     manifests: list[Path] = field(default_factory=list)
     failed: bool = False
+    # Paths of output values that hold something the mock engine made up.
+    invented_outputs: list[str] = field(default_factory=list)
+    invented_tokens: frozenset[str] = frozenset()
+
+    def is_invented(self, value: Any) -> bool:
+        return isinstance(value, str) and any(token in value for token in self.invented_tokens)
 
     def as_json(self) -> dict:
         return {
             "stack": self.stack,
+            "note": INVENTED_NOTE,
             "resources": self.resources,
             "outputs": self.outputs,
+            "invented_outputs": self.invented_outputs,
             "checks": [{"deployment": c.deployment, "level": c.level, "message": c.message} for c in self.checks],
             "fit": fit_rows(self.resolved) if self.resolved else [],
         }
-
-
-def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
-    """Config values and secret keys of a Pulumi.<stack>.yaml; `secure:` values become a placeholder."""
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
-    config = document.get("config") or {}
-    values: dict[str, Any] = {}
-    secret_keys: set[str] = set()
-    for key, value in config.items():
-        replaced, had_secret = _replace_secure(value)
-        values[str(key)] = replaced
-        if had_secret:
-            secret_keys.add(str(key))
-    return values, secret_keys
-
-
-def _replace_secure(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict) and set(value) == {"secure"}:
-        return OFFLINE_SECRET, True
-    if isinstance(value, dict):
-        found = False
-        out = {}
-        for k, v in value.items():
-            out[k], inner = _replace_secure(v)
-            found = found or inner
-        return out, found
-    if isinstance(value, list):
-        pairs = [_replace_secure(v) for v in value]
-        return [p[0] for p in pairs], any(p[1] for p in pairs)
-    return value, False
 
 
 def project_name() -> str:
@@ -127,7 +123,7 @@ def project_name() -> str:
 
 def engine_values(values: dict[str, Any]) -> dict[str, str]:
     """Config as the Pulumi engine hands it to a program: structured values as JSON strings."""
-    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else ("true" if v is True else "false" if v is False else str(v)))
+    return {k: (json.dumps(v, default=str) if isinstance(v, (dict, list)) else ("true" if v is True else "false" if v is False else str(v)))
             for k, v in values.items()}
 
 
@@ -151,11 +147,14 @@ def plan(values: dict[str, Any], secret_keys: set[str], *, stack: str, source: s
     result.resolved = resolved
     result.checks = list(resolved.checks)
     result.run = run_result
-    result.resources = [
-        {"type": r.type, "name": r.name, "parent": _parent_name(r.parent), "inputs": mask_secrets(r.inputs)}
-        for r in run_result.registrations
-    ]
+    result.invented_tokens = frozenset(mocks.invented)
+    result.resources = []
+    for r in run_result.registrations:
+        inputs = mask_secrets(r.inputs)
+        result.resources.append({"type": r.type, "name": r.name, "parent": _parent_name(r.parent), "inputs": inputs,
+                                 "options": dict(r.options), "invented": invented_paths(inputs, result.is_invented)})
     result.outputs = {k: ("[secret]" if o.secret else mask_secrets(o.value)) for k, o in run_result.outputs.items()}
+    result.invented_outputs = invented_paths(result.outputs, result.is_invented)
     if out_dir is not None:
         from offline.manifests import write_kubernetes_manifests
 
@@ -197,15 +196,36 @@ def _selected(resource: dict, verbose: bool) -> list[tuple[str, Any]]:
     return [(p, v) for p, v in pairs if any(p == w or p.startswith(w + ".") or p.startswith(w + "[") for w in wanted)]
 
 
-def _short(value: Any, limit: int = 140) -> str:
+def _short(value: Any, limit: Optional[int] = 140) -> str:
+    """A value on one line: cut at ``limit`` characters (whole with None)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # the wire format has only doubles
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    # Strings print bare unless they span lines (curl examples): one line per value, always.
+    text = value if isinstance(value, str) and "\n" not in value else json.dumps(value)
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(result: PlanResult, value: Any, verbose: bool) -> str:
+    text = _short(value, None if verbose else 140)
+    invented = result.is_invented(value) or (isinstance(value, list) and any(result.is_invented(v) for v in value))
+    return f"{text} {INVENTED_MARK}" if invented else text
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    parts = []
+    for name, value in options.items():
+        if value is True:
+            parts.append(name)
+        elif isinstance(value, list):
+            parts.append(f"{name}=[{', '.join(v if isinstance(v, str) else json.dumps(v) for v in value)}]")
+        else:
+            parts.append(f"{name}={value}")
+    return ", ".join(parts)
 
 
 def render_text(result: PlanResult, verbose: bool = False) -> str:
-    lines = [f"Offline plan of stack {result.stack} ({result.source}) under Pulumi's mock engine: nothing is created.", ""]
+    lines = [f"Offline plan of stack {result.stack} ({result.source}) under Pulumi's mock engine: nothing is created.",
+             f"Values the mock engine makes up (project number, URLs, digests, ids) are marked {INVENTED_MARK}.", ""]
     if result.resources:
         lines.append(f"Resources ({len(result.resources)}):")
         # Walk by URN: names are unique per type, not across types.
@@ -217,16 +237,18 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
         def walk(parent: str, depth: int) -> None:
             for resource, urn in children.get(parent, []):
                 lines.append(f"{'  ' * depth}+ {resource['type']}  {resource['name']}")
+                if resource.get("options"):
+                    lines.append(f"{'  ' * depth}    (options) {_options_text(resource['options'])}")
                 for path, value in _selected(resource, verbose):
-                    lines.append(f"{'  ' * depth}    {path} = {_short(value)}")
+                    lines.append(f"{'  ' * depth}    {path} = {_shown(result, value, verbose)}")
                 walk(urn, depth + 1)
 
         walk("", 1)
         lines.append("")
     if result.outputs:
         lines.append("Outputs:")
-        for key, value in result.outputs.items():
-            lines.append(f"  {key}: {_short(value, 400)}")
+        for path, value in _flatten(result.outputs):
+            lines.append(f"  {path}: {_shown(result, value, verbose)}")
         lines.append("")
     lines.append("Checks:")
     if not result.checks:
@@ -305,12 +327,17 @@ def fit_table(resolved: ResolvedStack) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    return guarded(_main, argv, prog="offline.plan")
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m offline.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", nargs="?", help="stack name: plans Pulumi.<stack>.yaml at the project root")
     parser.add_argument("--file", type=Path, help="plan this stack file instead")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--verbose", action="store_true", help="print every input of every resource")
+    parser.add_argument("--verbose", action="store_true", help="print every input of every resource, whole")
     parser.add_argument("--out", type=Path, help="where Kubernetes manifests go (default build/<stack>)")
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="print the traceback of an internal error")
     args = parser.parse_args(argv)
     if bool(args.stack) == bool(args.file):
         parser.error("give a stack name or --file PATH (one of them)")
@@ -319,18 +346,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not path.is_file():
         print(f"{path}: no such stack file; stacks here: "
               f"{', '.join(sorted(p.name[7:-5] for p in ROOT.glob('Pulumi.*.yaml')))}", file=sys.stderr)
-        return 2
-    values, secret_keys = read_stack_file(path)
+        return INVALID_INPUT
     try:
+        values, secret_keys = read_stack_file(path)
         result = plan(values, secret_keys, stack=stack, source=path.name, out_dir=args.out or ROOT / "build" / stack)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
-        return 2
+        return INVALID_INPUT
     if args.json:
         print(json.dumps(result.as_json(), indent=2, default=str))
     else:
         print(render_text(result, verbose=args.verbose))
-    return 1 if result.failed else 0
+    return REFUSED if result.failed else OK
 
 
 if __name__ == "__main__":

@@ -239,6 +239,10 @@ def quota_requirements(resolved: ResolvedStack) -> dict[tuple[str, str], int]:
     return needs
 
 
+# How the offline engine refuses a quota read (it knows no real quota); said as such, never as a number.
+QUOTA_NOT_READ_OFFLINE = "not read offline"
+
+
 def quota_checks(resolved: ResolvedStack) -> list[Check]:
     """Compare accelerator quota with what the stack needs at max replicas, before anything is
     registered: an error when it is exceeded, a warning when it cannot be read (for example
@@ -253,7 +257,11 @@ def quota_checks(resolved: ResolvedStack) -> list[Check]:
             limit, reason = None, str(error).splitlines()[0][:160]
         else:
             reason = "no value for this region"
-        if limit is None:
+        if limit is None and QUOTA_NOT_READ_OFFLINE in reason:
+            checks.append(Check("", INFO, f"quota {service}/{quota_id} in {stack.region}: {QUOTA_NOT_READ_OFFLINE}; "
+                                          f"the stack needs {needed} at max replicas (`pulumi preview` reads the quota "
+                                          "and refuses a deploy it cannot hold)"))
+        elif limit is None:
             checks.append(Check("", WARNING, f"quota {service}/{quota_id} in {stack.region} could not be read "
                                              f"({reason}); the stack needs {needed} at max replicas. Check it before deploying"))
         elif limit < needed:

@@ -50,3 +50,12 @@ class PreviewCheckError(Exception):
         lines = [f"{source}: {len(errors)} deployment check{'s' if len(errors) != 1 else ''} failed; nothing was deployed:"]
         lines += [f"  - {c.render()}" for c in errors]
         super().__init__("\n".join(lines))
+
+
+def internal_error_line(error: BaseException, traceback_hint: str) -> str:
+    """The one line a user sees for a bug (an exception no check or config rule anticipated)."""
+    message = " ".join(str(error).split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return (f"internal error (a bug): {type(error).__name__}: {message}; {traceback_hint} and report it "
+            "with the command you ran")

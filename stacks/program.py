@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -14,7 +15,7 @@ from pulumi.runtime import config as runtime_config
 
 from stacks import compose
 from stacks.config import HF_TOKEN_KEY, StackConfig, load
-from stacks.findings import ERROR, INFO, WARNING, Check, PreviewCheckError
+from stacks.findings import ERROR, INFO, WARNING, Check, PreviewCheckError, internal_error_line
 from stacks.resolve import resolve_stack
 from stacks.resolved import ResolvedStack
 from stacks.schema import NAMESPACE, ConfigError
@@ -29,6 +30,21 @@ class StackCheckFailed(pulumi.RunError):
         super().__init__(message)
         self.checks = checks
         self.resolved = resolved
+
+
+# Set to 1 to let an internal error reach the engine with its traceback (`LLM_SERVING_DEBUG=1 pulumi preview`).
+DEBUG_ENV = "LLM_SERVING_DEBUG"
+
+
+class ProgramBug(pulumi.RunError):
+    """An exception no config rule or check anticipated: a bug, reported as one line.
+
+    ``pulumi preview`` prints a ``RunError`` as its message alone; ``original`` keeps the bug for
+    the offline plan, which prints its traceback with ``--debug``."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(internal_error_line(original, f"set {DEBUG_ENV}=1 and rerun for the traceback"))
+        self.original = original
 
 
 def runtime_values() -> tuple[dict[str, Any], set[str]]:
@@ -63,6 +79,20 @@ def check(stack: StackConfig) -> ResolvedStack:
 
 
 def run(observe: Optional[Callable[[ResolvedStack], Any]] = None) -> None:
+    """The program. Bad config and failed checks end it with their message (``StackCheckFailed``);
+    any other exception with one line saying it is a bug (``ProgramBug``); never a traceback,
+    unless LLM_SERVING_DEBUG=1."""
+    try:
+        _run(observe)
+    except pulumi.RunError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug becomes one clean message
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        raise ProgramBug(error) from error
+
+
+def _run(observe: Optional[Callable[[ResolvedStack], Any]]) -> None:
     try:
         stack = load_stack()
     except ConfigError as error:

@@ -428,10 +428,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-timeout", type=float, default=600)
     parser.add_argument("--bench-timeout", type=float, default=3600)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 benchmarked; 1 the run failed; 2 bad arguments or stack; 3 internal error (--debug)."""
+    from offline.cli import guarded
+
+    return guarded(_checked_main, argv, prog="tools.bench")
+
+
+def _checked_main(argv: list[str]) -> int:
+    from stacks.schema import ConfigError
+
     args = build_parser().parse_args(argv)
     for name in ("input_len", "output_len", "num_prompts", "concurrency"):
         if getattr(args, name) < 1:
@@ -442,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _main(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if "unknown" in str(exc) or "does not resolve" in str(exc) else 1

@@ -4,6 +4,8 @@ tests/test_docs.py fails when README.md and the schema disagree, so the referenc
 
 from __future__ import annotations
 
+import sys
+
 from stacks.config import Settings
 from stacks.schema import NAMESPACE, reference_markdown
 
@@ -28,5 +30,19 @@ def replace_section(readme: str) -> str:
     return f"{head}{BEGIN}\n{config_reference()}\n{END}{tail}"
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Print the reference. Exit 0; 3 internal error (--debug for the traceback)."""
+    from offline.cli import guarded
+
+    def body(args: list[str]) -> int:
+        if args:
+            print(f"tools.docs takes no arguments (got {' '.join(args)}); run `python -m tools.docs`", file=sys.stderr)
+            return 2
+        print(config_reference())
+        return 0
+
+    return guarded(body, argv, prog="tools.docs")
+
+
 if __name__ == "__main__":
-    print(config_reference())
+    sys.exit(main())

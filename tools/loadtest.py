@@ -277,6 +277,13 @@ def run_load(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 some requests succeeded; 1 none did; 2 bad arguments; 3 internal error (--debug)."""
+    from offline.cli import guarded
+
+    return guarded(_main, argv, prog="tools.loadtest")
+
+
+def _main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.loadtest",
         description="Bounded load against an OpenAI-compatible /v1/completions endpoint.")
@@ -293,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="extra request header (repeatable); values are never printed")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = parser.parse_args(argv)
 
     try:

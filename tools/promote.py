@@ -51,6 +51,7 @@ from typing import Any, Optional
 
 import yaml
 
+from offline.cli import guarded
 from offline.plan import ROOT, plan, read_stack_file
 from stacks.schema import ConfigError
 
@@ -355,8 +356,8 @@ def _stack_name(path: Path) -> str:
 
 def check_stack_file(path: Path, *, label: str, stack: Optional[str] = None) -> list[str]:
     """Reasons the stack file would not deploy: config problems and error-level checks."""
-    values, secret_keys = read_stack_file(path)
     try:
+        values, secret_keys = read_stack_file(path)
         result = plan(values, secret_keys, stack=stack or _stack_name(path), source=path.name)
     except ConfigError as error:
         return [f"{label}: {problem.render()}" for problem in error.problems] or [f"{label}: {error}"]
@@ -422,6 +423,10 @@ def promote(source: Path, target: Path, *, allow_removal: bool = False,
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    return guarded(_main, argv, prog="tools.promote")
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.promote", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", metavar="from", help="stack to promote from, e.g. dev")
     parser.add_argument("target", metavar="to", help="stack to promote to, e.g. staging")
@@ -431,6 +436,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="promote just this deployment (repeatable); the target's others are left as they are")
     parser.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     parser.add_argument("--root", type=Path, default=ROOT, help="directory holding the Pulumi.<stack>.yaml files")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = parser.parse_args(argv)
     if args.source == args.target:
         parser.error("give two different stacks")

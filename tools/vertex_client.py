@@ -379,8 +379,15 @@ def run(argv: Sequence[str], stdin=None, stdout=None) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit 0 answered; 1 the request failed; 2 a usage problem; 3 internal error (--debug)."""
+    from offline.cli import guarded
+
+    return guarded(_main, argv, prog="tools.vertex_client")
+
+
+def _main(argv: Sequence[str]) -> int:
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        return run(argv)
     except ClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.status

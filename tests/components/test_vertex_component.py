@@ -210,7 +210,10 @@ def test_token_only_in_model_config_as_secret(as_secret: bool) -> None:
     reg = the_deployment(run)
 
     model_config = reg.inputs["modelConfig"]
-    assert is_wrapped_secret(model_config), f"{reg.name}: modelConfig carrying the token is not a secret"
+    assert is_wrapped_secret(model_config["huggingFaceAccessToken"]), \
+        f"{reg.name}: modelConfig.huggingFaceAccessToken is not sent as a secret"
+    assert not is_wrapped_secret(model_config["containerSpec"]), \
+        f"{reg.name}: the container spec is hidden as a secret; only the token should be"
     expect(reg.name, "modelConfig.huggingFaceAccessToken", unwrap_secrets(model_config)["huggingFaceAccessToken"], canary)
     env = unwrap_secrets(model_config)["containerSpec"]["envs"]
     assert canary not in json.dumps(env), f"{reg.name}: the token leaked into the container env {env}"

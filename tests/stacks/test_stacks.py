@@ -469,7 +469,8 @@ def test_json_plan_through_the_command_line(tmp_path, capsys):
     assert document["stack"] == "dev"
     assert document["resources"], "--json: no resources"
     for resource in document["resources"]:
-        assert set(resource) == {"type", "name", "parent", "inputs"}, f"--json resource keys: {sorted(resource)}"
+        assert set(resource) == {"type", "name", "parent", "inputs", "options", "invented"}, \
+            f"--json resource keys: {sorted(resource)}"
     by_name = {r["name"]: r for r in document["resources"]}
     bucket = by_name["llm-dev-models-bucket"]
     assert bucket["type"] == BUCKET and bucket["parent"] == "llm-dev-models", f"--json: {bucket['type']} under {bucket['parent']}"
@@ -480,7 +481,14 @@ def test_json_plan_through_the_command_line(tmp_path, capsys):
         assert check["level"] in ("error", "warning", "info"), check
     assert document["outputs"]["environment"] == "dev"
     assert set(document["outputs"]["deployments"]) == {"gemma-1b", "llama-8b"}
-    # Secrets are masked, never printed: the Vertex model config carries the (placeholder) token.
+    # Only the secret is masked: the Vertex model config shows the container spec, not the (placeholder) token.
     vertex = by_name["llm-dev-llama-8b-deployment"]
-    assert vertex["inputs"]["modelConfig"] == "[secret]", "--json: the Vertex model config (with the token) is not masked"
+    model_config = vertex["inputs"]["modelConfig"]
+    assert isinstance(model_config, dict), f"--json: {vertex['name']} modelConfig is hidden whole: {model_config!r}"
+    assert model_config["huggingFaceAccessToken"] == "[secret]", f"--json: {vertex['name']}: the token is not masked"
+    spec = model_config["containerSpec"]
+    assert spec["imageUri"].startswith("us-docker.pkg.dev/"), f"--json: {vertex['name']} image {spec['imageUri']!r}"
+    assert "--model=meta-llama/Llama-3.1-8B-Instruct" in spec["args"], f"--json: {vertex['name']} args {spec['args']}"
+    assert {e["name"] for e in spec["envs"]} >= {"MODEL_ID"}, f"--json: {vertex['name']} envs {spec['envs']}"
+    assert {"predictRoute", "healthRoute", "sharedMemorySizeMb", "deploymentTimeout"} <= set(spec), sorted(spec)
     assert "offline-placeholder-secret" not in captured.out, "--json: the offline secret placeholder is printed"
