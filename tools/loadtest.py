@@ -35,6 +35,9 @@ DEFAULT_PROMPT = "Write a story about san francisco"
 _JOIN_GRACE_S = 5.0
 # Pause after a failed request before the loop sends the next one.
 _ERROR_BACKOFF_S = 0.05
+# Connection failures (refused, unknown host, reset) before any request succeeded after which the
+# run stops: the server is not there, and hammering it for the whole duration says nothing more.
+FAIL_FAST_CONNECT_ERRORS = 5
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class LoadResult:
     latency_p50_s: float | None
     latency_p95_s: float | None
     error_samples: tuple[str, ...]
+    # Set when the run stopped early because no request could connect: what the connection said.
+    unreachable: str | None = None
 
     def summary(self) -> str:
         def fmt(value: float | None) -> str:
@@ -70,6 +75,8 @@ class LoadResult:
             f"latency: p50 {fmt(self.latency_p50_s)}, p95 {fmt(self.latency_p95_s)}",
         ]
         lines += [f"error: {sample}" for sample in self.error_samples]
+        if self.unreachable:
+            lines.append(f"stopped early: {self.unreachable}")
         return "\n".join(lines)
 
 
@@ -152,6 +159,8 @@ class _Stats:
         self.errors = 0
         self.samples: list[str] = []
         self.last_finish = 0.0
+        self.connect_errors = 0
+        self.stop = threading.Event()
 
     def success(self, latency: float, tokens: int, finished: float) -> None:
         with self.lock:
@@ -159,9 +168,13 @@ class _Stats:
             self.tokens += tokens
             self.last_finish = max(self.last_finish, finished)
 
-    def failure(self, message: str, finished: float) -> None:
+    def failure(self, message: str, finished: float, could_not_connect: bool = False) -> None:
         with self.lock:
             self.errors += 1
+            if could_not_connect and not self.latencies:
+                self.connect_errors += 1
+                if self.connect_errors >= FAIL_FAST_CONNECT_ERRORS:
+                    self.stop.set()
             self.last_finish = max(self.last_finish, finished)
             if len(self.samples) < MAX_ERROR_SAMPLES and message not in self.samples:
                 self.samples.append(message)
@@ -179,6 +192,14 @@ def _one_request(opener: urllib.request.OpenerDirector, url: str, body: bytes,
     usage = payload.get("usage") or {}
     tokens = usage.get("completion_tokens", 0)
     return int(tokens) if isinstance(tokens, (int, float)) else 0
+
+
+def _could_not_connect(exc: BaseException) -> bool:
+    """Did the request fail before a server answered (refused, unknown host, reset)?"""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, OSError) and not isinstance(reason, TimeoutError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -226,7 +247,7 @@ def run_load(
     in_flight = [0]
 
     def worker() -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stats.stop.is_set():
             sent = time.monotonic()
             with stats.lock:
                 in_flight[0] += 1
@@ -236,9 +257,9 @@ def run_load(
                 finished = time.monotonic()
                 with stats.lock:
                     in_flight[0] -= 1
-                stats.failure(redact(_describe(exc)), finished)
+                stats.failure(redact(_describe(exc)), finished, _could_not_connect(exc))
                 # Do not hammer a server that refuses connections outright.
-                time.sleep(min(_ERROR_BACKOFF_S, max(0.0, deadline - time.monotonic())))
+                stats.stop.wait(min(_ERROR_BACKOFF_S, max(0.0, deadline - time.monotonic())))
             else:
                 finished = time.monotonic()
                 with stats.lock:
@@ -259,7 +280,8 @@ def run_load(
         errors = stats.errors + abandoned
         samples = list(stats.samples)
         tokens = stats.tokens
-        end = time.monotonic() if abandoned else max(stats.last_finish, deadline)
+        stopped = stats.stop.is_set()
+        end = time.monotonic() if abandoned or stopped else max(stats.last_finish, deadline)
     if abandoned and len(samples) < MAX_ERROR_SAMPLES:
         samples.append(f"{abandoned} request(s) still running when the run was cut off")
     elapsed = max(end - started, 1e-9)
@@ -273,6 +295,9 @@ def run_load(
         latency_p50_s=percentile(latencies, 50),
         latency_p95_s=percentile(latencies, 95),
         error_samples=tuple(samples),
+        unreachable=(f"cannot connect to {redact(endpoint)}: the first {FAIL_FAST_CONNECT_ERRORS} requests failed "
+                     f"({samples[0] if samples else 'no answer'}); check the URL and that the server is running"
+                     if stopped else None),
     )
 
 
@@ -321,6 +346,8 @@ def _main(argv: Sequence[str]) -> int:
         print(json.dumps(asdict(result), indent=2))
     else:
         print(result.summary())
+    if result.unreachable:
+        print(f"{parser.prog}: error: {result.unreachable}", file=sys.stderr)
     return 0 if result.requests > result.errors else 1
 
 

@@ -234,7 +234,7 @@ def test_json_output(fake_server, capsys):
     data = json.loads(captured.out)
     assert set(data) == {"requests", "errors", "duration_s", "requests_per_s",
                          "generated_tokens_per_s", "latency_p50_s", "latency_p95_s",
-                         "error_samples"}
+                         "error_samples", "unreachable"}
     assert data["requests"] == srv.total and data["errors"] == 0
     assert data["generated_tokens_per_s"] == pytest.approx(3 * srv.total / data["duration_s"])
     assert SECRET not in captured.out + captured.err
@@ -276,3 +276,26 @@ def test_cli_refusals_are_clear_and_quiet_about_secrets(extra, message, capsys):
 def test_url_must_be_http():
     with pytest.raises(ValueError, match="http"):
         run_load("127.0.0.1:8000", "m", 1, 1, 1, "x", 1)
+
+
+def test_nothing_listening_stops_within_seconds_naming_the_url(capsys):
+    """A long run against a loopback port where nothing listens ends at once, not after --duration."""
+    from tools.localvllm import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code = main(["--url", url, "--model", "m", "--duration", "60", "--concurrency", "4"])
+    elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert elapsed < 5, f"a run against {url} with nothing listening took {elapsed:.1f} s"
+    assert code == 1
+    assert f"cannot connect to {url}/v1/completions" in captured.err, captured.err
+    requests = int(captured.out.split("requests: ")[1].split()[0])
+    assert requests < 4 + loadtest.FAIL_FAST_CONNECT_ERRORS * 2, f"{requests} requests fired at a closed port"
+
+
+def test_fail_fast_does_not_stop_a_run_once_requests_succeed(fake_server):
+    srv = fake_server(delay=0.01, tokens=3, fail_every=2)
+    result = run_load(srv.url, "tiny", concurrency=2, duration_s=0.5, max_tokens=3, prompt="x", request_timeout_s=5)
+    assert result.unreachable is None, result.unreachable
+    assert result.requests > result.errors > 0
