@@ -85,6 +85,14 @@ def _file_name(obj: Mapping[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", raw) + ".yaml"
 
 
+class ManifestConflict(ValueError):
+    """Two registrations render the same Kubernetes object (kind, namespace and name)."""
+
+
+def _short_urn(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1] if "::" in urn else urn
+
+
 def write_kubernetes_manifests(registrations: Iterable[Registration], out_dir: Path) -> list[Path]:
     """Write one YAML file per registered Kubernetes object into ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
@@ -97,8 +105,9 @@ def write_kubernetes_manifests(registrations: Iterable[Registration], out_dir: P
             continue
         file_name = _file_name(obj)
         if file_name in seen:
-            raise ValueError(f"{registration.urn} and {seen[file_name]} both render to {file_name}; "
-                             f"give the objects distinct names")
+            raise ManifestConflict(f"{_short_urn(registration.urn)} and {_short_urn(seen[file_name])} are the same "
+                                   f"Kubernetes object ({file_name.removesuffix('.yaml')}); the second would take "
+                                   "over the first. Give them distinct names or namespaces")
         seen[file_name] = registration.urn
         path = out_dir / file_name
         path.write_text(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))

@@ -35,7 +35,7 @@ from offline.runner import RunResult, run_under_mocks
 from offline.stackfile import OFFLINE_SECRET, read_stack_file
 from stacks.catalog import CATALOG
 from stacks.config import load
-from stacks.findings import Check
+from stacks.findings import ERROR, Check
 from stacks.program import StackCheckFailed, run
 from stacks.resolved import ResolvedStack
 from stacks.schema import ConfigError
@@ -156,9 +156,13 @@ def plan(values: dict[str, Any], secret_keys: set[str], *, stack: str, source: s
     result.outputs = {k: ("[secret]" if o.secret else mask_secrets(o.value)) for k, o in run_result.outputs.items()}
     result.invented_outputs = invented_paths(result.outputs, result.is_invented)
     if out_dir is not None:
-        from offline.manifests import write_kubernetes_manifests
+        from offline.manifests import ManifestConflict, write_kubernetes_manifests
 
-        result.manifests = write_kubernetes_manifests(run_result.registrations, out_dir)
+        try:
+            result.manifests = write_kubernetes_manifests(run_result.registrations, out_dir)
+        except ManifestConflict as conflict:
+            result.checks.append(Check("", ERROR, str(conflict)))
+            result.failed = True
     return result
 
 

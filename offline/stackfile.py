@@ -77,6 +77,14 @@ class _StackLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as error:
+            # A scalar PyYAML cannot build: a whole number of thousands of digits, bad !!binary...
+            detail = "a number thousands of digits long" if "digits" in str(error) else " ".join(str(error).split())[:120]
+            raise _Refused(_line(node), f"this value cannot be read ({detail}); write a shorter or plain value") from None
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
@@ -104,7 +112,10 @@ _StackLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 def _shown(key: Any) -> str:
-    text = repr(key)
+    try:
+        text = repr(key)
+    except ValueError:  # a whole number of thousands of digits
+        return "(a very long number)"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -221,14 +232,19 @@ def read_stack_text(path: Path, source: Optional[str] = None) -> tuple[str, dict
     return text, parse_stack_text(text, source)
 
 
-def config_values(document: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+def config_values(document: dict[str, Any], source: str = "stack file") -> tuple[dict[str, Any], set[str]]:
     """Config values and secret keys of a parsed stack document; `secure:` values become a placeholder."""
     config = document.get("config") or {}
     values: dict[str, Any] = {}
     secret_keys: set[str] = set()
     for key, value in config.items():
         replaced, had_secret = _replace_secure(value)
-        values[str(key)] = replaced
+        try:
+            key = str(key)
+        except ValueError:  # a whole number of thousands of digits
+            raise StackFileError(source, None, "a config key is a number thousands of digits long; keys are "
+                                               "`namespace:name`") from None
+        values[key] = replaced
         if had_secret:
             secret_keys.add(str(key))
     return values, secret_keys
@@ -237,7 +253,7 @@ def config_values(document: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
 def read_stack_file(path: Path, source: Optional[str] = None) -> tuple[dict[str, Any], set[str]]:
     """Config values and secret keys of a Pulumi.<stack>.yaml, or StackFileError."""
     _, document = read_stack_text(path, source)
-    return config_values(document)
+    return config_values(document, source or Path(path).name)
 
 
 def _replace_secure(value: Any) -> tuple[Any, bool]:

@@ -48,6 +48,7 @@ from stacks.schema import (
     NAMESPACE,
     TOKEN_HINT,
     ConfigError,
+    Problem,
     Problems,
     did_you_mean,
     is_missing,
@@ -654,8 +655,18 @@ def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, s
     """Parse a stack's config (full keys such as ``llm-serving:deployments``) or raise ConfigError.
 
     Structured values may arrive as JSON strings (how the Pulumi engine passes them) or as
-    already-decoded YAML.
+    already-decoded YAML. Whatever the values are, the outcome is a StackConfig or a
+    ConfigError: an exception no rule anticipated is reported as a problem, never a traceback.
     """
+    try:
+        return _load(values, secret_keys, source=source, stack=stack)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        raise ConfigError(source, [Problem(NAMESPACE + ":", _unreadable(error))]) from None
+
+
+def _load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, source: str, stack: str) -> StackConfig:
     problems = Problems()
     raw: dict[str, Any] = {}
     for full_key, value in values.items():
@@ -695,9 +706,12 @@ def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, s
         problems.add(HF_TOKEN_KEY, "is stored in plaintext in the stack file; remove it and set it again with "
                                    "`pulumi config set --secret llm-serving:hfToken <token>`")
 
-    settings = parse(Settings, raw, NAMESPACE + ":", problems)
+    settings = _parse_settings(raw, problems, source)
     if not is_missing(settings):
-        _validate_stack(settings, str(project or ""), str(region or ""), problems, gke_given="gke" in raw)
+        try:
+            _validate_stack(settings, str(project or ""), str(region or ""), problems, gke_given="gke" in raw)
+        except Exception as error:  # noqa: BLE001 - a value no rule anticipated is a config problem, never a traceback
+            problems.add(NAMESPACE + ":", _unreadable(error))
     if problems:
         raise ConfigError(source, problems.items)
     return StackConfig(
@@ -711,11 +725,12 @@ def load(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, s
 
 
 def _decode(value: Any) -> Any:
+    """A value as the engine passes it: structured values arrive as JSON text."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
-            return value
+        except (json.JSONDecodeError, RecursionError):
+            return value  # not JSON after all: the key's own rules refuse the text
     return value
 
 
@@ -788,6 +803,39 @@ def _validate_labels(labels: Mapping[str, str], path: str, problems: Problems, *
             problems.add(join(path, key), f"{problem}; fix or remove it")
     if len(labels) > GCP_LABELS_MAX:
         problems.add(path, f"has {len(labels)} labels; a resource takes at most {GCP_LABELS_MAX}")
+
+
+def _unreadable(error: BaseException) -> str:
+    detail = " ".join(str(error).split())[:160]
+    return (f"this value could not be read ({type(error).__name__}: {detail}); check its type and size against "
+            "the config reference in README.md")
+
+
+def _parse_settings(raw: dict[str, Any], problems: Problems, source: str) -> Any:
+    """``parse(Settings, ...)``, where a value that makes parsing fail unexpectedly (a case no rule
+    anticipated) becomes a problem naming its key; the other keys are still checked."""
+    attempt = Problems()
+    try:
+        settings = parse(Settings, raw, NAMESPACE + ":", attempt)
+    except Exception:  # noqa: BLE001 - find the key that breaks parsing, below
+        unreadable: dict[str, BaseException] = {}
+        for name, value in raw.items():
+            try:
+                parse(Settings, {name: value}, NAMESPACE + ":", Problems())
+            except Exception as error:  # noqa: BLE001 - reported as this key's problem
+                unreadable[name] = error
+        if not unreadable:
+            unreadable = {"": RuntimeError("the keys together could not be parsed")}
+        for name, failure in unreadable.items():
+            problems.add(join(NAMESPACE + ":", name), _unreadable(failure))
+        attempt = Problems()
+        try:
+            settings = parse(Settings, {k: v for k, v in raw.items() if k not in unreadable}, NAMESPACE + ":", attempt)
+        except Exception as error:  # noqa: BLE001 - nothing more can be checked
+            problems.add(NAMESPACE + ":", _unreadable(error))
+            raise ConfigError(source, problems.items) from None
+    problems.items.extend(attempt.items)
+    return settings
 
 
 def _validate_stack(settings: Settings, project: str, region: str, problems: Problems, *,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
@@ -20,6 +22,8 @@ from stacks.resolve import resolve_stack
 from stacks.resolved import ResolvedStack
 from stacks.schema import NAMESPACE, ConfigError
 
+COMPONENTS_DIR = Path(compose.__file__).resolve().parent.parent / "components"
+
 
 class StackCheckFailed(pulumi.RunError):
     """The stack's config or a preview-time check refused the deploy; nothing was registered.
@@ -30,6 +34,18 @@ class StackCheckFailed(pulumi.RunError):
         super().__init__(message)
         self.checks = checks
         self.resolved = resolved
+
+
+class ComponentRefused(StackCheckFailed):
+    """A component's own argument check refused a value the config checks let through.
+
+    The deploy is refused like a failed preview check, with the component's message (which names
+    the value and what it accepts); the gap in the config checks is worth reporting."""
+
+    def __init__(self, source: str, error: ValueError):
+        message = (f"{source}: a resource refused a value from this stack file: {' '.join(str(error).split())}. "
+                   "Fix that value; the config checks should have caught it, so please report it too")
+        super().__init__(message, [Check("", ERROR, message)])
 
 
 # Set to 1 to let an internal error reach the engine with its traceback (`LLM_SERVING_DEBUG=1 pulumi preview`).
@@ -101,5 +117,17 @@ def _run(observe: Optional[Callable[[ResolvedStack], Any]]) -> None:
     if observe is not None:
         observe(resolved)
     token = pulumi.Config(NAMESPACE).get_secret("hfToken") if HF_TOKEN_KEY in runtime_values()[0] else None
-    for key, value in compose.build(resolved, token).items():
+    try:
+        outputs = compose.build(resolved, token)
+    except ValueError as error:
+        if not _raised_by_a_component(error):
+            raise
+        raise ComponentRefused(stack.source, error) from error
+    for key, value in outputs.items():
         pulumi.export(key, value)
+
+
+def _raised_by_a_component(error: BaseException) -> bool:
+    """Was this raised by a component's own argument check (the innermost frame is in components/)?"""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().parent == COMPONENTS_DIR

@@ -25,6 +25,8 @@ from components.rules import looks_like_token
 NAMESPACE = "llm-serving"
 
 _MISSING = object()
+# Pulumi's engine passes numbers as doubles: whole numbers beyond 2^53 cannot arrive exactly.
+MAX_EXACT_NUMBER = 2 ** 53
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,10 @@ def _convert(tp: Any, raw: Any, path: str, meta: Mapping[str, Any], problems: Pr
             return _MISSING
         if isinstance(value, bool) or not isinstance(value, int):
             problems.add(path, f"got {_describe(raw)}; expected a whole number{_bounds_text(meta)}")
+            return _MISSING
+        if abs(value) > MAX_EXACT_NUMBER:
+            problems.add(path, f"got a number of {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'thousands of'} "
+                               f"digits; expected a whole number{_bounds_text(meta) or ' of at most 2^53'}")
             return _MISSING
         return _check_bounds(value, path, meta, problems)
     if tp is float:

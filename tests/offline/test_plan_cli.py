@@ -176,3 +176,39 @@ def test_quota_is_not_read_offline(capsys, out):
     assert quota_lines, "no quota check in the prod plan"
     for line in quota_lines:
         assert compose.QUOTA_NOT_READ_OFFLINE in line and "available" not in line, line
+
+
+def test_a_component_refusing_its_arguments_refuses_the_deploy_cleanly(monkeypatch, capsys, out):
+    """A value the config checks let through but a component's own check refuses: a clean refusal
+    (exit 1) with the component's message and the stack file, not an internal error."""
+    from components import vertex
+
+    monkeypatch.setattr(vertex.VertexVllmEndpointArgs, "problems", lambda self: ["planted refusal of a value"])
+    status, text, err = run_plan(capsys, "dev", "--out", out)
+    assert status == 1, f"exit {status}\n{err}"
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert ("Pulumi.dev.yaml: a resource refused a value from this stack file: VertexVllmEndpoint llm-dev-llama-8b: "
+            "planted refusal of a value") in text, text
+
+
+def test_a_value_error_outside_the_components_is_still_a_bug(monkeypatch, capsys, out):
+    def broken(*args, **kwargs):
+        raise ValueError("planted bug in the program")
+
+    monkeypatch.setattr(compose, "build", broken)
+    status, _, err = run_plan(capsys, "dev", "--out", out)
+    assert status == 3 and "internal error (a bug): ValueError: planted bug in the program" in err, (status, err)
+
+
+def test_two_resources_rendering_one_kubernetes_object_refuse_the_plan(tmp_path, capsys, out):
+    text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
+    assert "platform: gke" in text
+    # The workload's namespace set to the metrics adapter's: both would own one Namespace object.
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text.replace("        nodePool: tpu-v6e\n", "        nodePool: tpu-v6e\n      gke:\n        namespace: custom-metrics\n"),
+                    encoding="utf-8")
+    status, stdout, err = run_plan(capsys, "--file", str(path), "--out", out)
+    assert status in (1, 2), f"exit {status}\n{err}"
+    assert "internal error" not in err and "Traceback" not in err, err
+    if status == 1:
+        assert "are the same Kubernetes object" in stdout, stdout
