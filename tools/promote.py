@@ -22,19 +22,19 @@ every top-level key of the file (``encryptionsalt``, ``secretsprovider``...) is 
   is left untouched (and reported); a source release value holding one cannot be copied and
   the promotion is refused (set it in the target with ``pulumi config set --secret``).
 
-Formatting: the target is re-serialised with PyYAML (``safe_load`` then ``safe_dump`` with
-``sort_keys=False``, 2-space indentation, sequences indented under their key, no line
-wrapping). Key order is kept, and keys new to a deployment are placed after the key they follow
-in the source. The file's leading comment block is re-attached verbatim. NOT preserved:
-comments anywhere after that leading block (whole-line or end-of-line; they are listed in the
-notes before they are dropped), flow style (``{a: 1}`` becomes block style), quoting style
-(quotes are kept only where YAML needs them), anchors/aliases (expanded), blank lines inside
-the document, and scalar spellings (``yes``/``0x10``/``1e3`` become ``true``/``16``/``1000.0``).
-Files written by ``pulumi config set`` already have this shape, so in practice the diff shows
-only the promoted values.
+Formatting: only the changed values of the target are rewritten, through a round-trip YAML
+library (ruamel.yaml), so comments (anywhere), key order, quoting, flow style and line endings
+(LF or CRLF) are kept; keys new to a deployment are placed after the key they follow in the
+source. Both files are read with the project's stack-file reader first, so duplicate keys,
+syntax errors and the like refuse the promotion (exit 2) before anything is merged.
 
-Exit status: 0 promoted (or nothing to change, or --dry-run); 1 refused; 2 bad arguments or a
-missing stack file.
+Writing cannot lose the file: the new text goes to a temporary file in the same folder, is
+flushed to disk (fsync), takes the old file's permissions and then replaces it in one rename;
+if anything fails before the rename, the old file is untouched.
+
+Exit status: 0 promoted (or nothing to change, or --dry-run); 1 refused, or the file could not
+be written (it is then unchanged); 2 bad arguments, a missing or unreadable stack file; 3 an
+internal error (``--debug`` prints the traceback).
 """
 
 from __future__ import annotations
@@ -42,17 +42,22 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import io
+import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from offline.cli import guarded
 from offline.plan import ROOT, plan, read_stack_file
+from offline.stackfile import StackFileError, read_stack_text
 from stacks.schema import ConfigError
 
 DEPLOYMENTS_KEY = "llm-serving:deployments"
@@ -130,38 +135,86 @@ class PromotionResult:
 
 
 # ---------------------------------------------------------------------------
-# YAML text.
+# YAML text: round trip and atomic write.
 
 
-class _Dumper(yaml.SafeDumper):
-    """Indent sequences under their key, the way `pulumi config set` writes stack files."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
-        return super().increase_indent(flow, False)
-
-
-def dump_yaml(document: Any) -> str:
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=1 << 20, indent=2)
+def _round_trip() -> YAML:
+    """ruamel.yaml set up the way `pulumi config set` writes stack files (sequences under their key)."""
+    yaml_rt = YAML(typ="rt")
+    yaml_rt.preserve_quotes = True
+    yaml_rt.indent(mapping=2, sequence=4, offset=2)
+    yaml_rt.width = 1 << 20  # never wrap a long value
+    return yaml_rt
 
 
-def split_header(text: str) -> tuple[str, str]:
-    """The leading block of comment (and blank) lines, and the rest."""
-    lines = text.splitlines(keepends=True)
-    index = 0
-    while index < len(lines) and (lines[index].lstrip().startswith("#") or not lines[index].strip()):
-        index += 1
-    return "".join(lines[:index]), "".join(lines[index:])
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _dropped_comments(body: str, header_lines: int) -> list[str]:
-    """Comments after the leading block, which a re-serialised file cannot keep (best effort)."""
-    found = []
-    for number, line in enumerate(body.splitlines(), start=header_lines + 1):
-        stripped = line.strip()
-        if stripped.startswith("#") or re.search(r"\s#\s", line):
-            found.append(f"line {number}: {stripped}")
-    return found
+def _sync(node: CommentedMap, want: dict) -> None:
+    """Make the round-trip map ``node`` equal ``want``, touching only what differs, so comments,
+    quoting and order of everything else stay as they were."""
+    for key in [k for k in node if k not in want]:
+        del node[key]
+    previous: Optional[str] = None
+    for key, value in want.items():
+        if key not in node:
+            keys = list(node)
+            position = keys.index(previous) + 1 if previous in keys else 0
+            node.insert(position, key, copy.deepcopy(value))
+        elif isinstance(node[key], CommentedMap) and isinstance(value, dict):
+            _sync(node[key], value)
+        elif _plain(node[key]) != value:
+            node[key] = copy.deepcopy(value)
+        previous = key
+
+
+def render_promoted(target_text: str, deployments: dict) -> str:
+    """The target's text with ``llm-serving:deployments`` made equal to ``deployments``."""
+    yaml_rt = _round_trip()
+    document = yaml_rt.load(target_text)
+    config = document["config"]
+    if DEPLOYMENTS_KEY in config and isinstance(config[DEPLOYMENTS_KEY], CommentedMap):
+        _sync(config[DEPLOYMENTS_KEY], deployments)
+    else:
+        config[DEPLOYMENTS_KEY] = copy.deepcopy(deployments)
+    buffer = io.StringIO()
+    yaml_rt.dump(document, buffer)
+    text = buffer.getvalue()
+    if "\r\n" in target_text:
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return text
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a crash or a full disk leaves either the old file or
+    the new one, never a cut one: temporary file in the same folder, fsync, same permissions,
+    one rename, then fsync of the folder so the rename itself is on disk."""
+    path = Path(path)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 # ---------------------------------------------------------------------------
@@ -359,6 +412,8 @@ def check_stack_file(path: Path, *, label: str, stack: Optional[str] = None) -> 
     try:
         values, secret_keys = read_stack_file(path)
         result = plan(values, secret_keys, stack=stack or _stack_name(path), source=path.name)
+    except StackFileError:
+        raise  # not a stack file at all: invalid input, not a refusal
     except ConfigError as error:
         return [f"{label}: {problem.render()}" for problem in error.problems] or [f"{label}: {error}"]
     errors = [f"{label}: {check.render()}" for check in result.checks if check.level == "error"]
@@ -387,9 +442,8 @@ def promote(source: Path, target: Path, *, allow_removal: bool = False,
     if reasons:
         raise PromotionRefused([f"{source.name} does not pass its checks; fix it before promoting it"] + reasons)
 
-    source_document = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    target_text = target.read_text(encoding="utf-8")
-    target_document = yaml.safe_load(target_text) or {}
+    _, source_document = read_stack_text(source)
+    target_text, target_document = read_stack_text(target)
     source_config = source_document.get("config") or {}
     target_config = target_document.get("config")
     if not isinstance(target_config, dict):
@@ -403,15 +457,9 @@ def promote(source: Path, target: Path, *, allow_removal: bool = False,
     notes += _foreign_project_notes(merged, str(source_config.get("gcp:project") or ""),
                                     str(target_config.get("gcp:project") or ""), source_stack)
 
-    header, body = split_header(target_text)
     if merged == old:
         return PromotionResult(target_text, "", added, removed, [], notes)
-    new_document = copy.deepcopy(target_document)
-    if DEPLOYMENTS_KEY in new_document["config"] or merged:
-        new_document["config"][DEPLOYMENTS_KEY] = merged
-    new_text = header + dump_yaml(new_document)
-    dropped = _dropped_comments(body, header.count("\n"))
-    notes += [f"comment not kept ({target.name} {line})" for line in dropped]
+    new_text = render_promoted(target_text, merged)
 
     target_errors = _check_text(new_text, label=f"promoted {target.name}", stack=target_stack, name=target.name)
     if target_errors:
@@ -449,6 +497,9 @@ def _main(argv: list[str]) -> int:
     source, target = paths[args.source], paths[args.target]
     try:
         result = promote(source, target, allow_removal=args.allow_removal, only=args.only)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return 2
     except PromotionRefused as refused:
         print(f"refused: promoting {args.source} to {args.target}; {target.name} is unchanged", file=sys.stderr)
         for reason in refused.reasons:
@@ -470,7 +521,11 @@ def _main(argv: list[str]) -> int:
         if args.dry_run:
             print(f"dry run: {target.name} not written")
         else:
-            target.write_text(result.new_text, encoding="utf-8")
+            try:
+                write_atomically(target, result.new_text)
+            except OSError as error:
+                print(f"could not write {target} ({error.strerror or error}); it is unchanged", file=sys.stderr)
+                return 1
             print(f"wrote {target}")
     return 0
 

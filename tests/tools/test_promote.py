@@ -7,7 +7,11 @@ so these tests need no cloud account or network.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,13 +49,23 @@ def read(root: Path, stack: str) -> dict:
     return yaml.safe_load(path_of(root, stack).read_text(encoding="utf-8"))["config"]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Sequences indented under their key, as `pulumi config set` writes them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
 def edit(root: Path, stack: str, change) -> None:
-    """Apply `change(config)` to a stack file, keeping its leading comments."""
+    """Apply `change(config)` to a stack file, keeping its leading comment block (others are dropped)."""
     path = path_of(root, stack)
-    header, _ = promotion.split_header(path.read_text(encoding="utf-8"))
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    header = "".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("config:"))])
+    document = yaml.safe_load(text)
     change(document["config"])
-    path.write_text(header + promotion.dump_yaml(document), encoding="utf-8")
+    path.write_text(header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                                       allow_unicode=True, width=1 << 20), encoding="utf-8")
 
 
 def new_release(config: dict) -> None:
@@ -382,19 +396,59 @@ def test_dry_run_writes_nothing(stacks: Path, capsys):
     assert path_of(stacks, "staging").read_bytes() == original
 
 
-def test_comments_that_cannot_be_kept_are_reported(stacks: Path):
-    # dev carries a comment inside `config:`; promoting into dev cannot keep it.
+def test_comments_key_order_and_quoting_are_kept(stacks: Path):
+    # dev carries a comment inside `config:`; promoting into dev keeps it, and every other line.
     def changed(config: dict) -> None:
         config[DEPLOYMENTS]["llama-8b"]["modelRevision"] = REVISION
 
     edit(stacks, "staging", changed)
+    dev = path_of(stacks, "dev")
+    original = dev.read_text(encoding="utf-8")
+    assert "The Hugging Face token lives in Secret Manager" in original
+    # A comment inside the deployments map and a quoted value, both outside what is promoted.
+    original = original.replace("    llama-8b:\n", "    llama-8b:  # the Vertex AI one\n", 1)
+    original = original.replace("gcp:region: us-central1", 'gcp:region: "us-central1"', 1)
+    dev.write_text(original, encoding="utf-8")
 
-    result = promote(path_of(stacks, "staging"), path_of(stacks, "dev"), only=DEV_ONLY)
+    result = promote(path_of(stacks, "staging"), dev, only=DEV_ONLY)
 
-    assert result.new_text.startswith("# dev: cheap.")
-    assert "The Hugging Face token lives in Secret Manager" not in result.new_text
-    assert any("comment not kept" in note and "Secret Manager" in note for note in result.notes)
-    assert yaml.safe_load(result.new_text)["config"]["llm-serving:bucket"] == {"forceDestroy": True}
+    assert "The Hugging Face token lives in Secret Manager" in result.new_text
+    assert "llama-8b:  # the Vertex AI one" in result.new_text
+    assert 'gcp:region: "us-central1"' in result.new_text
+    changed_lines = [line for line in result.diff.splitlines()[2:] if line[:1] in "+-"]
+    assert changed_lines == [f"+      modelRevision: {REVISION}"], changed_lines
+    assert not any("comment" in note for note in result.notes), result.notes
+
+
+def test_crlf_line_endings_are_kept(stacks: Path):
+    edit(stacks, "dev", new_release)
+    staging = path_of(stacks, "staging")
+    crlf = staging.read_bytes().replace(b"\n", b"\r\n")
+    staging.write_bytes(crlf)
+
+    result = promote(path_of(stacks, "dev"), staging, only=DEV_ONLY)
+
+    assert result.diff, "nothing promoted; the test cannot tell"
+    body = result.new_text.encode("utf-8")
+    assert body.count(b"\r\n") == body.count(b"\n"), "a line lost its CRLF ending"
+
+
+@pytest.mark.parametrize("which", ["source", "target"])
+def test_duplicate_keys_refuse_the_promotion_naming_both_lines(stacks: Path, capsys, which: str):
+    edit(stacks, "dev", new_release)
+    stack = "dev" if which == "source" else "staging"
+    path = path_of(stacks, stack)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "  llm-serving:checkQuota: true\n  llm-serving:checkQuota: false\n", encoding="utf-8")
+    lines = len(text.splitlines())
+    staging_before = path_of(stacks, "staging").read_bytes()
+
+    code, _, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
+
+    assert code == 2, f"exit {code}\n{err}"
+    assert f"Pulumi.{stack}.yaml: " in err and f"line {lines + 2}: duplicate key 'llm-serving:checkQuota' " \
+        f"(first at line {lines + 1})" in err, err
+    assert path_of(stacks, "staging").read_bytes() == staging_before
 
 
 def test_cli_same_stack_is_a_usage_error(stacks: Path, capsys):
@@ -431,3 +485,100 @@ def test_without_only_a_cheap_source_would_delete_the_targets_extra_deployment(s
 def test_only_naming_an_unknown_deployment_is_refused(stacks: Path, capsys):
     code, _, err = run_cli(capsys, "dev", "staging", "--only", "llama-9b", "--root", str(stacks))
     assert code == 1 and "--only llama-9b: dev has no deployment llama-9b" in err, err
+
+
+# ---------------------------------------------------------------------------
+# Writing cannot lose the file.
+
+
+def _promoted_to_staging(stacks: Path) -> Path:
+    edit(stacks, "dev", new_release)
+    return path_of(stacks, "staging")
+
+
+def test_write_keeps_permissions_and_leaves_no_temporary_file(stacks: Path, capsys):
+    staging = _promoted_to_staging(stacks)
+    staging.chmod(0o640)
+    code, _, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
+    assert code == 0, err
+    assert oct(staging.stat().st_mode & 0o777) == oct(0o640)
+    assert "maxModelLen: 16384" in staging.read_text(encoding="utf-8")
+    assert sorted(p.name for p in stacks.iterdir()) == ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"]
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync", "replace"])
+def test_a_failed_write_leaves_the_old_file_intact(stacks: Path, capsys, monkeypatch, failing: str):
+    staging = _promoted_to_staging(stacks)
+    before = staging.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    if failing == "write":
+        real_fdopen = os.fdopen
+
+        class HalfWritten:
+            """Writes half of what it is given, then the disk is full."""
+
+            def __init__(self, handle):
+                self.handle = handle
+
+            def write(self, data):
+                self.handle.write(data[: len(data) // 2])
+                self.handle.flush()
+                full_disk()
+
+            def __getattr__(self, name):
+                return getattr(self.handle, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.handle.close()
+
+        monkeypatch.setattr(promotion.os, "fdopen", lambda *a, **k: HalfWritten(real_fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(promotion.os, failing, full_disk)
+
+    code, _, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--root", str(stacks))
+
+    assert code == 1, f"exit {code}\n{err}"
+    assert "could not write" in err and "No space left on device" in err and "it is unchanged" in err, err
+    assert staging.read_bytes() == before, f"{failing} failing changed Pulumi.staging.yaml"
+    leftovers = [p.name for p in stacks.iterdir() if p.name.endswith(".tmp")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def test_a_process_killed_while_writing_leaves_the_old_file_intact(stacks: Path):
+    """A real kill (SIGKILL) halfway through writing the temporary file: nothing cleans up, and
+    the stack file must still be the old one, whole."""
+    staging = _promoted_to_staging(stacks)
+    before = staging.read_bytes()
+    script = f"""
+import os, signal
+from pathlib import Path
+from tools import promote
+
+real_fdopen = os.fdopen
+
+class KilledHalfway:
+    def __init__(self, handle):
+        self.handle = handle
+    def write(self, data):
+        self.handle.write(data[: len(data) // 2])
+        self.handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return False
+
+os.fdopen = lambda *a, **k: KilledHalfway(real_fdopen(*a, **k))
+promote.write_atomically(Path({str(staging)!r}), "config:\\n  cut: " + "x" * 100000 + "\\n")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+    partial = [p for p in stacks.iterdir() if p.name.endswith(".tmp")]
+    assert partial and 0 < partial[0].stat().st_size < 100000, "the kill did not happen mid-write; the test cannot tell"
+    assert staging.read_bytes() == before, "Pulumi.staging.yaml changed although the write was killed"
