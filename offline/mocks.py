@@ -11,8 +11,9 @@ still wrapped where they sit (a token inside a map masks the token, not the map)
 can print them as ``[secret]``, and the resource options that change how the engine treats the
 resource (protect, delete-before-replace, replace-on-changes, ignore-changes, aliases).
 
-Every value this module makes up (project number, URLs, digests, ids, quota) is listed in
-``INVENTED``, so the plan can mark it as invented rather than present it as read from the cloud.
+Every value this module makes up (project number, URLs, digests, ids) is remembered in
+``CloudMocks.invented``, so the plan can mark it as invented rather than present it as read
+from the cloud; quota is not made up at all unless a test sets it ("not read offline").
 """
 
 from __future__ import annotations
@@ -184,10 +185,6 @@ class CloudMocks(pulumi.runtime.Mocks):
 
     def _invent(self, *values: Any) -> None:
         self.invented.update(s for s in _leaf_strings(list(values)) if len(s) >= _MIN_INVENTED_LENGTH)
-
-    def is_invented(self, value: Any) -> bool:
-        """Does this plain value contain anything the mock engine made up?"""
-        return isinstance(value, str) and any(token in value for token in self.invented)
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         inputs = dict(args.inputs)

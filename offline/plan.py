@@ -9,9 +9,9 @@ It runs the real program (``stacks.program.run``) under Pulumi's mock engine
 (``offline.mocks``) and prints the resource tree with key inputs (secrets as ``[secret]``, each
 where it sits) and resource options (protect, delete-before-replace, replace-on-changes,
 ignore-changes, aliases), the stack outputs, every check's result and a fit table. Values the
-mock engine makes up (project number, URLs, digests, ids) are marked ``(invented offline)``
-in text and listed under ``invented`` in JSON; quota is "not read offline". Kubernetes objects are written as YAML
-under ``build/<stack>/``. Values stored with ``pulumi config set --secret`` cannot be decrypted
+mock engine makes up (project number, URLs, digests, ids) are marked ``(invented offline)`` in
+text and listed under ``invented`` / ``invented_outputs`` in JSON; quota is "not read offline".
+Kubernetes objects are written as YAML under ``build/<stack>/``. Values stored with ``pulumi config set --secret`` cannot be decrypted
 offline; they are replaced by a placeholder that is itself treated as a secret.
 
 Exit status: 0 planned; 1 a check failed (the deploy would be refused); 2 the stack file is
@@ -102,6 +102,7 @@ class PlanResult:
     invented_tokens: frozenset[str] = frozenset()
 
     def is_invented(self, value: Any) -> bool:
+        """Does this plain value contain anything the mock engine made up?"""
         return isinstance(value, str) and any(token in value for token in self.invented_tokens)
 
     def as_json(self) -> dict:

@@ -3,6 +3,7 @@ error that stops a preview. Shared by resolve, checks and the program, and impor
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -52,9 +53,19 @@ class PreviewCheckError(Exception):
         super().__init__("\n".join(lines))
 
 
+# A Hugging Face access token's shape (`hf_` and a long run of letters and digits).
+_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+
+def without_tokens(text: str) -> str:
+    """``text`` with anything shaped like a Hugging Face token hidden: exception messages quote
+    values, and a token pasted into the wrong key must not be echoed."""
+    return _TOKEN_SHAPE.sub("hf_(hidden)", text)
+
+
 def internal_error_line(error: BaseException, traceback_hint: str) -> str:
     """The one line a user sees for a bug (an exception no check or config rule anticipated)."""
-    message = " ".join(str(error).split())
+    message = without_tokens(" ".join(str(error).split()))
     if len(message) > 300:
         message = message[:297] + "..."
     return (f"internal error (a bug): {type(error).__name__}: {message}; {traceback_hint} and report it "

@@ -17,7 +17,7 @@ from pulumi.runtime import config as runtime_config
 
 from stacks import compose
 from stacks.config import HF_TOKEN_KEY, StackConfig, load
-from stacks.findings import ERROR, INFO, WARNING, Check, PreviewCheckError, internal_error_line
+from stacks.findings import ERROR, INFO, WARNING, Check, PreviewCheckError, internal_error_line, without_tokens
 from stacks.resolve import resolve_stack
 from stacks.resolved import ResolvedStack
 from stacks.schema import NAMESPACE, ConfigError
@@ -43,7 +43,8 @@ class ComponentRefused(StackCheckFailed):
     the value and what it accepts); the gap in the config checks is worth reporting."""
 
     def __init__(self, source: str, error: ValueError):
-        message = (f"{source}: a resource refused a value from this stack file: {' '.join(str(error).split())}. "
+        message = (f"{source}: a resource refused a value from this stack file: "
+                   f"{without_tokens(' '.join(str(error).split()))}. "
                    "Fix that value; the config checks should have caught it, so please report it too")
         super().__init__(message, [Check("", ERROR, message)])
 

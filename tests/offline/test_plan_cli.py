@@ -212,3 +212,20 @@ def test_two_resources_rendering_one_kubernetes_object_refuse_the_plan(tmp_path,
     assert "internal error" not in err and "Traceback" not in err, err
     if status == 1:
         assert "are the same Kubernetes object" in stdout, stdout
+
+
+def test_a_token_quoted_in_an_error_is_not_echoed(monkeypatch, capsys, out):
+    token = "hf_" + "Q" * 34
+
+    def broken(*args, **kwargs):
+        raise ValueError(f"got {token!r} somewhere")
+
+    monkeypatch.setattr(compose, "build", broken)
+    status, _, err = run_plan(capsys, "dev", "--out", out)
+    assert status == 3 and token not in err and "hf_(hidden)" in err, err
+    from components import vertex
+
+    monkeypatch.undo()
+    monkeypatch.setattr(vertex.VertexVllmEndpointArgs, "problems", lambda self: [f"value {token} refused"])
+    status, text, err = run_plan(capsys, "dev", "--out", out)
+    assert status == 1 and token not in text + err and "hf_(hidden) refused" in text, text
