@@ -11,18 +11,20 @@ import re
 import types
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
 from components.container import ServingContainer
+from components.lora import adapter_path, adapter_source_problem, is_hub_adapter
 from components.rules import REGION, bucket_name_problem, hf_model_id_problem
 
 TYPE_TOKEN = "llm-serving:vertex:VllmEndpoint"
 # Earlier type tokens of this component: aliases keep deployed endpoints from being replaced.
 PREVIOUS_TYPE_TOKENS = ("llm-serving:vertex:VertexVllmEndpoint",)
+ADOPTED_TYPE_TOKEN = "llm-serving:vertex:AdoptedEndpoint"
 
 # The metric Vertex AI scales GPU deployments on (the other one is CPU utilization).
 DUTY_CYCLE_METRIC = "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle"
@@ -45,6 +47,48 @@ _IMMUTABLE_INPUTS = [
 def custom_code_service_agent(project_number: str) -> str:
     """The identity Vertex AI runs custom serving containers as when no service account is set."""
     return f"service-{project_number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+
+
+@dataclass(frozen=True)
+class VertexClientOutputs:
+    """One Vertex AI deployment's entry in the stack's `deployments` export.
+
+    This is the whole contract between the stack and its callers: the program exports exactly
+    these keys (``as_dict``) and ``tools.vertex_client`` reads exactly these keys, so a field
+    added or renamed here changes both.
+    """
+
+    # Hugging Face id of the base model.
+    model: str
+    region: str
+    # `projects/<number>/locations/<region>/endpoints/<id>`, and its last segment.
+    endpoint_name: pulumi.Input[str]
+    endpoint_id: pulumi.Input[str]
+    # Whether the URLs use the endpoint's dedicated DNS (the shared host refuses such endpoints).
+    dedicated: bool
+    # The tutorial's predict request (POST {"instances": [...]}) and the OpenAI-compatible base URL.
+    predict_url: pulumi.Input[str]
+    openai_base_url: pulumi.Input[str]
+    # Cloud Logging query for the endpoint (where a failed deployment explains itself).
+    logs_url: pulumi.Input[str]
+    # Adapter name -> the `lora_id` to send: `gs://<bucket>/<prefix>` or a Hub repository id.
+    lora_adapters: Mapping[str, str]
+    # The deployed model's id; None for an endpoint the stack adopted and does not deploy to.
+    deployed_model_id: Optional[pulumi.Input[str]]
+    # False for an adopted endpoint: the stack neither changes nor deletes it.
+    managed: bool
+    # What a change to this deployment does to the endpoint, in one sentence.
+    replacement: str
+    platform: str = "vertex"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (dict(value) if isinstance(value, Mapping) else value)
+                for f in fields(self) for value in [getattr(self, f.name)]}
+
+
+def client_output_keys() -> tuple[str, ...]:
+    """The keys of a deployment entry that `VertexClientOutputs.as_dict` writes."""
+    return tuple(f.name for f in fields(VertexClientOutputs))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,22 +222,28 @@ class VertexVllmEndpointArgs:
         return found
 
     def _lora_problems(self) -> list[str]:
-        found = []
-        if self.lora_adapters:
-            if not self.lora_bucket:
-                found.append("lora_adapters are set but lora_bucket is empty; name the bucket that holds them")
-            elif bucket_name_problem(self.lora_bucket):
-                found.append(f"lora_bucket {self.lora_bucket!r} is not a bucket name; give the name without gs://")
-            if self.service_account_email is None:
-                found.append("lora_adapters are set but service_account_email is empty; give the serving identity "
-                             "that needs read access to the adapters")
-            for adapter, prefix in self.lora_adapters.items():
-                if not ADAPTER_NAME.fullmatch(adapter):
-                    found.append(f"lora_adapters key {adapter!r} must be letters, digits, '.', '_' or '-'")
-                if not prefix or prefix.startswith(("/", "gs://")):
-                    found.append(f"lora_adapters.{adapter} is {prefix!r}; give the object prefix inside lora_bucket, "
-                                 "e.g. loras/support-v3")
-        return found
+        return _lora_problems(self.lora_adapters, self.lora_bucket, self.service_account_email)
+
+
+def _lora_problems(adapters: Mapping[str, str], bucket: Optional[str], reader: Optional[pulumi.Input[str]]) -> list[str]:
+    found = []
+    in_bucket = [name for name, source in adapters.items() if not is_hub_adapter(source)]
+    if in_bucket:
+        if not bucket:
+            found.append(f"lora_adapters ({', '.join(sorted(in_bucket))}) are read from a bucket but lora_bucket is empty; "
+                         "name the bucket that holds them")
+        elif bucket_name_problem(bucket):
+            found.append(f"lora_bucket {bucket!r} is not a bucket name; give the name without gs://")
+        if reader is None:
+            found.append("lora_adapters are set but service_account_email is empty; give the serving identity "
+                         "that needs read access to the adapters")
+    for adapter, source in adapters.items():
+        if not ADAPTER_NAME.fullmatch(adapter):
+            found.append(f"lora_adapters key {adapter!r} must be letters, digits, '.', '_' or '-'")
+        problem = adapter_source_problem(source)
+        if problem:
+            found.append(f"lora_adapters.{adapter}: {problem}")
+    return found
 
 
 class VertexVllmEndpoint(pulumi.ComponentResource):
@@ -305,37 +355,21 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
             project_number = gcp.organizations.get_project_output(
                 project_id=args.project, opts=pulumi.InvokeOptions(parent=self)
             ).number
-        region = args.region
-        dedicated = args.dedicated_endpoint
-
         # The provider's `endpoint` is the endpoint id (the full name is the resource id); accept
         # a full name too, so the outputs are right whichever form comes back.
-        self.endpoint_id = self.deployment.endpoint.apply(lambda e: e.rsplit("/", 1)[-1])
-        self.endpoint_name = pulumi.Output.all(self.deployment.endpoint, project_number).apply(
-            lambda v: v[0] if v[0].startswith("projects/") else f"projects/{v[1]}/locations/{region}/endpoints/{v[0]}"
+        endpoint_id = self.deployment.endpoint.apply(lambda e: e.rsplit("/", 1)[-1])
+        endpoint_name = pulumi.Output.all(self.deployment.endpoint, project_number).apply(
+            lambda v: v[0] if v[0].startswith("projects/") else _endpoint_name(v[1], args.region, v[0])
         )
-        host = pulumi.Output.all(self.endpoint_id, project_number).apply(
-            lambda v: _host(region, dedicated, v[0], v[1])
+        self.lora_grant = _lora_reader(name, self, args.lora_bucket, args.lora_adapters, args.service_account_email)
+        self.client = _client_outputs(
+            model=args.hugging_face_model_id, region=args.region, dedicated=args.dedicated_endpoint,
+            endpoint_id=endpoint_id, endpoint_name=endpoint_name, project_number=project_number,
+            project=self.deployment.project, lora_bucket=args.lora_bucket, lora_adapters=args.lora_adapters,
+            deployed_model_id=self.deployment.deployed_model_id, managed=True,
+            replacement="any change replaces the endpoint (undeploy, delete, redeploy: downtime up to an hour)",
         )
-        self.region = pulumi.Output.from_input(region)
-        self.predict_url = pulumi.Output.all(host, self.endpoint_name).apply(lambda v: f"https://{v[0]}/v1/{v[1]}:predict")
-        self.openai_base_url = pulumi.Output.all(host, self.endpoint_name).apply(lambda v: f"https://{v[0]}/v1beta1/{v[1]}")
-        self.logs_url = pulumi.Output.all(self.endpoint_id, self.deployment.project).apply(lambda v: _logs_url(v[0], v[1]))
-        self.deployed_model_id = self.deployment.deployed_model_id
-
-        self.lora_grant: Optional[gcp.storage.BucketIAMMember] = None
-        if args.lora_adapters:
-            self.lora_grant = gcp.storage.BucketIAMMember(
-                f"{name}-lora-reader",
-                bucket=args.lora_bucket,
-                role="roles/storage.objectViewer",
-                member=pulumi.Output.from_input(args.service_account_email).apply(lambda e: f"serviceAccount:{e}"),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-        bucket = args.lora_bucket
-        self.lora_adapters: Mapping[str, str] = {
-            adapter: f"gs://{bucket}/{prefix.rstrip('/')}" for adapter, prefix in sorted(args.lora_adapters.items())
-        }
+        self._set_client_attributes()
 
         # Plain copy of what was deployed. With a token set, the whole `modelConfig` input is a
         # secret (nested secrets make the top-level property secret), so a plan would hide the
@@ -349,33 +383,139 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
             "replicas": [args.min_replicas, args.max_replicas],
         }
 
-        self.register_outputs({
-            "endpoint_name": self.endpoint_name,
-            "endpoint_id": self.endpoint_id,
-            "region": self.region,
-            "predict_url": self.predict_url,
-            "openai_base_url": self.openai_base_url,
-            "logs_url": self.logs_url,
-            "deployed_model_id": self.deployed_model_id,
-            "dedicated": self.dedicated,
-            "lora_adapters": dict(self.lora_adapters),
-            "serving_spec": self.serving_spec,
-        })
+        self.register_outputs({**self.client.as_dict(), "serving_spec": self.serving_spec})
+
+    def _set_client_attributes(self) -> None:
+        client = self.client
+        self.endpoint_name = pulumi.Output.from_input(client.endpoint_name)
+        self.endpoint_id = pulumi.Output.from_input(client.endpoint_id)
+        self.region = pulumi.Output.from_input(client.region)
+        self.predict_url = pulumi.Output.from_input(client.predict_url)
+        self.openai_base_url = pulumi.Output.from_input(client.openai_base_url)
+        self.logs_url = pulumi.Output.from_input(client.logs_url)
+        self.deployed_model_id = self.deployment.deployed_model_id
+        self.dedicated = client.dedicated
+        self.lora_adapters = client.lora_adapters
 
     def client_outputs(self) -> dict[str, Any]:
-        """This deployment's entry in the stack's `deployments` export (read by tools.vertex_client)."""
-        return {
-            "platform": "vertex",
-            "predict_url": self.predict_url,
-            "openai_base_url": self.openai_base_url,
-            "endpoint_name": self.endpoint_name,
-            "endpoint_id": self.endpoint_id,
-            "region": self.region,
-            "dedicated": self.dedicated,
-            "logs_url": self.logs_url,
-            "deployed_model_id": self.deployed_model_id,
-            "lora_adapters": dict(self.lora_adapters),
-        }
+        """This deployment's entry in the stack's `deployments` export (the contract of `VertexClientOutputs`)."""
+        return self.client.as_dict()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdoptedVertexEndpointArgs:
+    """An endpoint created outside the stack (by hand, as the tutorial does) that callers reach through it.
+
+    ``AiEndpointWithModelGardenDeployment`` does not support ``pulumi import`` (pulumi-gcp 10.2.0,
+    "Import: This resource does not support import"), so an existing endpoint cannot become a
+    managed ``VertexVllmEndpoint``; it is referenced instead, and only its client outputs and the
+    LoRA read grant are the stack's.
+    """
+
+    # Numeric endpoint id (the last segment of `projects/<p>/locations/<r>/endpoints/<id>`).
+    endpoint_id: str
+    region: str
+    # Hugging Face id of the model the endpoint serves (exported for callers; not checked live).
+    hugging_face_model_id: str
+    # Whether the endpoint was created with a dedicated DNS (the tutorial's `use_dedicated_endpoint`).
+    dedicated_endpoint: bool
+    project: Optional[pulumi.Input[str]] = None
+    project_number: Optional[pulumi.Input[str]] = None
+    # As in VertexVllmEndpointArgs: the identity that reads the adapters, the bucket, the adapters.
+    service_account_email: Optional[pulumi.Input[str]] = None
+    lora_bucket: Optional[str] = None
+    lora_adapters: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.endpoint_id.isdigit():
+            found.append(f"endpoint_id {self.endpoint_id!r} is not a Vertex AI endpoint id; give the number at the "
+                         "end of projects/<p>/locations/<r>/endpoints/<id>")
+        if not self.region or not REGION.fullmatch(self.region):
+            found.append(f"region {self.region!r} is not a Google Cloud region; give one like us-central1")
+        found += _lora_problems(self.lora_adapters, self.lora_bucket, self.service_account_email)
+        return found
+
+
+class AdoptedVertexEndpoint(pulumi.ComponentResource):
+    """An existing Vertex AI endpoint: its client outputs, and read access to the LoRA adapters.
+
+    Nothing here creates, changes or deletes the endpoint or its deployed model: its container,
+    flags, hardware and replicas stay whatever was deployed by hand, and no preview can see
+    them. ``pulumi destroy`` removes only the LoRA grant.
+    """
+
+    def __init__(self, name: str, args: AdoptedVertexEndpointArgs, opts: pulumi.ResourceOptions | None = None):
+        problems = args.problems()
+        if problems:
+            raise ValueError(f"AdoptedVertexEndpoint {name}: " + "; ".join(problems))
+        super().__init__(ADOPTED_TYPE_TOKEN, name, None, opts)
+        if args.project_number is not None:
+            project_number = pulumi.Output.from_input(args.project_number)
+        else:
+            project_number = gcp.organizations.get_project_output(
+                project_id=args.project, opts=pulumi.InvokeOptions(parent=self)
+            ).number
+        if args.project is not None:
+            project = pulumi.Output.from_input(args.project)
+        else:
+            project = gcp.organizations.get_client_config_output(opts=pulumi.InvokeOptions(parent=self)).project
+        endpoint_id = pulumi.Output.from_input(args.endpoint_id)
+        self.lora_grant = _lora_reader(name, self, args.lora_bucket, args.lora_adapters, args.service_account_email)
+        self.client = _client_outputs(
+            model=args.hugging_face_model_id, region=args.region, dedicated=args.dedicated_endpoint,
+            endpoint_id=endpoint_id,
+            endpoint_name=project_number.apply(lambda number: _endpoint_name(number, args.region, args.endpoint_id)),
+            project_number=project_number, project=project, lora_bucket=args.lora_bucket,
+            lora_adapters=args.lora_adapters, deployed_model_id=None, managed=False,
+            replacement=("adopted, not managed: this stack never changes, replaces or deletes the endpoint; "
+                         "its container and hardware are whatever was deployed by hand"),
+        )
+        self.register_outputs(self.client.as_dict())
+
+    def client_outputs(self) -> dict[str, Any]:
+        """This deployment's entry in the stack's `deployments` export (the contract of `VertexClientOutputs`)."""
+        return self.client.as_dict()
+
+
+def _endpoint_name(project_number: str, region: str, endpoint_id: str) -> str:
+    return f"projects/{project_number}/locations/{region}/endpoints/{endpoint_id}"
+
+
+def _client_outputs(*, model: str, region: str, dedicated: bool, endpoint_id: pulumi.Output[str],
+                    endpoint_name: pulumi.Output[str], project_number: pulumi.Output[str],
+                    project: pulumi.Input[str], lora_bucket: Optional[str], lora_adapters: Mapping[str, str],
+                    deployed_model_id: Optional[pulumi.Output[str]], managed: bool,
+                    replacement: str) -> VertexClientOutputs:
+    host = pulumi.Output.all(endpoint_id, project_number).apply(lambda v: _host(region, dedicated, v[0], v[1]))
+    return VertexClientOutputs(
+        model=model,
+        region=region,
+        endpoint_name=endpoint_name,
+        endpoint_id=endpoint_id,
+        dedicated=dedicated,
+        predict_url=pulumi.Output.all(host, endpoint_name).apply(lambda v: f"https://{v[0]}/v1/{v[1]}:predict"),
+        openai_base_url=pulumi.Output.all(host, endpoint_name).apply(lambda v: f"https://{v[0]}/v1beta1/{v[1]}"),
+        logs_url=pulumi.Output.all(endpoint_id, project).apply(lambda v: _logs_url(v[0], v[1])),
+        lora_adapters={adapter: adapter_path(lora_bucket, source) for adapter, source in sorted(lora_adapters.items())},
+        deployed_model_id=deployed_model_id,
+        managed=managed,
+        replacement=replacement,
+    )
+
+
+def _lora_reader(name: str, parent: pulumi.Resource, bucket: Optional[str], adapters: Mapping[str, str],
+                 reader: Optional[pulumi.Input[str]]) -> Optional[gcp.storage.BucketIAMMember]:
+    """Read access for the serving identity on the bucket that holds adapters (none for Hub adapters)."""
+    if not any(not is_hub_adapter(source) for source in adapters.values()):
+        return None
+    return gcp.storage.BucketIAMMember(
+        f"{name}-lora-reader",
+        bucket=bucket,
+        role="roles/storage.objectViewer",
+        member=pulumi.Output.from_input(reader).apply(lambda e: f"serviceAccount:{e}"),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def _host(region: str, dedicated: bool, endpoint_id: str, project_number: str) -> str:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from components.lora import is_hub_adapter
 from stacks.catalog import CATALOG
 from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.fit import largest_fitting_max_num_seqs
-from stacks.vllm import MODEL_GARDEN
 
 if TYPE_CHECKING:
     from stacks.findings import Findings
@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 GIB = 1024**3
 MLLAMA_LAST_VERSION = (0, 10, 99)  # the encoder-decoder runner Mllama needs left vLLM in 0.11 (PR #24907)
+# Vertex AI, "vLLM serving for text-only and multimodal language models on Cloud GPUs": the
+# `lora_id` parameter ("dynamic LoRA does not work with multimodal models") and the debugging
+# section's common issues 2 (Hugging Face token) and 3 (chat template).
+VERTEX_TUTORIAL = "https://cloud.google.com/vertex-ai/generative-ai/docs/open-models/vllm/use-vllm"
+# vLLM applies adapters only to models implementing SupportsLoRA; the LoRA column lists them.
+VLLM_LORA_DOCS = "https://docs.vllm.ai/en/latest/features/lora.html"
+VLLM_SUPPORTED_MODELS = "https://docs.vllm.ai/en/latest/models/supported_models.html"
+# The Hub's access check for one repository with a token: 200 when the token may read it
+# (huggingface_hub's `auth_check` calls the same route).
+HUB_AUTH_CHECK = "https://huggingface.co/api/models/{model}/auth-check"
 
 
 def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
@@ -64,6 +74,12 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         out.error(f"{model.hf_id} is a gated Hugging Face model and the stack has no token; accept the licence on "
                   "Hugging Face, then `pulumi config set --secret llm-serving:hfToken <token>` (or set "
                   "llm-serving:hfTokenSecret to an existing Secret Manager secret)")
+    elif model.gated and not _weights_in_bucket(d):
+        _token_access_hint(d, stack, out)
+
+    _lora_checks(d, out)
+    if d.platform is Platform.VERTEX and d.config.vertex_options.existing_endpoint:
+        _adopted_endpoint_checks(d, stack, out)
 
     # Version traps.
     if model.architecture == "MllamaForConditionalGeneration" and d.image.vllm_version > MLLAMA_LAST_VERSION:
@@ -91,9 +107,14 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         _fp8_kv_cache(d, out)
     if d.hardware.accelerator.key == "tpu-v6e":
         _tpu_support(d, out)
-    if not model.chat_template and not v.chat_template and d.image.server != MODEL_GARDEN:
-        out.warn(f"{model.hf_id} is a base model without a chat template: /v1/chat/completions will fail. Serve an "
-                 f"instruct variant or set {key}.vllm.chatTemplate")
+    # Every server this project runs answers chat completions (the Model Garden server included:
+    # the tutorial calls it), so a tokenizer without a template breaks chat on every platform.
+    if not model.chat_template and not v.chat_template:
+        out.warn(f"{model.hf_id} is a base model without a chat template in its tokenizer: /v1/chat/completions on this "
+                 "endpoint will fail, since transformers 4.44 no longer supplies a default template (the Vertex AI "
+                 f"vLLM tutorial's common issue 3, {VERTEX_TUTORIAL}). Serve an instruct variant, or set "
+                 f"{key}.vllm.chatTemplate to a Jinja template (inline or a file in the image); it is passed as "
+                 "--chat-template")
     if v.enforce_eager:
         out.warn("enforce_eager disables CUDA graphs: about 14% less output throughput (measured on an H200, "
                  f"vLLM 0.25, Llama-3.1-8B shape). Set {key}.vllm.enforceEager to false unless debugging")
@@ -178,6 +199,64 @@ def _tpu_support(d: ResolvedDeployment, out: Findings) -> None:
     else:
         out.warn(f"{d.model.hf_id} is not in the TPU backend's support matrix for v6e, so it is untested there "
                  f"({source}); tested models: {', '.join(passing)}")
+
+
+def _token_access_hint(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
+    """How to check, before deploying, that the token may read a gated model (not readable offline)."""
+    location = stack.token_secret_location()
+    if location is None:
+        return
+    project, secret = location
+    command = (f"gcloud secrets versions access latest --secret={secret} --project={project} "
+               "| sed 's/^/Authorization: Bearer /' "
+               f"| curl -sSf -o /dev/null -H @- {HUB_AUTH_CHECK.format(model=d.model.hf_id)} "
+               f"&& echo 'the token can read {d.model.hf_id}'")
+    out.info(f"{d.model.hf_id} is gated, and whether the token may read it cannot be checked offline (without "
+             "access the deployment fails an hour in with 'Cannot access gated repo': the Vertex AI vLLM tutorial's "
+             f"common issue 2, {VERTEX_TUTORIAL}). Check it before deploying (HTTP 403: accept the licence on the "
+             f"model page with the token's account, or grant the token gated-repository access): {command}")
+
+
+def _lora_checks(d: ResolvedDeployment, out: Findings) -> None:
+    adapters = d.config.lora.adapters
+    if not adapters:
+        return
+    names = ", ".join(sorted(adapters))
+    if d.model.modality == "vision":
+        if d.platform is Platform.VERTEX:
+            out.error(f"LoRA adapters ({names}) on vision model {d.model.hf_id}: dynamic LoRA (a request's lora_id) "
+                      f"does not work with multimodal models on Vertex AI ({VERTEX_TUTORIAL}, the lora_id parameter), "
+                      f"and vLLM applies adapters only to models that support LoRA ({VLLM_LORA_DOCS}). Remove "
+                      f"{d.key}.lora.adapters or serve a text model")
+        else:
+            out.warn(f"LoRA adapters ({names}) on vision model {d.model.hf_id}: vLLM serves LoRA only for the "
+                     f"architectures marked in the LoRA column of {VLLM_SUPPORTED_MODELS}; check "
+                     f"{d.model.architecture} for vLLM {'.'.join(map(str, d.image.vllm_version))} before deploying")
+    from_hub = sorted(name for name, source in adapters.items() if is_hub_adapter(source))
+    if from_hub:
+        out.warn(f"LoRA adapters {', '.join(from_hub)} come from the Hugging Face Hub: a request's lora_id names a "
+                 "repository, not a revision, so what serves can change under the deployment. Copy them into the "
+                 f"model bucket and set {d.key}.lora.adapters.<name> to their object prefix to pin them")
+
+
+def _adopted_endpoint_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
+    existing = d.config.vertex_options.existing_endpoint or ""
+    where = f"{d.key}.vertex.existingEndpoint"
+    parts = existing.split("/")
+    if len(parts) == 6:
+        project, region = parts[1], parts[3]
+        if region != stack.region:
+            out.error(f"{where} is in region {region}, but the stack deploys to {stack.region}; adopt an endpoint in "
+                      f"{stack.region} or give the id alone")
+        if project != stack.project and not project.isdigit():
+            out.error(f"{where} is in project {project}, but the stack's project is {stack.project}; adopt an "
+                      "endpoint of this project")
+    lora = (" Its adapters are only served if it was deployed with --enable-lora, which cannot be seen from here."
+            if d.config.lora.adapters else "")
+    out.info(f"adopts endpoint {existing}: the stack exports its URLs and grants what it reads, but never deploys "
+             "to, changes or deletes it (AiEndpointWithModelGardenDeployment supports no `pulumi import`); the "
+             f"settings under {d.key} describe it to these checks and reach no container.{lora} Remove {where} to "
+             "let the stack deploy its own endpoint (a new id)")
 
 
 def _weights_in_bucket(d: ResolvedDeployment) -> bool:

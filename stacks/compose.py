@@ -326,11 +326,38 @@ def _token_for(foundation: Foundation, d: ResolvedDeployment) -> Optional[pulumi
 
 
 def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
-    from components.vertex import VertexVllmEndpoint, VertexVllmEndpointArgs, custom_code_service_agent
+    from components.vertex import (
+        AdoptedVertexEndpoint,
+        AdoptedVertexEndpointArgs,
+        VertexVllmEndpoint,
+        VertexVllmEndpointArgs,
+        custom_code_service_agent,
+    )
     from stacks.catalog import CATALOG
 
     stack = foundation.stack
     options = d.config.vertex_options
+    adapters = dict(d.config.lora.adapters)
+    # The container runs as Vertex AI's custom-code service agent: it is the identity that reads
+    # LoRA adapters, granted on the model bucket only (by the component).
+    adapter_reader = foundation.project_number.apply(custom_code_service_agent) if adapters else None
+    if options.existing_endpoint:
+        adopted = AdoptedVertexEndpoint(
+            f"{stack.prefix}-{d.name}",
+            AdoptedVertexEndpointArgs(
+                endpoint_id=options.existing_endpoint.rsplit("/", 1)[-1],
+                region=stack.region,
+                hugging_face_model_id=d.config.model,
+                dedicated_endpoint=options.dedicated_endpoint,
+                project=stack.project,
+                project_number=foundation.project_number,
+                service_account_email=adapter_reader,
+                lora_bucket=foundation.names.bucket if adapters else None,
+                lora_adapters=adapters,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket]),
+        )
+        return adopted.client_outputs()
     machines = {m.name: (accelerator, m.accelerator_count) for m in CATALOG.machine_types.values()
                 if (accelerator := CATALOG.accelerators[m.accelerator].vertex_accelerator)}
     # Resolve gives every Vertex deployment a machine type with a Vertex accelerator, or refuses it.
@@ -358,28 +385,14 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             spot=options.spot,
             dedicated_endpoint=options.dedicated_endpoint,
             display_name=f"{stack.prefix}-{d.name}",
-            # The container runs as Vertex AI's custom-code service agent: it is the identity that
-            # reads LoRA adapters, granted on the model bucket only (by the component).
-            service_account_email=(foundation.project_number.apply(custom_code_service_agent)
-                                   if d.config.lora.adapters else None),
-            lora_bucket=foundation.names.bucket if d.config.lora.adapters else None,
-            lora_adapters=dict(d.config.lora.adapters),
+            service_account_email=adapter_reader,
+            lora_bucket=foundation.names.bucket if adapters else None,
+            lora_adapters=adapters,
             delete_before_replace=True,
         ),
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket]),
     )
-    return {
-        "platform": "vertex",
-        "model": d.config.model,
-        "region": stack.region,
-        "endpoint_name": endpoint.endpoint_name,
-        "endpoint_id": endpoint.endpoint_id,
-        "dedicated": options.dedicated_endpoint,
-        "predict_url": endpoint.predict_url,
-        "openai_base_url": endpoint.openai_base_url,
-        "logs_url": endpoint.logs_url,
-        "replacement": "any change replaces the endpoint (undeploy, delete, redeploy: downtime up to an hour)",
-    }
+    return endpoint.client_outputs()
 
 
 def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:

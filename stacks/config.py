@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from components.lora import adapter_source_problem
 from components.metrics_adapter import NAMESPACE as METRICS_ADAPTER_NAMESPACE
 from components.rules import (
     GCP_LABELS_MAX,
@@ -379,13 +380,19 @@ class LoraConfig:
     """LoRA adapters served next to the base model, read from the model bucket."""
 
     adapters: Mapping[str, str] = setting(
-        "Adapter name → object prefix in the model bucket (e.g. `loras/support-v3`).", EMPTY, key_pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        "Adapter name → object prefix in the model bucket (e.g. `loras/support-v3`), or `hf://<org>/<repo>` for a "
+        "Hugging Face Hub adapter. Requests name the adapter; the client sends its path as `lora_id`.",
+        EMPTY, key_pattern=r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
     )
     max_loras: int = setting("Adapters active in one batch.", 1, minimum=1)
     max_cpu_loras: Optional[int] = setting("Adapters cached in CPU memory; at least maxLoras.", None, minimum=1)
     max_lora_rank: int = setting("Largest adapter rank.", 16, minimum=1, maximum=512)
 
     def validate(self, path: str, problems: Problems) -> None:
+        for name, source in self.adapters.items():
+            problem = adapter_source_problem(source) if isinstance(source, str) else f"{source!r} is not text"
+            if problem:
+                problems.add(join(path, f"adapters.{name}"), f"got {problem}")
         if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
             problems.add(join(path, "maxCpuLoras"),
                          f"got {self.max_cpu_loras}, below maxLoras {self.max_loras}; vLLM requires maxCpuLoras >= maxLoras")
@@ -427,6 +434,12 @@ class VertexConfig:
     shared_memory_gib: int = setting("Container /dev/shm size (GiB).", 16, minimum=1, maximum=256)
     deployment_timeout_seconds: int = setting("How long Vertex AI waits for the container to become healthy.", 7200, minimum=60, maximum=7200)
     hugging_face_cache: bool = setting("Let Vertex AI cache the Hugging Face weights.", True)
+    existing_endpoint: Optional[str] = setting(
+        "Adopt an endpoint created outside the stack (`projects/<p>/locations/<region>/endpoints/<id>` or the id): "
+        "the stack exports its client outputs and grants LoRA read access, but never deploys to, changes or deletes it.",
+        None, pattern=r"(projects/[a-z0-9-]+/locations/[a-z0-9-]+/endpoints/)?[0-9]+",
+        pattern_hint="give projects/<project>/locations/<region>/endpoints/<numeric id>, or the numeric id",
+    )
 
 
 @dataclass(frozen=True)
@@ -644,6 +657,18 @@ class StackConfig:
     @property
     def has_hf_token(self) -> bool:
         return self.hf_token_set or self.settings.hf_token_secret is not None
+
+    def token_secret_location(self) -> Optional[tuple[str, str]]:
+        """(project, secret id) of the secret the deployments read the token from; None without a token."""
+        existing = self.settings.hf_token_secret
+        if self.hf_token_set:
+            return self.project, defaults.HF_TOKEN_SECRET.format(prefix=self.prefix)
+        if existing is None:
+            return None
+        if existing.startswith("projects/"):
+            _, project, _, secret = existing.split("/")
+            return project, secret
+        return self.project, existing
 
     def labels(self, **extra: str) -> dict[str, str]:
         """Labels for a resource: the stack's own, the user's, then per-resource ones."""

@@ -32,6 +32,7 @@ DUTY_CYCLE_TARGET_PERCENT = 60.0  # Vertex AI accelerator duty cycle
 NAME_PREFIX = "llm-{environment}"
 BUCKET_NAME = "{project}-{prefix}-models"  # cut to 63 characters, the bucket-name limit
 CLUSTER_NAME = "{prefix}-gke"
+HF_TOKEN_SECRET = "{prefix}-hf-token"  # Secret Manager secret id, when the stack creates it from `hfToken`
 
 
 def shown(template: str) -> str:

@@ -80,7 +80,7 @@ def stack_names(stack: StackConfig) -> StackNames:
         dockerhub_path=(f"{stack.region}-docker.pkg.dev/{stack.project}/{dockerhub_repository}"
                         if stack.settings.registry.docker_hub_remote else None),
         cluster=cluster_name(stack.settings) if gke is not None else None,
-        hf_token_secret=f"{prefix}-hf-token",
+        hf_token_secret=defaults.HF_TOKEN_SECRET.format(prefix=prefix),
     )
 
 

@@ -1,40 +1,41 @@
-"""Send the Vertex AI tutorial's three requests to a deployed Vertex AI vLLM endpoint.
+"""Send the Vertex AI vLLM tutorial's requests to a deployed endpoint, with a LoRA adapter by name.
 
     python -m tools.vertex_client --outputs FILE|- --deployment NAME [--token ENV_VAR] \\
-        {predict,predict-image,chat} [options]
+        {predict,predict-image,chat} [--lora NAME|PATH] [options]
 
 ``--outputs`` is the JSON that ``pulumi stack output --json --show-secrets`` prints (a file, or
-``-`` for standard input). The client reads exactly these keys::
+``-`` for standard input). A deployment's entry under ``deployments`` is exactly
+``components.vertex.VertexClientOutputs`` (the stack exports it, this client reads it), e.g.::
 
-    {
-      "deployments": {                     # map keyed by deployment name
-        "<name>": {
-          "platform": "vertex",            # anything else is refused
-          "predict_url": "https://.../v1/projects/<n>/locations/<r>/endpoints/<id>:predict",
-          "openai_base_url": "https://.../v1beta1/projects/<n>/locations/<r>/endpoints/<id>",
-          "endpoint_name": "projects/<n>/locations/<r>/endpoints/<id>",
-          "region": "<r>",
-          "dedicated": true,               # whether the URLs use the dedicated DNS
-          "logs_url": "https://console.cloud.google.com/logs/query;...",   # optional
-          "lora_adapters": {"<adapter>": "gs://<bucket>/<prefix>"}         # optional
-        }
-      }
+    "llama-8b": {
+      "platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "region": "us-central1",
+      "endpoint_name": "projects/<n>/locations/<r>/endpoints/<id>", "endpoint_id": "<id>",
+      "dedicated": true,
+      "predict_url": "https://<id>.<r>-<n>.prediction.vertexai.goog/v1/projects/<n>/.../endpoints/<id>:predict",
+      "openai_base_url": "https://<id>.<r>-<n>.prediction.vertexai.goog/v1beta1/projects/<n>/.../endpoints/<id>",
+      "logs_url": "https://console.cloud.google.com/logs/query;...",
+      "lora_adapters": {"support": "gs://<bucket>/loras/support-v3", "sql": "acme/llama-sql-lora"},
+      "deployed_model_id": "<id>", "managed": true, "replacement": "..."
     }
 
-Requests:
+Requests (the tutorial's, https://cloud.google.com/vertex-ai/generative-ai/docs/open-models/vllm/use-vllm):
   predict        POST predict_url  {"instances": [{"prompt", "max_tokens", "temperature", "top_p",
-                 "top_k", "raw_response", "lora_id"?}]}  (lora_id: an adapter name from
-                 lora_adapters, or a gs:// or Hugging Face path)
+                 "top_k", "raw_response", "lora_id"?}]}
   predict-image  POST predict_url  {"instances": [{"prompt": "<|begin_of_text|><|image|>...",
                  "multi_modal_data": {"image": url}, "max_tokens", "temperature", "top_p"}]}
-  chat           the OpenAI client with base_url=openai_base_url, model="" (POST
-                 .../chat/completions), optionally with an image part
+  chat           the OpenAI client with base_url=openai_base_url (POST .../chat/completions);
+                 model="" for the base model, or the adapter's path with --lora
+
+``--lora`` takes an adapter name from the deployment's ``lora_adapters`` and sends its path (the
+gs:// path in the model bucket, or the Hub repository id); a gs:// path or ``<org>/<repo>`` is
+sent as given. An unknown name is refused with the known ones. Adapter names never contain a
+slash, so a name and a path cannot be confused.
 
 The bearer token is a Google access token: the environment variable named by ``--token``, else
 ``gcloud auth print-access-token``, else google-auth's application default credentials if that
-package is installed. It is never printed. Usage problems (outputs, deployment, credentials,
-endpoint not deployed) exit with status 2 and one sentence on standard error; other request
-failures exit with 1.
+package is installed. It is never printed. Usage problems (outputs, deployment, adapter,
+credentials, endpoint not deployed) exit with status 2 and one sentence on standard error; other
+request failures exit with 1.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from components.lora import is_literal_path
+from components.vertex import client_output_keys
 
 USAGE_ERROR = 2
 REQUEST_ERROR = 1
-REQUIRED_KEYS = ("platform", "predict_url", "openai_base_url", "endpoint_name", "region", "dedicated")
+# The whole contract: every key the stack exports for a Vertex AI deployment.
+REQUIRED_KEYS = client_output_keys()
 TUTORIAL_IMAGE_URL = "https://images.pexels.com/photos/1254140/pexels-photo-1254140.jpeg"
 IMAGE_PROMPT_PREFIX = "<|begin_of_text|><|image|>"
 LOGIN_HINT = ("log in with `gcloud auth login` (or `gcloud auth application-default login`), "
@@ -77,7 +82,17 @@ class Deployment:
     region: str
     dedicated: bool
     logs_url: str = ""
-    lora_adapters: Mapping[str, str] | None = None
+    lora_adapters: Mapping[str, str] = field(default_factory=dict)
+
+    def adapter_path(self, adapter: str) -> str:
+        """The `lora_id` to send for an adapter name, or a literal path unchanged."""
+        if is_literal_path(adapter):
+            return adapter
+        if adapter in self.lora_adapters:
+            return self.lora_adapters[adapter]
+        known = ", ".join(sorted(self.lora_adapters)) or "none"
+        raise ClientError(f"adapter {adapter!r} is not among the adapters of deployment {self.name!r} (known adapters: "
+                          f"{known}); give a known name, or a gs:// path or <org>/<repo> to send as it is")
 
 
 # ---------------------------------------------------------------------------
@@ -137,9 +152,16 @@ def load_deployment(source: str, name: str, stdin=None) -> Deployment:
         endpoint_name=str(entry["endpoint_name"]),
         region=str(entry["region"]),
         dedicated=bool(entry["dedicated"]),
-        logs_url=str(entry.get("logs_url") or ""),
-        lora_adapters=dict(entry.get("lora_adapters") or {}),
+        logs_url=str(entry["logs_url"] or ""),
+        lora_adapters=_adapters(entry["lora_adapters"], name, where),
     )
+
+
+def _adapters(value: Any, name: str, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ClientError(f"deployment {name!r} in {where} has lora_adapters {value!r}, not a map of name to path; "
+                          "export outputs with `pulumi stack output --json --show-secrets`")
+    return dict(value)
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +256,7 @@ def predict(deployment: Deployment, token: str, instances: list[dict[str, Any]],
 
 
 def chat(deployment: Deployment, token: str, message: str, image_url: Optional[str], max_tokens: int,
-         temperature: float, timeout: float) -> Any:
+         temperature: float, timeout: float, lora_id: Optional[str] = None) -> Any:
     import openai
 
     content: Any = message
@@ -243,8 +265,9 @@ def chat(deployment: Deployment, token: str, message: str, image_url: Optional[s
     client = openai.OpenAI(base_url=deployment.openai_base_url, api_key=token, max_retries=0, timeout=timeout)
     what = "chat completions request"
     try:
+        # `model` is the field vLLM's OpenAI-compatible server selects an adapter by; "" is the base model.
         return client.chat.completions.create(
-            model="", messages=[{"role": "user", "content": content}],
+            model=lora_id or "", messages=[{"role": "user", "content": content}],
             max_tokens=max_tokens, temperature=temperature,
         )
     except openai.APIStatusError as error:
@@ -327,7 +350,8 @@ def parser() -> argparse.ArgumentParser:
     text.add_argument("--top-k", type=int, default=1)
     text.add_argument("--raw-response", action="store_true",
                       help="return the model output only (default: 'Prompt: ... Output: ...')")
-    text.add_argument("--lora-id", help="adapter name from the deployment's lora_adapters, or a gs:// or HF path")
+    text.add_argument("--lora", "--lora-id", dest="lora", metavar="NAME|PATH",
+                      help="adapter name from the deployment's lora_adapters, or a gs:// path or <org>/<repo>")
 
     image = commands.add_parser("predict-image", help="image + text prompt through the predict route")
     image.add_argument("--prompt", default="This is a picture of")
@@ -341,6 +365,8 @@ def parser() -> argparse.ArgumentParser:
     conversation.add_argument("--image-url", help="add an image part to the message")
     conversation.add_argument("--max-tokens", type=int, default=50)
     conversation.add_argument("--temperature", type=float, default=1.0)
+    conversation.add_argument("--lora", "--lora-id", dest="lora", metavar="NAME|PATH",
+                              help="adapter name from the deployment's lora_adapters, or a gs:// path or <org>/<repo>")
     return top
 
 
@@ -348,10 +374,13 @@ def run(argv: Sequence[str], stdin=None, stdout=None) -> int:
     stdout = stdout or sys.stdout
     options = parser().parse_args(list(argv))
     deployment = load_deployment(options.outputs, options.deployment, stdin=stdin)
+    # Resolved before any credentials are read: a wrong adapter name is a usage error.
+    lora = getattr(options, "lora", None)
+    lora_id = deployment.adapter_path(lora) if lora else None
     token = access_token(options.token)
     if options.command == "chat":
         response = chat(deployment, token, options.message, options.image_url, options.max_tokens,
-                        options.temperature, options.timeout)
+                        options.temperature, options.timeout, lora_id)
         if options.json:
             print(response.model_dump_json(indent=2), file=stdout)
         else:
@@ -359,9 +388,6 @@ def run(argv: Sequence[str], stdin=None, stdout=None) -> int:
                 print(choice.message.content, file=stdout)
         return 0
     if options.command == "predict":
-        lora_id = options.lora_id
-        if lora_id and deployment.lora_adapters and lora_id in deployment.lora_adapters:
-            lora_id = deployment.lora_adapters[lora_id]
         instance = text_instance(options.prompt, options.max_tokens, options.temperature, options.top_p,
                                  options.top_k, options.raw_response, lora_id)
         what = "predict request"

@@ -13,7 +13,16 @@ import pulumi_gcp as gcp
 import pytest
 
 from components.container import ServingContainer
-from components.vertex import DUTY_CYCLE_METRIC, TYPE_TOKEN, VertexVllmEndpoint, VertexVllmEndpointArgs
+from components.vertex import (
+    ADOPTED_TYPE_TOKEN,
+    DUTY_CYCLE_METRIC,
+    TYPE_TOKEN,
+    AdoptedVertexEndpoint,
+    AdoptedVertexEndpointArgs,
+    VertexVllmEndpoint,
+    VertexVllmEndpointArgs,
+    client_output_keys,
+)
 from offline.mocks import MOCK_PROJECT_NUMBER, is_wrapped_secret, unwrap_secrets
 from offline.runner import RunResult, run_under_mocks
 
@@ -349,8 +358,67 @@ def test_lora_grant_only_on_the_bucket() -> None:
 
 def test_lora_adapters_need_their_bucket_and_a_prefix_inside_it() -> None:
     message = _problems(args=LORA_ARGS, lora_adapters={"support": "gs://other/loras/x"})
-    assert "lora_bucket is empty" in message and "object prefix inside lora_bucket" in message, \
+    assert "lora_bucket is empty" in message and "adapters in other buckets are not readable" in message, \
         f"llm: error was {message!r}"
+    message = _problems(args=LORA_ARGS, lora_adapters={"hub": "hf://not-a-repo"})
+    assert "lora_adapters.hub: 'hf://not-a-repo' is not a Hugging Face repository" in message, f"llm: error was {message!r}"
+
+
+def test_hub_adapters_pass_as_repository_ids_and_need_no_bucket_grant() -> None:
+    run = deploy(make_args(args=LORA_ARGS, lora_adapters={"sql": "hf://acme/llama-3.1-8b-sql-lora"}))
+    grants = run.of_type(BUCKET_MEMBER)
+    assert not grants, f"llm: a Hub adapter needs no bucket grant, found {[g.name for g in grants]}"
+    out = run.outputs["deployment"].value
+    expect("llm outputs", "lora_adapters", out["lora_adapters"], {"sql": "acme/llama-3.1-8b-sql-lora"})
+
+
+def test_client_outputs_are_exactly_the_contract() -> None:
+    run = deploy(make_args(args=LORA_ARGS, lora_bucket="mock-project-models",
+                           lora_adapters={"support": "loras/support-v3/", "sql": "hf://acme/sql-lora"}))
+    out = run.outputs["deployment"].value
+    expect("llm outputs", "keys", sorted(out), sorted(client_output_keys()))
+    expect("llm outputs", "platform", out["platform"], "vertex")
+    expect("llm outputs", "managed", out["managed"], True)
+    expect("llm outputs", "model", out["model"], "meta-llama/Meta-Llama-3.1-8B-Instruct")
+    expect("llm outputs", "lora_adapters", out["lora_adapters"],
+           {"support": "gs://mock-project-models/loras/support-v3", "sql": "acme/sql-lora"})
+    assert out["deployed_model_id"], f"llm outputs: deployed_model_id is {out['deployed_model_id']!r}"
+
+
+def adopt(**overrides: Any) -> RunResult:
+    values: dict[str, Any] = dict(endpoint_id="1234567890123456789", region="us-central1",
+                                  hugging_face_model_id="meta-llama/Llama-3.1-8B-Instruct", dedicated_endpoint=True,
+                                  project="mock-project", project_number=MOCK_PROJECT_NUMBER)
+    values.update(overrides)
+
+    def program() -> None:
+        endpoint = AdoptedVertexEndpoint("byhand", AdoptedVertexEndpointArgs(**values))
+        pulumi.export("deployment", endpoint.client_outputs())
+
+    return run_under_mocks(program)
+
+
+def test_adopted_endpoint_exports_the_same_contract_and_creates_no_endpoint() -> None:
+    run = adopt(service_account_email=SERVING_SA, lora_bucket="mock-project-models",
+                lora_adapters={"support": "loras/support-v3"})
+    created = sorted(r.type for r in run.registrations if r.custom)
+    expect("byhand", "resources created", created, [BUCKET_MEMBER])
+    expect("byhand", "type", run.named("byhand").type, ADOPTED_TYPE_TOKEN)
+    out = run.outputs["deployment"].value
+    expect("byhand outputs", "keys", sorted(out), sorted(client_output_keys()))
+    name = f"projects/{MOCK_PROJECT_NUMBER}/locations/us-central1/endpoints/1234567890123456789"
+    expect("byhand outputs", "endpoint_name", out["endpoint_name"], name)
+    expect("byhand outputs", "predict_url", out["predict_url"],
+           f"https://1234567890123456789.us-central1-{MOCK_PROJECT_NUMBER}.prediction.vertexai.goog/v1/{name}:predict")
+    expect("byhand outputs", "managed", out["managed"], False)
+    expect("byhand outputs", "deployed_model_id", out["deployed_model_id"], None)
+    expect("byhand outputs", "lora_adapters", out["lora_adapters"], {"support": "gs://mock-project-models/loras/support-v3"})
+
+
+def test_adopted_endpoint_needs_a_numeric_id() -> None:
+    with pytest.raises(ValueError) as caught:
+        adopt(endpoint_id="projects/p/locations/us-central1/endpoints/x")
+    assert "endpoint_id 'projects/p/locations/us-central1/endpoints/x' is not a Vertex AI endpoint id" in str(caught.value)
 
 
 def test_children_are_parented_and_named_after_the_component() -> None:

@@ -202,11 +202,81 @@ def test_vision_on_model_garden_defaults_to_12_and_256_is_refused_with_the_memor
     assert 12 <= suggested < 256, message
 
 
-def test_base_model_without_chat_template_warns():
-    resolved = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-pt"})
-    assert only(resolved, "warning", "without a chat template")
-    with_template = resolve({"platform": "cloudrun", "model": "google/gemma-3-1b-pt", "vllm": {"chatTemplate": "/t.jinja"}})
+@pytest.mark.parametrize("platform", ["vertex", "cloudrun"])
+def test_base_model_without_chat_template_warns_on_every_platform(platform):
+    # vertex runs the Model Garden server by default: the tutorial hit this failure there.
+    resolved = resolve({"platform": platform, "model": "meta-llama/Llama-3.1-8B"})
+    if platform == "vertex":
+        assert resolved.deployments["model"].image.server == "model-garden", resolved.deployments["model"].image
+    message = only(resolved, "warning", "without a chat template")
+    assert "llm-serving:deployments.model.vllm.chatTemplate" in message and "4.44" in message, message
+    assert "cloud.google.com/vertex-ai/generative-ai/docs/open-models/vllm/use-vllm" in message, message
+    with_template = resolve({"platform": platform, "model": "meta-llama/Llama-3.1-8B", "vllm": {"chatTemplate": "/t.jinja"}})
     assert not [m for m in messages(with_template, "warning") if "chat template" in m]
+
+
+def test_lora_on_a_vision_model_on_vertex_is_an_error_citing_the_limitation():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+                        "lora": {"adapters": {"support": "loras/support-v3"}}})
+    message = only(resolved, "error", "LoRA adapters (support) on vision model")
+    assert "does not work with multimodal models" in message, message
+    assert "https://cloud.google.com/vertex-ai/generative-ai/docs/open-models/vllm/use-vllm" in message, message
+    assert "https://docs.vllm.ai/en/latest/features/lora.html" in message, message
+    assert "llm-serving:deployments.model.lora.adapters" in message, message
+    text = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                    "lora": {"adapters": {"support": "loras/support-v3"}}})
+    assert not [m for m in messages(text, "error") if "LoRA" in m], messages(text, "error")
+
+
+def test_adapters_from_the_hub_warn_that_they_are_not_pinned():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                        "lora": {"adapters": {"sql": "hf://acme/sql-lora", "support": "loras/support-v3"}}})
+    message = only(resolved, "warning", "LoRA adapters sql come from the Hugging Face Hub")
+    assert "support" not in message.split("come from")[0], message
+
+
+CUSTOM_OPEN_MODEL = {"architecture": "LlamaForCausalLM", "paramsBillion": 8.03, "numLayers": 32, "hiddenSize": 4096,
+                     "numAttentionHeads": 32, "numKvHeads": 8, "headDim": 128, "vocabSize": 128256,
+                     "maxContext": 131072, "chatTemplate": True}
+
+
+@pytest.mark.parametrize("settings, secret, project", [
+    ({"hfTokenSecret": "hf-token"}, "hf-token", "acme-llm-test"),
+    ({"hfTokenSecret": "projects/shared-secrets/secrets/hf-read"}, "hf-read", "shared-secrets"),
+])
+def test_gated_model_prints_how_to_verify_the_token_access(settings, secret, project):
+    values = {k: v for k, v in BASE.items() if k != "llm-serving:hfTokenSecret"}
+    values.update({f"llm-serving:{k}": v for k, v in settings.items()})
+    values["llm-serving:deployments"] = {"model": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct"}}
+    resolved = resolve_stack(load(values, set(), source="Pulumi.test.yaml", stack="test"))
+    message = only(resolved, "info", "cannot be checked offline")
+    command = (f"gcloud secrets versions access latest --secret={secret} --project={project} "
+               "| sed 's/^/Authorization: Bearer /' | curl -sSf -o /dev/null -H @- "
+               "https://huggingface.co/api/models/meta-llama/Llama-3.1-8B-Instruct/auth-check")
+    assert command in message, message
+    # A model that is not gated gets no such line (every catalog model is gated; a custom one is not by default).
+    public = resolve({"platform": "vertex", "model": "acme/open-8b", "customModel": CUSTOM_OPEN_MODEL})
+    assert not [m for m in messages(public, "info") if "auth-check" in m], messages(public, "info")
+
+
+def test_gated_model_with_a_created_secret_names_that_secret():
+    values = {k: v for k, v in BASE.items() if k != "llm-serving:hfTokenSecret"}
+    values["llm-serving:hfToken"] = "hf_placeholder"
+    values["llm-serving:deployments"] = {"model": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct"}}
+    resolved = resolve_stack(load(values, {"llm-serving:hfToken"}, source="Pulumi.test.yaml", stack="test"))
+    message = only(resolved, "info", "cannot be checked offline")
+    # The secret the stack creates, by the same name the program gives it.
+    assert f"--secret={resolved.names.hf_token_secret} --project=acme-llm-test" in message, message
+
+
+def test_adopted_endpoint_is_reported_and_must_be_in_the_stack_region():
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                        "vertex": {"existingEndpoint": "projects/acme-llm-test/locations/us-central1/endpoints/123"}})
+    message = only(resolved, "info", "adopts endpoint")
+    assert "never deploys to, changes or deletes it" in message and "pulumi import" in message, message
+    elsewhere = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                         "vertex": {"existingEndpoint": "projects/acme-llm-test/locations/europe-west4/endpoints/123"}})
+    assert "the stack deploys to us-central1" in only(elsewhere, "error", "is in region europe-west4")
 
 
 def test_few_full_length_sequences_no_longer_warn():

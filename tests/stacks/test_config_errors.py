@@ -197,6 +197,20 @@ def test_model_id_must_look_like_a_hugging_face_id():
     assert_problem(values, f"{DEP}.model", "got 'llama-8b'", "org/name")
 
 
+@pytest.mark.parametrize("source, fix", [
+    ("gs://other-bucket/loras/x", "adapters in other buckets are not readable"),
+    ("hf://just-a-name", "write hf://<org>/<repo>"),
+])
+def test_lora_adapter_must_be_a_bucket_prefix_or_a_hub_repository(source: str, fix: str):
+    values = with_deployment(lora={"adapters": {"support": source}})
+    assert_problem(values, f"{DEP}.lora.adapters.support", repr(source), fix)
+
+
+def test_existing_endpoint_must_be_an_endpoint_name_or_id():
+    values = with_deployment(vertex={"existingEndpoint": "my-endpoint"})
+    assert_problem(values, f"{DEP}.vertex.existingEndpoint", "'my-endpoint'", "projects/<project>/locations/<region>/endpoints")
+
+
 # ---------------------------------------------------------------------------
 # Names.
 

@@ -261,6 +261,30 @@ def test_dev_serves_llama_8b_on_a_vertex_l4():
     assert endpoint.inputs["location"] == "us-central1", f"{endpoint.name}: location {endpoint.inputs.get('location')}"
 
 
+def test_vertex_deployment_exports_exactly_the_client_contract():
+    from components.vertex import client_output_keys
+
+    entry = planned("dev").result.run.outputs["deployments"].value["llama-8b"]
+    assert sorted(entry) == sorted(client_output_keys()), \
+        f"Pulumi.dev.yaml llama-8b: exported keys {sorted(entry)} differ from VertexClientOutputs {sorted(client_output_keys())}"
+
+
+def test_adopted_vertex_endpoint_is_referenced_not_deployed():
+    values, secret_keys = stack_values("dev")
+    values = copy.deepcopy(values)
+    llama = values["llm-serving:deployments"]["llama-8b"]
+    llama["vertex"]["existingEndpoint"] = "projects/acme-llm-dev/locations/us-central1/endpoints/4455667788"
+    llama["lora"] = {"adapters": {"support": "loras/support-v3"}}
+    p = plan_values(values, secret_keys, "dev", "Pulumi.dev.yaml")
+    assert not p.of_type(VERTEX), f"Pulumi.dev.yaml: an adopted endpoint was deployed: {[r.name for r in p.of_type(VERTEX)]}"
+    grant = p.one("gcp:storage/bucketIAMMember:BucketIAMMember", "llm-dev-llama-8b-lora-reader")
+    assert grant.inputs["role"] == "roles/storage.objectViewer", f"{grant.name}: role {grant.inputs['role']}"
+    entry = p.result.run.outputs["deployments"].value["llama-8b"]
+    assert entry["endpoint_id"] == "4455667788" and entry["managed"] is False, f"llama-8b outputs: {entry}"
+    assert entry["predict_url"].endswith("/endpoints/4455667788:predict"), f"llama-8b outputs: {entry['predict_url']}"
+    assert entry["lora_adapters"] == {"support": "gs://acme-llm-dev-llm-dev-models/loras/support-v3"}, entry["lora_adapters"]
+
+
 def test_dev_bucket_may_be_force_destroyed_and_is_not_protected():
     p = planned("dev")
     bucket = p.one(BUCKET)

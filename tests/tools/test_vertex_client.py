@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from components.vertex import client_output_keys
 from tools import vertex_client
 
 TOKEN = "ya29.test-token-7c41e2"
@@ -108,17 +109,22 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
 
 
 def _entry(fake: FakeVertex, endpoint_id: str, **extra: Any) -> dict[str, Any]:
+    """A deployment entry with every key of the contract (components.vertex.VertexClientOutputs)."""
     name = f"{PROJECT}/{endpoint_id}"
-    return {"platform": "vertex", "predict_url": f"{fake.base}/v1/{name}:predict",
-            "openai_base_url": f"{fake.base}/v1beta1/{name}", "endpoint_name": name,
-            "region": "us-central1", "dedicated": False, **extra}
+    entry = {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "predict_url": f"{fake.base}/v1/{name}:predict",
+             "openai_base_url": f"{fake.base}/v1beta1/{name}", "endpoint_name": name, "endpoint_id": endpoint_id,
+             "region": "us-central1", "dedicated": False, "logs_url": "", "lora_adapters": {},
+             "deployed_model_id": "42", "managed": True, "replacement": "any change replaces the endpoint", **extra}
+    assert sorted(entry) == sorted(client_output_keys()), "test entry drifted from the client outputs contract"
+    return entry
 
 
 @pytest.fixture
 def outputs(fake: FakeVertex, tmp_path: Path) -> Path:
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({"deployments": {
-        "llama": _entry(fake, DEPLOYED, lora_adapters={"support": "gs://models/loras/support-v3"},
+        "llama": _entry(fake, DEPLOYED, lora_adapters={"support": "gs://models/loras/support-v3",
+                                                       "sql": "acme/llama-3.1-8b-sql-lora"},
                         logs_url="https://console.cloud.google.com/logs/query;query=x?project=p"),
         "gone": _entry(fake, DELETED),
         "cold": _entry(fake, COLD, logs_url="https://console.cloud.google.com/logs/query;query=cold?project=p"),
@@ -150,11 +156,55 @@ def test_text_predict_request_shape(fake: FakeVertex, outputs: Path, capsys: pyt
 
 def test_text_predict_with_lora_adapter_name(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
-                            "predict", "--lora-id", "support", "--raw-response")
+                            "predict", "--lora", "support", "--raw-response")
     assert status == 0, f"predict with LoRA to llama exited {status}: {err}"
-    instance = fake.only().body["instances"][0]
-    assert instance["lora_id"] == "gs://models/loras/support-v3", f"predict to llama: lora_id was {instance.get('lora_id')}"
-    assert instance["raw_response"] is True, f"predict to llama: raw_response was {instance['raw_response']}"
+    seen = fake.only()
+    assert seen.path == f"/v1/{PROJECT}/{DEPLOYED}:predict", f"predict with LoRA to llama hit {seen.path}"
+    assert seen.body == {"instances": [{"prompt": "What is a car?", "max_tokens": 50, "temperature": 1.0, "top_p": 1.0,
+                                        "top_k": 1, "raw_response": True,
+                                        "lora_id": "gs://models/loras/support-v3"}]}, \
+        f"predict with LoRA to llama: body was {seen.body}"
+
+
+def test_chat_with_lora_adapter_name(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                              "chat", "--message", "What is a car?", "--lora", "support")
+    assert status == 0, f"chat with LoRA to llama exited {status}: {err}"
+    seen = fake.only()
+    assert seen.path == f"/v1beta1/{PROJECT}/{DEPLOYED}/chat/completions", f"chat with LoRA to llama hit {seen.path}"
+    assert seen.body["model"] == "gs://models/loras/support-v3", f"chat with LoRA to llama: model was {seen.body['model']!r}"
+    assert seen.body["messages"] == [{"role": "user", "content": "What is a car?"}], f"chat to llama: {seen.body}"
+    assert out.strip() == "A puppy on grass.", f"chat with LoRA to llama: printed {out!r}"
+
+
+@pytest.mark.parametrize("command", ["predict", "chat"])
+def test_unknown_adapter_name_is_refused_with_the_known_ones(command: str, fake: FakeVertex, outputs: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                            command, "--lora", "suport")
+    assert status == 2, f"{command} to llama with adapter 'suport': exit {status}, {err}"
+    assert "adapter 'suport' is not among the adapters of deployment 'llama' (known adapters: sql, support)" in err, err
+    assert not fake.requests, f"{command} to llama with an unknown adapter still sent {[r.path for r in fake.requests]}"
+
+
+@pytest.mark.parametrize("path", ["gs://other-bucket/loras/x", "acme/llama-3.1-8b-sql-lora"])
+def test_literal_adapter_path_passes_through(path: str, fake: FakeVertex, outputs: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", TOKEN_VAR,
+                            "predict", "--lora", path)
+    assert status == 0, f"predict to llama with lora {path}: exit {status}, {err}"
+    lora_id = fake.only().body["instances"][0]["lora_id"]
+    assert lora_id == path, f"predict to llama: lora_id was {lora_id!r}, expected {path!r} unchanged"
+
+
+def test_entry_missing_a_contract_key_is_refused(fake: FakeVertex, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    entry = _entry(fake, DEPLOYED)
+    del entry["lora_adapters"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"deployments": {"llama": entry}}))
+    status, _, err = client(capsys, "--outputs", str(path), "--deployment", "llama", "--token", TOKEN_VAR, "predict")
+    assert status == 2 and "deployment 'llama' in" in err and "lacks lora_adapters" in err, f"exit {status}: {err}"
+    assert not fake.requests, "a request was sent for an entry outside the contract"
 
 
 def test_image_predict_request_shape(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,3 +329,48 @@ def test_token_from_gcloud(fake: FakeVertex, outputs: Path, tmp_path: Path, caps
     status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
     assert status == 0, f"predict to llama with a gcloud token: exit {status}, {err}"
     assert fake.only().headers["authorization"] == f"Bearer {TOKEN}", "predict to llama: gcloud token not used"
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def test_stack_outputs_carry_adapters_the_client_sends_by_name(fake: FakeVertex, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Config adapters -> the real program under the mock engine -> its exported outputs -> the client.
+
+    Only the scheme and host of the exported URLs are pointed at the local stand-in; every other
+    byte of the deployment entry is what the program exported."""
+    import re
+
+    from offline.plan import plan, read_stack_file
+
+    values, secret_keys = read_stack_file(Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml")
+    deployments = values["llm-serving:deployments"]
+    deployments["llama-8b"]["lora"] = {"adapters": {"support": "loras/support-v3",
+                                                    "sql": "hf://acme/llama-3.1-8b-sql-lora"}}
+    result = plan(values, secret_keys, stack="dev", source="Pulumi.dev.yaml")
+    assert result.run is not None, f"dev with adapters did not plan: {[c.render() for c in result.checks]}"
+    exported = result.run.outputs["deployments"].value
+    bucket = result.run.outputs["model_bucket"].value
+    entry = exported["llama-8b"]
+    assert entry["lora_adapters"] == {"support": f"gs://{bucket}/loras/support-v3", "sql": "acme/llama-3.1-8b-sql-lora"}, \
+        f"llama-8b outputs: lora_adapters were {entry['lora_adapters']}"
+    endpoint_id = entry["endpoint_id"]
+    for key in ("predict_url", "openai_base_url"):
+        entry[key] = re.sub(r"^https://[^/]+", fake.base, entry[key])
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"deployments": exported}))
+
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama-8b", "--token", TOKEN_VAR,
+                            "predict", "--lora", "support")
+    assert status == 0, f"predict with LoRA to llama-8b exited {status}: {err}"
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama-8b", "--token", TOKEN_VAR,
+                            "chat", "--lora", "sql")
+    assert status == 0, f"chat with LoRA to llama-8b exited {status}: {err}"
+
+    predict_seen, chat_seen = fake.requests
+    assert predict_seen.path.endswith(f"/endpoints/{endpoint_id}:predict"), f"predict hit {predict_seen.path}"
+    assert predict_seen.body["instances"][0]["lora_id"] == f"gs://{bucket}/loras/support-v3", \
+        f"predict to llama-8b: lora_id was {predict_seen.body['instances'][0].get('lora_id')!r}"
+    assert chat_seen.path.endswith(f"/endpoints/{endpoint_id}/chat/completions"), f"chat hit {chat_seen.path}"
+    assert chat_seen.body["model"] == "acme/llama-3.1-8b-sql-lora", f"chat to llama-8b: model was {chat_seen.body['model']!r}"
