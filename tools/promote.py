@@ -301,6 +301,7 @@ def _merge_deployment(name: str, source: dict, target: dict, source_stack: str,
         notes.append(f"review: deployment {name} moves from platform {target.get('platform')} to "
                      f"{source.get('platform')}; {', '.join(copied) or 'no platform settings'} copied from "
                      f"{source_stack}, the target's old hardware and platform options dropped")
+        _drop_adopted_endpoint(name, merged, source_stack, notes)
     for path in RELEASE_KEYS:
         present, value = _get(source, path)
         had, old = _get(target, path)
@@ -352,7 +353,19 @@ def merge_deployments(source: dict, target: dict, *, source_stack: str, allow_re
         copied = [k for k in environment if k in deployment]
         notes.append(f"review: deployment {name} is new; {', '.join(copied) or 'its settings'} copied from "
                      f"{source_stack}")
+        _drop_adopted_endpoint(name, merged[name], source_stack, notes)
     return merged, added, (removed if allow_removal else []), notes, reasons
+
+
+def _drop_adopted_endpoint(name: str, deployment: dict, source_stack: str, notes: list[str]) -> None:
+    """An adopted endpoint (vertex.existingEndpoint) belongs to the source environment: never copy it."""
+    vertex = deployment.get("vertex")
+    if isinstance(vertex, dict) and "existingEndpoint" in vertex:
+        del vertex["existingEndpoint"]
+        if not vertex:
+            del deployment["vertex"]
+        notes.append(f"deployment {name}: vertex.existingEndpoint is an endpoint of {source_stack}, not copied; "
+                     "the target deploys its own endpoint")
 
 
 def _leaf_paths(value: Any, path: str) -> dict[str, Any]:

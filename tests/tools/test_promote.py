@@ -233,6 +233,22 @@ def test_new_deployment_is_added_with_a_review_note(stacks: Path, capsys):
     assert "review: deployment gemma-1b-b is new" in out and "copied from dev" in out
 
 
+def test_an_adopted_endpoint_is_never_copied_to_another_environment(stacks: Path, capsys):
+    def add(config: dict) -> None:
+        llama = dict(config[DEPLOYMENTS]["llama-8b"])
+        llama["vertex"] = {**llama["vertex"], "existingEndpoint": "1234567890123456789"}
+        config[DEPLOYMENTS]["llama-8b-byhand"] = llama
+
+    edit(stacks, "dev", add)
+
+    code, out, err = run_cli(capsys, "dev", "staging", *DEV_SCOPE, "--only", "llama-8b-byhand", "--root", str(stacks))
+
+    assert code == 0, err
+    added = read(stacks, "staging")[DEPLOYMENTS]["llama-8b-byhand"]
+    assert added["vertex"] == {"dedicatedEndpoint": True}, f"staging llama-8b-byhand: vertex is {added['vertex']}"
+    assert "vertex.existingEndpoint is an endpoint of dev, not copied" in out, out
+
+
 def test_platform_change_takes_the_new_platform_section_from_the_source(stacks: Path):
     def to_cloudrun(config: dict) -> None:
         config[DEPLOYMENTS]["llama-8b"] = {
