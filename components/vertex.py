@@ -82,8 +82,9 @@ class VertexClientOutputs:
     platform: str = "vertex"
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: (dict(value) if isinstance(value, Mapping) else value)
-                for f in fields(self) for value in [getattr(self, f.name)]}
+        entry = {f.name: getattr(self, f.name) for f in fields(self)}
+        entry["lora_adapters"] = dict(self.lora_adapters)
+        return entry
 
 
 def client_output_keys() -> tuple[str, ...]:
@@ -287,7 +288,6 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
         super().__init__(TYPE_TOKEN, name, None, pulumi.ResourceOptions.merge(
             pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old) for old in PREVIOUS_TYPE_TOKENS]), opts))
         display_name = args.display_name or name
-        self.dedicated = args.dedicated_endpoint
         serving = args.container
 
         # In the container's own order: reordering would replace the deployment, so the caller

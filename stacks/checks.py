@@ -74,11 +74,11 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         out.error(f"{model.hf_id} is a gated Hugging Face model and the stack has no token; accept the licence on "
                   "Hugging Face, then `pulumi config set --secret llm-serving:hfToken <token>` (or set "
                   "llm-serving:hfTokenSecret to an existing Secret Manager secret)")
-    elif model.gated and not _weights_in_bucket(d):
+    elif model.gated and not _weights_in_bucket(d) and not _adopted(d):
         _token_access_hint(d, stack, out)
 
     _lora_checks(d, out)
-    if d.platform is Platform.VERTEX and d.config.vertex_options.existing_endpoint:
+    if _adopted(d):
         _adopted_endpoint_checks(d, stack, out)
 
     # Version traps.
@@ -257,6 +257,11 @@ def _adopted_endpoint_checks(d: ResolvedDeployment, stack: StackConfig, out: Fin
              "to, changes or deletes it (AiEndpointWithModelGardenDeployment supports no `pulumi import`); the "
              f"settings under {d.key} describe it to these checks and reach no container.{lora} Remove {where} to "
              "let the stack deploy its own endpoint (a new id)")
+
+
+def _adopted(d: ResolvedDeployment) -> bool:
+    """An existing Vertex AI endpoint the stack references: nothing of it is deployed here."""
+    return d.platform is Platform.VERTEX and d.config.vertex_options.existing_endpoint is not None
 
 
 def _weights_in_bucket(d: ResolvedDeployment) -> bool:

@@ -274,6 +274,7 @@ def test_adopted_endpoint_is_reported_and_must_be_in_the_stack_region():
                         "vertex": {"existingEndpoint": "projects/acme-llm-test/locations/us-central1/endpoints/123"}})
     message = only(resolved, "info", "adopts endpoint")
     assert "never deploys to, changes or deletes it" in message and "pulumi import" in message, message
+    assert not [m for m in messages(resolved, "info") if "auth-check" in m], "nothing is deployed: no token check"
     elsewhere = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
                          "vertex": {"existingEndpoint": "projects/acme-llm-test/locations/europe-west4/endpoints/123"}})
     assert "the stack deploys to us-central1" in only(elsewhere, "error", "is in region europe-west4")
