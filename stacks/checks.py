@@ -128,7 +128,7 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         if d.platform is Platform.CLOUDRUN:
             out.warn(f"min instances {d.scaling.min_replicas} in dev keeps {idle} billed while idle; set "
                      f"{key}.scaling.minReplicas to 0 to scale to zero")
-        else:
+        elif not _adopted(d):  # an adopted endpoint's cost is its owner's; removing the deployment keeps it
             # Vertex AI endpoints and the GKE HPA keep at least one replica: say what idling costs.
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
