@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -46,6 +47,40 @@ class FakeVertex:
         return self.requests[0]
 
 
+# The tutorial's predict instance: text (prompt, sampling, raw_response, optional lora_id) or image
+# (prompt, multi_modal_data, sampling). lora_id is a path: gs://... or a Hub repository id.
+TEXT_INSTANCE = {"prompt": str, "max_tokens": int, "temperature": float, "top_p": float, "top_k": int,
+                 "raw_response": bool}
+IMAGE_INSTANCE = {"prompt": str, "multi_modal_data": dict, "max_tokens": int, "temperature": float, "top_p": float}
+ADAPTER_PATH = re.compile(r"gs://[a-z0-9][a-z0-9._-]+/\S+|[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _predict_shape_problem(body: Any) -> str:
+    if not isinstance(body, dict) or list(body) != ["instances"] or not isinstance(body["instances"], list) \
+            or len(body["instances"]) != 1 or not isinstance(body["instances"][0], dict):
+        return f"expected {{'instances': [one instance]}}, got {body!r}"
+    instance = dict(body["instances"][0])
+    lora_id = instance.pop("lora_id", None)
+    if lora_id is not None and not (isinstance(lora_id, str) and ADAPTER_PATH.fullmatch(lora_id)):
+        return f"lora_id {lora_id!r} is not a gs:// path or a Hugging Face repository"
+    shape = IMAGE_INSTANCE if "multi_modal_data" in instance else TEXT_INSTANCE
+    if lora_id is not None and shape is IMAGE_INSTANCE:
+        return "dynamic LoRA does not work with multimodal requests"
+    if set(instance) != set(shape):
+        return f"instance keys {sorted(instance)} differ from {sorted(shape)}"
+    wrong = [key for key, kind in shape.items() if not isinstance(instance[key], kind)]
+    return f"instance fields of the wrong type: {wrong}" if wrong else ""
+
+
+def _chat_shape_problem(body: Any) -> str:
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+        return f"expected an OpenAI chat completion request, got {body!r}"
+    model = body["model"]
+    if model and not ADAPTER_PATH.fullmatch(model):
+        return f"model {model!r} is neither empty (the base model) nor an adapter path"
+    return ""
+
+
 def _handler(fake: FakeVertex):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:  # keep test output clean
@@ -77,10 +112,16 @@ def _handler(fake: FakeVertex):
                 return self._answer(400, {"error": {"code": 400, "status": "FAILED_PRECONDITION",
                                                     "message": "Endpoint does not have any deployed model."}})
             if self.path.endswith(":predict"):
+                problem = _predict_shape_problem(body)
+                if problem:
+                    return self._answer(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": problem}})
                 instance = body["instances"][0]
                 return self._answer(200, {"predictions": [f"Prompt:\n{instance['prompt']}\nOutput:\nA car is a vehicle."],
                                           "deployedModelId": "42"})
             if self.path.endswith("/chat/completions"):
+                problem = _chat_shape_problem(body)
+                if problem:
+                    return self._answer(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": problem}})
                 return self._answer(200, {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "",
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -164,6 +205,22 @@ def test_text_predict_with_lora_adapter_name(fake: FakeVertex, outputs: Path, ca
                                         "top_k": 1, "raw_response": True,
                                         "lora_id": "gs://models/loras/support-v3"}]}, \
         f"predict with LoRA to llama: body was {seen.body}"
+
+
+def test_the_stand_in_refuses_an_adapter_name_sent_as_lora_id(fake: FakeVertex) -> None:
+    """The request the client used to send ("lora_id": "support") is refused, so the tests above can fail."""
+    import urllib.error
+    import urllib.request
+
+    instance = {"prompt": "What is a car?", "max_tokens": 50, "temperature": 1.0, "top_p": 1.0, "top_k": 1,
+                "raw_response": False, "lora_id": "support"}
+    request = urllib.request.Request(f"{fake.base}/v1/{PROJECT}/{DEPLOYED}:predict", method="POST",
+                                     data=json.dumps({"instances": [instance]}).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400, f"the stand-in answered {refused.value.code} to lora_id 'support'"
+    assert "lora_id 'support' is not a gs:// path" in refused.value.read().decode(), "wrong refusal"
 
 
 def test_chat_with_lora_adapter_name(fake: FakeVertex, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -340,8 +397,6 @@ def test_stack_outputs_carry_adapters_the_client_sends_by_name(fake: FakeVertex,
 
     Only the scheme and host of the exported URLs are pointed at the local stand-in; every other
     byte of the deployment entry is what the program exported."""
-    import re
-
     from offline.plan import plan, read_stack_file
 
     values, secret_keys = read_stack_file(Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml")
