@@ -49,7 +49,7 @@ def custom_code_service_agent(project_number: str) -> str:
     return f"service-{project_number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VertexClientOutputs:
     """One Vertex AI deployment's entry in the stack's `deployments` export.
 
@@ -58,6 +58,8 @@ class VertexClientOutputs:
     added or renamed here changes both.
     """
 
+    # Which client reads the entry (every platform's entry names its platform).
+    platform: str = "vertex"
     # Hugging Face id of the base model.
     model: str
     region: str
@@ -79,7 +81,6 @@ class VertexClientOutputs:
     managed: bool
     # What a change to this deployment does to the endpoint, in one sentence.
     replacement: str
-    platform: str = "vertex"
 
     def as_dict(self) -> dict[str, Any]:
         entry = {f.name: getattr(self, f.name) for f in fields(self)}
