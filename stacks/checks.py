@@ -232,6 +232,12 @@ def _lora_checks(d: ResolvedDeployment, out: Findings) -> None:
             out.warn(f"LoRA adapters ({names}) on vision model {d.model.hf_id}: vLLM serves LoRA only for the "
                      f"architectures marked in the LoRA column of {VLLM_SUPPORTED_MODELS}; check "
                      f"{d.model.architecture} for vLLM {'.'.join(map(str, d.image.vllm_version))} before deploying")
+    if d.platform is not Platform.VERTEX:
+        # Only Vertex AI's container loads an adapter per request from its path (lora_id); vLLM's
+        # own server needs adapters named at start-up (--lora-modules) or loaded through its API.
+        out.warn(f"LoRA adapters ({names}) on {d.platform.value}: the server starts with --enable-lora but loads "
+                 "none of them, and the outputs carry no adapter paths; load them at start-up with --lora-modules "
+                 f"in {d.key}.vllm.extraArgs, or remove {d.key}.lora.adapters to get the throughput back")
     from_hub = sorted(name for name, source in adapters.items() if is_hub_adapter(source))
     if from_hub:
         out.warn(f"LoRA adapters {', '.join(from_hub)} come from the Hugging Face Hub: a request's lora_id names a "

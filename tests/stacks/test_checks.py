@@ -228,6 +228,14 @@ def test_lora_on_a_vision_model_on_vertex_is_an_error_citing_the_limitation():
     assert not [m for m in messages(text, "error") if "LoRA" in m], messages(text, "error")
 
 
+def test_adapters_outside_vertex_warn_that_nothing_loads_them():
+    resolved = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-70B-Instruct",
+                        "hardware": {"nodePool": "tpu"}, "lora": {"adapters": {"support": "loras/support-v3"}}},
+                       gke=TPU_CLUSTER)
+    message = only(resolved, "warning", "LoRA adapters (support) on gke")
+    assert "loads none of them" in message and "--lora-modules" in message, message
+
+
 def test_adapters_from_the_hub_warn_that_they_are_not_pinned():
     resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
                         "lora": {"adapters": {"sql": "hf://acme/sql-lora", "support": "loras/support-v3"}}})
