@@ -22,6 +22,16 @@ the Cloud Run docs:
   allows up to 1800 s (``STARTUP_WINDOW_MAX_SECONDS``); a deploy is the final judge.
 * request ``timeout``: at most 3600 s; ``max_instance_request_concurrency``: 1 to 1000.
 * GCS volumes need the gen2 execution environment, which this component always sets.
+
+vLLM's Prometheus metrics are collected by Google's Managed Service for Prometheus sidecar for
+Cloud Run (https://cloud.google.com/run/docs/monitoring-managed-prometheus-sidecar), pinned by
+tag. With no custom RunMonitoring config mounted it scrapes ``0.0.0.0:8080/metrics`` every 60 s
+(``DefaultRunMonitoringConfig`` in github.com/GoogleCloudPlatform/run-gmp-sidecar, confgenerator),
+so vLLM must serve on port 8080 (checked) and no config secret is needed; it starts after the vLLM
+container is healthy (``depends_on``) and writes with the service account's
+``roles/monitoring.metricWriter``. The series land on the ``prometheus_target`` resource with
+``cluster="__run__"`` and ``namespace=<service name>``. The GPU stays on the vLLM container
+(Cloud Run attaches a GPU to one container only).
 """
 
 from __future__ import annotations
@@ -55,6 +65,10 @@ PREVIOUS_TYPE_TOKENS = ("llm-serving:cloudrun:CloudRunVllmService",)
 # Cloud Run GPU types (node_selector.accelerator values). Their CPU/memory minimums come from the
 # accelerator catalog through the Args, not from here.
 GPU_TYPES = ("nvidia-l4", "nvidia-rtx-pro-6000")
+
+METRICS_SIDECAR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+METRICS_SIDECAR_SCRAPE_PORT = 8080  # the sidecar's default RunMonitoring endpoint (port 8080, path /metrics)
+METRICS_SIDECAR_LIMITS = {"cpu": "1", "memory": "512Mi"}
 
 STARTUP_PERIOD_MAX_SECONDS = 240  # startup probe period_seconds maximum (SDK docstring)
 STARTUP_WINDOW_MAX_SECONDS = 1800  # failure_threshold * period_seconds with a GPU (Cloud Run docs)
@@ -133,6 +147,7 @@ class CloudRunVllmServiceArgs:
     gcs_volume: Optional[GcsVolume] = None  # weights bucket to mount read-only
     deletion_protection: bool = True  # provider-side guard against deleting the service
     labels: Mapping[str, str] = field(default_factory=dict)  # labels on the service and its revisions
+    metrics_sidecar_image: Optional[str] = METRICS_SIDECAR_IMAGE  # Prometheus sidecar scraping vLLM; None: none
 
 
 def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
@@ -178,6 +193,14 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
         add("startup_timeout_seconds", f"got {a.startup_timeout_seconds}; use {period} (one probe period) to "
                                        f"{STARTUP_WINDOW_MAX_SECONDS}, the documented startup window with a GPU; "
                                        "a model that loads slower belongs in the image or a bucket, not the hub")
+    if a.metrics_sidecar_image is not None:
+        problem = pinned_image_problem(a.metrics_sidecar_image)
+        if problem:
+            add("metrics_sidecar_image", problem)
+        if a.container.port != METRICS_SIDECAR_SCRAPE_PORT:
+            add("metrics_sidecar_image", f"the metrics sidecar scrapes port {METRICS_SIDECAR_SCRAPE_PORT} (its default "
+                                         f"RunMonitoring) but vLLM serves on {a.container.port}; serve on "
+                                         f"{METRICS_SIDECAR_SCRAPE_PORT} or set metrics_sidecar_image=None")
     if a.ingress not in INGRESS:
         add("ingress", f"got {a.ingress!r}; use one of {', '.join(INGRESS)}")
 
@@ -287,6 +310,15 @@ class CloudRunVllmService(pulumi.ComponentResource):
                                                         "mount_options": list(v.mount_options) or None}}]
             container["volume_mounts"] = [{"name": "model-weights", "mount_path": v.mount_path}]
 
+        containers = [container]
+        if args.metrics_sidecar_image is not None:
+            containers.append({
+                "name": "metrics-collector",
+                "image": args.metrics_sidecar_image,
+                "depends_ons": ["vllm"],  # start scraping once vLLM's startup probe passed
+                "resources": {"limits": dict(METRICS_SIDECAR_LIMITS), "cpu_idle": False},
+            })
+
         labels = dict(args.labels) or None
         child = pulumi.ResourceOptions(parent=self)
         service = gcp.cloudrunv2.Service(
@@ -306,7 +338,7 @@ class CloudRunVllmService(pulumi.ComponentResource):
                 "max_instance_request_concurrency": args.max_concurrency,
                 "timeout": f"{args.request_timeout_seconds}s",
                 "labels": labels,
-                "containers": [container],
+                "containers": containers,
                 "volumes": volumes,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None),

@@ -63,6 +63,7 @@ _FRACTION_METRICS = ("vllm:kv_cache_usage_perc",)
 HF_ENV_NAMES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
 SECRET_KEY = "hf_api_token"
 
+CONTAINER_NAME = "vllm"  # the serving container; dashboards and logs select it by name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,7 +292,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         period = args.probe_period_seconds
         http_get = k8s.core.v1.HTTPGetActionArgs(path=serving.health_path, port="http")
         container = k8s.core.v1.ContainerArgs(
-            name="vllm",
+            name=CONTAINER_NAME,
             image=serving.image,
             image_pull_policy="IfNotPresent",
             command=list(serving.command),

@@ -121,6 +121,18 @@ def _cluster(name: str, inputs: dict, project: str, region: str) -> dict:
             "masterVersion": inputs.get("minMasterVersion", "1.33.5-gke.1000000")}
 
 
+def _dashboard(name: str, inputs: dict, project: str, region: str) -> dict:
+    return {"id": f"projects/{MOCK_PROJECT_NUMBER}/dashboards/{_digest(name)[:32]}"}
+
+
+def _alert_policy(name: str, inputs: dict, project: str, region: str) -> dict:
+    return {"name": f"projects/{inputs.get('project', project)}/alertPolicies/{int(_digest(name)[:15], 16)}"}
+
+
+def _notification_channel(name: str, inputs: dict, project: str, region: str) -> dict:
+    return {"name": f"projects/{inputs.get('project', project)}/notificationChannels/{int(_digest(name)[:15], 16)}"}
+
+
 def _command(name: str, inputs: dict, project: str, region: str) -> dict:
     # A build step's stdout: the digest the image would get, stable for the same inputs.
     triggers = repr(inputs.get("triggers")) + repr(inputs.get("environment"))
@@ -157,6 +169,9 @@ COMPUTED: dict[str, Computed] = {
     "gcp:cloudrunv2/service:Service": _cloud_run_service,
     "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment": _vertex_deployment,
     "gcp:container/cluster:Cluster": _cluster,
+    "gcp:monitoring/dashboard:Dashboard": _dashboard,
+    "gcp:monitoring/alertPolicy:AlertPolicy": _alert_policy,
+    "gcp:monitoring/notificationChannel:NotificationChannel": _notification_channel,
     "command:local:Command": _command,
 }
 
@@ -199,7 +214,8 @@ class CloudMocks(pulumi.runtime.Mocks):
                 self._invent(extra["masterVersion"])
         if "project" not in state and args.typ.startswith("gcp:"):
             state["project"] = self.project
-        resource_id = args.resource_id or f"{args.name}-id"
+        # A computed "id" is the provider's resource id (e.g. a dashboard's projects/<n>/dashboards/<id>).
+        resource_id = args.resource_id or state.pop("id", None) or f"{args.name}-id"
         return resource_id, state
 
     def call(self, args: pulumi_mocks.MockCallArgs):

@@ -18,6 +18,7 @@ from stacks.catalog import CATALOG
 from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.fit import largest_fitting_max_num_seqs
+from stacks.monitoring import monitoring_checks
 
 if TYPE_CHECKING:
     from stacks.findings import Findings
@@ -133,6 +134,7 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
         _gke_capacity(d, stack, out)
+    monitoring_checks(d, stack, out)
     if d.platform is Platform.VERTEX:
         _vertex_location(d, stack, out)
 

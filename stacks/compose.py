@@ -24,6 +24,7 @@ from components.model_bucket import ModelBucket, ModelBucketArgs
 from components.project_apis import ProjectApis, ProjectApisArgs
 from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
+from stacks import monitoring
 from stacks.catalog import DATA_DIR
 from stacks.config import (
     Platform,
@@ -78,6 +79,8 @@ def required_apis(resolved: ResolvedStack) -> tuple[str, ...]:
         apis.add("secretmanager.googleapis.com")
     if stack.settings.check_quota and resolved.deployments:
         apis.add("cloudquotas.googleapis.com")
+    if stack.settings.monitoring.enabled and resolved.deployments:
+        apis.add("monitoring.googleapis.com")  # dashboards, alert policies, the Cloud Run metrics sidecar
     return tuple(sorted(apis))
 
 
@@ -115,6 +118,8 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                 account_id=runtime_account_id(prefix, name),
                 display_name=f"vLLM {d.platform.value} workload {name}",
                 description=f"Serves {d.model.hf_id}; managed by Pulumi stack {stack.stack}.",
+                # The metrics sidecar writes vLLM's metrics to Managed Service for Prometheus as this account.
+                project_roles=("roles/monitoring.metricWriter",) if stack.settings.monitoring.enabled else (),
             ),
             opts=after_apis,
         )
@@ -298,21 +303,62 @@ def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]])
     cluster = _gke_cluster(foundation, resolved)
     adapter = _metrics_adapter(foundation, cluster) if cluster is not None else None
     namespaces: set[str] = set()
+    targets: dict[str, monitoring.Target] = {}
     for name, d in resolved.deployments.items():
         if d.platform is Platform.VERTEX:
-            deployments[name] = _vertex(foundation, d)
+            deployments[name], targets[name] = _vertex(foundation, d)
         elif d.platform is Platform.CLOUDRUN:
-            deployments[name] = _cloudrun(foundation, d)
+            deployments[name], targets[name] = _cloudrun(foundation, d)
         else:
             namespace = d.config.gke_options.namespace
-            deployments[name] = _gke_workload(foundation, cluster, adapter, d,
-                                              create_namespace=namespace not in namespaces)
+            deployments[name], targets[name] = _gke_workload(foundation, cluster, adapter, d,
+                                                             create_namespace=namespace not in namespaces)
             namespaces.add(namespace)
     outputs = dict(foundation.outputs)
     outputs["deployments"] = deployments
     if cluster is not None:
         outputs["gke_cluster"] = cluster.cluster_name
+    if resolved.config.settings.monitoring.enabled and targets:
+        outputs["monitoring"] = _monitoring(foundation, resolved, targets)
     return outputs
+
+
+def _monitoring(foundation: Foundation, resolved: ResolvedStack, targets: dict[str, monitoring.Target]) -> dict[str, Any]:
+    """The stack's dashboard (a section per deployment) and every deployment's alert policies."""
+    from components.observability import ServingAlerts, ServingAlertsArgs, ServingDashboard, ServingDashboardArgs
+
+    stack = foundation.stack
+    settings = stack.settings.monitoring
+    after_apis = pulumi.ResourceOptions(depends_on=[foundation.apis])
+    dashboard = ServingDashboard(
+        f"{stack.prefix}-dashboard",
+        ServingDashboardArgs(
+            project=stack.project,
+            display_name=f"LLM serving: {stack.stack} ({stack.prefix})",
+            sections=tuple(monitoring.section(d, targets[name]) for name, d in resolved.deployments.items()),
+        ),
+        opts=after_apis,
+    )
+    policies = tuple(spec for name, d in resolved.deployments.items()
+                     for spec in monitoring.alerts(d, stack, targets[name]))
+    alerts = ServingAlerts(
+        f"{stack.prefix}-alerts",
+        ServingAlertsArgs(
+            project=stack.project,
+            policies=policies,
+            notification_emails=settings.notification_emails,
+            notification_channels=settings.notification_channels,
+            channel_prefix=stack.prefix,
+            labels=stack.labels(),
+        ),
+        opts=after_apis,
+    )
+    return {
+        "dashboard_url": dashboard.dashboard_url,
+        "alert_policies": {spec.key: spec.display_name for spec in policies},
+        "alert_policy_ids": alerts.policy_names,
+        "notifies": list(settings.notification_emails) + list(settings.notification_channels),
+    }
 
 
 def _deployment_labels(stack: StackConfig, d: ResolvedDeployment) -> dict[str, str]:
@@ -325,7 +371,7 @@ def _token_for(foundation: Foundation, d: ResolvedDeployment) -> Optional[pulumi
     return foundation.hf_token.value
 
 
-def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
+def _vertex(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, Any], monitoring.Target]:
     from components.vertex import (
         AdoptedVertexEndpoint,
         AdoptedVertexEndpointArgs,
@@ -357,7 +403,8 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             ),
             opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket]),
         )
-        return adopted.client_outputs()
+        return adopted.client_outputs(), monitoring.vertex_target(d, stack, adopted.client.endpoint_id,
+                                                                  adopted.client.logs_url)
     machines = {m.name: (accelerator, m.accelerator_count) for m in CATALOG.machine_types.values()
                 if (accelerator := CATALOG.accelerators[m.accelerator].vertex_accelerator)}
     # Resolve gives every Vertex deployment a machine type with a Vertex accelerator, or refuses it.
@@ -392,11 +439,17 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
         ),
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket]),
     )
-    return endpoint.client_outputs()
+    return endpoint.client_outputs(), monitoring.vertex_target(d, stack, endpoint.endpoint_id, endpoint.logs_url)
 
 
-def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
-    from components.cloudrun import CloudRunVllmService, CloudRunVllmServiceArgs, GcsVolume, SecretRef
+def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, Any], monitoring.Target]:
+    from components.cloudrun import (
+        METRICS_SIDECAR_IMAGE,
+        CloudRunVllmService,
+        CloudRunVllmServiceArgs,
+        GcsVolume,
+        SecretRef,
+    )
     from components.image_build import ModelImageBuild, ModelImageBuildArgs
     from stacks.resolve import GCS_MOUNT
 
@@ -465,6 +518,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
             gcs_volume=gcs_volume,
             deletion_protection=stack.protections.deletion_protection,
             labels=_deployment_labels(stack, d),
+            metrics_sidecar_image=METRICS_SIDECAR_IMAGE if stack.settings.monitoring.enabled else None,
         ),
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis]
                                     + ([foundation.registry] if foundation.registry else [])
@@ -480,7 +534,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> dict[str, Any]:
         "proxy_command": service.proxy_command,
         "curl_example": service.curl_example,
         "openai_example": service.openai_example,
-    }
+    }, monitoring.cloudrun_target(d, stack, service_name=name)
 
 
 def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
@@ -561,13 +615,15 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
 
 
 def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, *,
-                  create_namespace: bool) -> dict[str, Any]:
+                  create_namespace: bool) -> tuple[dict[str, Any], monitoring.Target]:
+    from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
     from components.gke_workload import VllmGkeWorkload, VllmGkeWorkloadArgs
     from stacks.resolve import GKE_DATA_DIR
 
     stack = foundation.stack
     options = d.config.gke_options
     assert d.scaling.metric is not None  # resolve picks the HPA metric of every GKE deployment
+    app_name = f"vllm-{d.name}"
     workload = VllmGkeWorkload(
         f"{stack.prefix}-{d.name}",
         VllmGkeWorkloadArgs(
@@ -579,7 +635,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
             accelerator=_placement(foundation, cluster, d),
             namespace=options.namespace,
             create_namespace=create_namespace,
-            app_name=f"vllm-{d.name}",
+            app_name=app_name,
             hf_token=_token_for(foundation, d),
             mount_path=GKE_DATA_DIR,
             startup_timeout_seconds=options.startup_timeout_seconds,
@@ -601,4 +657,5 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
         "in_cluster_url": workload.in_cluster_url,
         "hpa_metric": workload.hpa_metric_name,
         "port_forward_command": workload.port_forward_command,
-    }
+    }, monitoring.gke_target(d, stack, cluster.cluster_name, namespace=options.namespace, job=app_name,
+                             container=VLLM_CONTAINER)

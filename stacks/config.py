@@ -224,6 +224,54 @@ class GkeClusterConfig:
     )
 
 
+@dataclass(frozen=True)
+class AlertThresholds:
+    """Alert thresholds. A deployment's `alerts` overrides the stack's `monitoring.alerts` key by
+    key; anything unset in both takes the default named here (stacks/monitoring.py applies it)."""
+
+    queue_waiting: Optional[float] = setting(
+        "Sustained queue: requests waiting per replica, averaged (default 10, the HPA's target).", None, minimum=0
+    )
+    kv_cache_usage: Optional[float] = setting(
+        "KV cache saturated: fraction of the KV cache in use, at the fullest replica (default 0.95).", None,
+        minimum=0.01, maximum=1,
+    )
+    error_ratio: Optional[float] = setting(
+        "Error ratio: share of requests answered with a server error over 5 minutes (default 0.05).", None,
+        minimum=0.0001, maximum=1,
+    )
+    ttft_p95_seconds: Optional[float] = setting(
+        "Latency objective: time to first token at the 95th percentile, in seconds (default 2).", None, minimum=0.01
+    )
+    sustained_minutes: Optional[int] = setting(
+        "How long a condition must hold before it alerts, in minutes (default 10).", None, minimum=1, maximum=1440
+    )
+    idle: Optional[bool] = setting(
+        "Alert on an idle accelerator (billed, no tokens generated) (default: on in dev only).", None
+    )
+    idle_minutes: Optional[int] = setting(
+        "Idle accelerator: minutes without a generated token while a replica runs (default 60).", None,
+        minimum=5, maximum=1440,
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """The stack's Cloud Monitoring dashboard and alert policies."""
+
+    enabled: bool = setting("Create the dashboard and the alert policies.", True)
+    notification_emails: tuple[str, ...] = setting(
+        "Email addresses to notify; an email notification channel is created for each.", (),
+        pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+", pattern_hint="give an email address like oncall@example.com",
+    )
+    notification_channels: tuple[str, ...] = setting(
+        "Existing notification channels to notify (`projects/<project>/notificationChannels/<id>`).", (),
+        pattern=r"projects/[^/]+/notificationChannels/[0-9]+",
+        pattern_hint="give a channel as projects/<project>/notificationChannels/<id> (gcloud beta monitoring channels list)",
+    )
+    alerts: AlertThresholds = setting("Alert thresholds for every deployment of the stack.", AlertThresholds())
+
+
 # ---------------------------------------------------------------------------
 # Per-deployment sections.
 
@@ -509,6 +557,7 @@ class DeploymentConfig:
         "Prompt + output tokens of a typical request, for the plan's concurrency figure; default "
         f"{DEFAULT_TYPICAL_REQUEST_TOKENS}.", None, minimum=1
     )
+    alerts: Optional[AlertThresholds] = setting("Alert thresholds for this deployment; overrides `monitoring.alerts` key by key.", None)
 
     def validate(self, path: str, problems: Problems) -> None:
         for section in ("vertex", "cloudrun", "gke"):
@@ -611,6 +660,7 @@ class Settings:
     access: AccessConfig = setting("Access guardrails.", AccessConfig())
     check_quota: bool = setting("Compare accelerator quota with what the stack needs at max replicas during preview.", True)
     gke: Optional[GkeClusterConfig] = setting("The GKE cluster (for `platform: gke`).", None)
+    monitoring: MonitoringConfig = setting("Dashboard, alert policies and who they notify.", MonitoringConfig())
     deployments: Mapping[str, DeploymentConfig] = setting(
         "Models to serve, keyed by a stable name (renaming one replaces its resources).", EMPTY, key_pattern=NAME_PATTERN
     )

@@ -101,6 +101,7 @@ ENVIRONMENT_KEYS: tuple[str, ...] = (
     "llm-serving:access",       # whether public invokers are allowed at all
     "llm-serving:checkQuota",
     "llm-serving:gke",          # cluster, node pools: machine sizes and node counts
+    "llm-serving:monitoring",   # who is paged and how strict each environment's alerts are
     # Per deployment: capacity and access, sized for each environment's traffic and budget.
     "deployments.*.hardware",   # machine type / accelerators / node pool (exists per env)
     "deployments.*.scaling",    # replicas and autoscaling targets
@@ -109,6 +110,7 @@ ENVIRONMENT_KEYS: tuple[str, ...] = (
     "deployments.*.vertex",     # dedicated endpoint, spot, timeouts
     "deployments.*.cloudrun",   # invokers, ingress, zonal redundancy, concurrency (not weights)
     "deployments.*.gke",        # namespace, load balancer exposure, timeouts
+    "deployments.*.alerts",     # alert thresholds sized for each environment
 )
 
 _DEPLOYMENT_PREFIX = "deployments.*."

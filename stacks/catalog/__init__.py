@@ -147,6 +147,23 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
+class PlatformMetric:
+    """A Google Cloud system metric the dashboard or alerts read (data/platform_metrics.yaml)."""
+
+    role: str
+    type: str  # Cloud Monitoring name, e.g. run.googleapis.com/request_count
+    kind: str  # gauge | counter | distribution
+    resource: str  # monitored resource type
+    sources: tuple[str, ...]
+
+    @property
+    def promql_name(self) -> str:
+        """The documented PromQL spelling: first "/" -> ":", every other "/" and "." -> "_"."""
+        domain, _, path = self.type.partition("/")
+        return re.sub(r"[^A-Za-z0-9_]", "_", domain) + ":" + re.sub(r"[^A-Za-z0-9_]", "_", path)
+
+
+@dataclass(frozen=True)
 class PriceEntry:
     item: str
     usd_per_hour: float
@@ -201,6 +218,8 @@ class Catalog:
     images: Mapping[str, ImageSpec]
     flags: Mapping[str, FlagSpec]
     metrics: Mapping[str, MetricSpec]
+    metric_roles: Mapping[str, tuple[str, ...]]  # role -> vLLM metric names, preferred first
+    platform_metrics: Mapping[str, PlatformMetric]
     prices: Mapping[str, PriceEntry]
     prices_as_of: str
     scheduler: SchedulerDefaults
@@ -258,6 +277,10 @@ class Catalog:
             if end is not None and version >= end:
                 return False
         return True
+
+    def metric_for_role(self, role: str, version: Version) -> str | None:
+        """The first name listed for ``role`` that a server at ``version`` exports, or None."""
+        return next((name for name in self.metric_roles[role] if self.metric_exported(name, version)), None)
 
     def price(self, item: str) -> PriceEntry | None:
         return self.prices.get(item)
@@ -529,6 +552,30 @@ def _load_metrics() -> dict[str, MetricSpec]:
     return metrics
 
 
+def _load_metric_roles(metrics: Mapping[str, MetricSpec]) -> dict[str, tuple[str, ...]]:
+    root = _load("vllm_metrics.yaml").child("roles")
+    roles = {role: root.strings(role) for role in root.data}
+    for role, names in roles.items():
+        unknown = [n for n in names if n not in metrics]
+        if not names or unknown:
+            raise CatalogError(f"vllm_metrics.yaml: roles.{role} must list metrics defined under metrics:, got {unknown or names}.")
+    return roles
+
+
+def _load_platform_metrics() -> dict[str, PlatformMetric]:
+    root = _load("platform_metrics.yaml").child("metrics")
+    found: dict[str, PlatformMetric] = {}
+    for role in root.data:
+        row = root.child(role)
+        sources = row.strings("sources")
+        if not sources:
+            raise CatalogError(f"platform_metrics.yaml: metrics.{role}.sources is required.")
+        found[role] = PlatformMetric(role=role, type=row.get("type", str),
+                                     kind=row.choice("kind", ("gauge", "counter", "distribution")),
+                                     resource=row.get("resource", str), sources=sources)
+    return found
+
+
 def _load_prices() -> tuple[dict[str, PriceEntry], str]:
     doc = _load("prices.yaml")
     as_of = _iso(doc.get("as_of", (str, _dt.date)))
@@ -600,6 +647,7 @@ def load_catalog() -> Catalog:
     accelerators, machines, topologies = _load_hardware()
     prices, as_of = _load_prices()
     scheduler, fp8_kv_cache, tpu_v6e = _load_vllm_defaults(accelerators)
+    metrics = _load_metrics()
     freeze = MappingProxyType
     return Catalog(
         models=freeze(_load_models()),
@@ -608,7 +656,9 @@ def load_catalog() -> Catalog:
         tpu_topologies=freeze(topologies),
         images=freeze(_load_images()),
         flags=freeze(_load_flags()),
-        metrics=freeze(_load_metrics()),
+        metrics=freeze(metrics),
+        metric_roles=freeze(_load_metric_roles(metrics)),
+        platform_metrics=freeze(_load_platform_metrics()),
         prices=freeze(prices),
         prices_as_of=as_of,
         scheduler=scheduler,

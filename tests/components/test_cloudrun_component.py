@@ -10,6 +10,8 @@ import pulumi_gcp as gcp
 import pytest
 
 from components.cloudrun import (
+    METRICS_SIDECAR_IMAGE,
+    METRICS_SIDECAR_SCRAPE_PORT,
     TYPE_TOKEN,
     CloudRunVllmService,
     CloudRunVllmServiceArgs,
@@ -74,10 +76,11 @@ def service_of(result: RunResult, name: str = "gemma") -> dict:
     return dict(result.named(f"{name}-service").inputs)
 
 
-def container_of(result: RunResult, name: str = "gemma") -> dict:
+def container_of(result: RunResult, name: str = "gemma", container: str = "vllm") -> dict:
     containers = service_of(result, name)["template"]["containers"]
-    assert len(containers) == 1, f"{name}-service: expected one container, got {len(containers)}"
-    return containers[0]
+    matches = [c for c in containers if c.get("name") == container]
+    assert len(matches) == 1, f"{name}-service: expected one {container!r} container, got {[c.get('name') for c in containers]}"
+    return matches[0]
 
 
 def env_of(result: RunResult) -> dict[str, dict]:
@@ -132,7 +135,8 @@ def test_tutorial_probes_ask_vllm_health_within_the_startup_budget():
 
 
 def test_port_and_probes_follow_the_container():
-    c = container_of(run(with_container(port=9000, health_path="/ready")))
+    # Without the metrics sidecar, which only scrapes 8080 (see the sidecar tests below).
+    c = container_of(run(dataclasses.replace(with_container(port=9000, health_path="/ready"), metrics_sidecar_image=None)))
     where = "gemma-service"
     assert c["ports"] == {"name": "http1", "containerPort": 9000}, f"{where}: ports {c.get('ports')}"
     assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": 9000}, f"{where}: startup probe {c['startupProbe']}"
@@ -344,3 +348,38 @@ def test_nothing_is_registered_when_arguments_are_invalid():
     result = run_under_mocks(program)
     assert captured, "gemma: invalid cpu was accepted"
     assert result.registrations == [], f"gemma: registered {[r.name for r in result.registrations]} despite bad args"
+
+
+# ---------------------------------------------------------------------------
+# The metrics sidecar.
+
+
+def test_metrics_sidecar_scrapes_vllm_and_holds_no_gpu():
+    result = run(TUTORIAL)
+    containers = service_of(result)["template"]["containers"]
+    assert [c["name"] for c in containers] == ["vllm", "metrics-collector"], "gemma-service: containers"
+    sidecar = container_of(result, container="metrics-collector")
+    assert sidecar["image"] == METRICS_SIDECAR_IMAGE
+    assert sidecar["dependsOns"] == ["vllm"], "gemma-service: the sidecar must wait for vLLM to be healthy"
+    assert "nvidia.com/gpu" not in sidecar["resources"]["limits"], "gemma-service: the GPU belongs to vLLM only"
+    assert "ports" not in sidecar, "gemma-service: only the vLLM container may take the ingress port"
+    # The sidecar's default RunMonitoring scrapes :8080/metrics; vLLM listens there.
+    assert container_of(result)["ports"]["containerPort"] == METRICS_SIDECAR_SCRAPE_PORT
+
+
+def test_metrics_sidecar_refuses_a_port_it_would_not_scrape():
+    other_port = dataclasses.replace(CONTAINER, port=8000, args=tuple(
+        "--port=8000" if a == "--port=8080" else a for a in CONTAINER.args))
+    message = rejected(dataclasses.replace(TUTORIAL, container=other_port))
+    assert "metrics_sidecar_image" in message and "8080" in message
+    run(dataclasses.replace(TUTORIAL, container=other_port, metrics_sidecar_image=None))  # accepted without the sidecar
+
+
+def test_metrics_sidecar_can_be_left_out():
+    result = run(dataclasses.replace(TUTORIAL, metrics_sidecar_image=None))
+    assert [c["name"] for c in service_of(result)["template"]["containers"]] == ["vllm"]
+
+
+def test_metrics_sidecar_image_must_be_pinned():
+    message = rejected(dataclasses.replace(TUTORIAL, metrics_sidecar_image="us-docker.pkg.dev/x/y/sidecar:latest"))
+    assert "metrics_sidecar_image" in message

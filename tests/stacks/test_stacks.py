@@ -117,7 +117,8 @@ def test_committed_stack_plans_cleanly(stack: str):
 
 EXPECTED_APIS = {
     # cloudrun (image weights: Cloud Build) + vertex, a token secret and the quota check.
-    "dev": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "iam", "run",
+    # monitoring: the dashboard, the alert policies and the Cloud Run metrics sidecar.
+    "dev": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "iam", "monitoring", "run",
             "secretmanager", "storage"},
     # staging and prod: the same plus GKE and its managed Prometheus.
     "staging": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "container", "iam",
@@ -185,6 +186,9 @@ def _label_fields(type_token: str) -> list[str]:
     _, module_path, class_name = type_token.split(":")
     module = importlib.import_module(f"pulumi_gcp.{module_path.split('/')[0]}")
     params = inspect.signature(getattr(module, class_name)._internal_init).parameters
+    if "user_labels" in params:
+        # Monitoring resources: `user_labels` are the resource's labels (a channel's `labels` configure it).
+        return ["userLabels"]
     return [{"labels": "labels", "resource_labels": "resourceLabels"}[p] for p in params if p in ("labels", "resource_labels")]
 
 
