@@ -67,6 +67,10 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
                                       "deletionProtection", "enableAutopilot"),
     "gcp:container/nodePool:NodePool": ("nodeConfig.machineType", "nodeConfig.spot", "placementPolicy", "autoscaling"),
     "command:local:Command": ("triggers",),
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("displayName", "severity", "conditions[0].conditionPrometheusQueryLanguage",
+                                              "notificationChannels"),
+    "gcp:monitoring/notificationChannel:NotificationChannel": ("type", "labels"),
+    "gcp:monitoring/dashboard:Dashboard": ("dashboardJson",),
 }
 K8S_KEY_INPUTS = ("metadata.name", "metadata.namespace", "spec.template.spec.nodeSelector",
                   "spec.template.spec.containers", "spec.ports", "spec.type", "spec.metrics", "spec.endpoints",

@@ -347,6 +347,9 @@ LABEL_PATHS: dict[str, tuple[str, ...]] = {
     "gcp:cloudrunv2/job:Job": ("labels",),
     "gcp:container/cluster:Cluster": ("resourceLabels",),
     "gcp:container/nodePool:NodePool": ("nodeConfig", "resourceLabels"),
+    # Monitoring: `userLabels` are the resource's labels; a channel's `labels` configure it (email_address).
+    "gcp:monitoring/notificationChannel:NotificationChannel": ("userLabels",),
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("userLabels",),
 }
 
 

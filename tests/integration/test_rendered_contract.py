@@ -23,10 +23,13 @@ from pathlib import Path
 import openai
 import pytest
 
+from components.observability import Chart
 from offline.plan import ROOT, read_stack_file
+from stacks import monitoring
 from stacks.config import load
 from stacks.resolve import resolve_stack
 from stacks.vllm import render_server
+from tests.stacks.test_monitoring import metric_names
 from tools.loadtest import run_load
 from tools.localvllm import (
     CPU_MAX_MODEL_LEN,
@@ -171,6 +174,43 @@ def test_metrics_expose_the_rendered_scaling_metric(rendered):
     served = re.escape(d.container.served_model_name)
     assert re.search(rf'^{re.escape(metric)}{{[^}}]*model_name="{served}"', text, re.M), (
         f"{metric} for {d.container.served_model_name} missing from /metrics")
+
+
+def _monitoring_queries(prod, d) -> list[str]:
+    """Every PromQL query of the deployment's dashboard section and alert policies, as rendered."""
+    if d.platform.value == "cloudrun":
+        target = monitoring.cloudrun_target(d, prod.config, service_name=f"{prod.config.prefix}-{d.name}")
+    else:
+        target = monitoring.gke_target(d, prod.config, "cluster", namespace="ns", job=f"vllm-{d.name}",
+                                       container="vllm")
+    section = monitoring.section(d, target)
+    queries = [s.query for w in section.widgets if isinstance(w, Chart) for s in w.series]
+    queries += [a.query for a in monitoring.alerts(d, prod.config, target)]
+    plain = [q for q in queries if isinstance(q, str)]  # plain selectors in, plain queries out
+    assert len(plain) == len(queries), f"{d.name}: some queries are still Outputs"
+    return plain
+
+
+def test_metrics_the_dashboard_and_alerts_query_are_exported(prod, rendered):
+    """Each vLLM metric the deployment's panels and alerts name, parsed out of the rendered PromQL,
+    is on the real server's /metrics for the served model (histograms by their _bucket series)."""
+    d = rendered.deployment
+    name = d.container.served_model_name
+    # Counters and histograms get their series once a request finished; do not depend on test order.
+    rendered.client.completions.create(model=name, prompt=PROMPT, max_tokens=4, temperature=0)
+    status, text = _get(f"{rendered.server.base_url}/metrics")
+    assert status == 200
+    queried = {n for q in _monitoring_queries(prod, d) for n in metric_names(q) if n.startswith("vllm:")}
+    assert len(queried) >= 8, f"{rendered.name}: expected the vLLM panels' metrics, got {sorted(queried)}"
+    served = re.escape(name)
+    for metric in sorted(queried):
+        assert re.search(rf'^{re.escape(metric)}{{[^}}]*model_name="{served}"', text, re.M), \
+            f"{rendered.name}: {metric} (queried by the dashboard or an alert) missing from /metrics"
+    # The error-ratio panel and alert select finished_reason="error".
+    finished = monitoring.vllm_metric_names(d)["finished_requests"]
+    assert re.search(rf'^{re.escape(str(finished))}{{[^}}]*finished_reason="error"', text, re.M), \
+        f"{rendered.name}: no finished_reason=\"error\" series on {finished}"
+    print(f"[integration] {rendered.name}: {len(queried)} queried vLLM metrics on /metrics: {sorted(queried)}")
 
 
 def test_bounded_load_generates_tokens(rendered):

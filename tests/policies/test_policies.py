@@ -304,6 +304,10 @@ def test_labelled_resources_pass():
     # Types without labels are not checked.
     assert check(g.required_labels, "gcp:serviceaccount/account:Account", {"accountId": "vllm"}) == []
     assert check(g.required_labels, VERTEX, vertex()) == []
+    channel = "gcp:monitoring/notificationChannel:NotificationChannel"
+    assert check(g.required_labels, channel, {"labels": {"email_address": "oncall@example.com"},
+                                              "userLabels": LABELS}) == []
+    assert len(check(g.required_labels, channel, {"labels": {"email_address": "oncall@example.com"}})) == 1
 
 
 def test_missing_labels_fail_with_the_keys_and_the_property():
