@@ -230,27 +230,33 @@ class AlertThresholds:
     key; anything unset in both takes the default named here (stacks/monitoring.py applies it)."""
 
     queue_waiting: Optional[float] = setting(
-        "Sustained queue: requests waiting per replica, averaged (default 10, the HPA's target).", None, minimum=0
+        f"Sustained queue: requests waiting per replica, averaged (default {defaults.ALERT_QUEUE_WAITING:g}, the HPA's "
+        "target).", None, minimum=0
     )
     kv_cache_usage: Optional[float] = setting(
-        "KV cache saturated: fraction of the KV cache in use, at the fullest replica (default 0.95).", None,
+        f"KV cache saturated: fraction of the KV cache in use, at the fullest replica (default "
+        f"{defaults.ALERT_KV_CACHE_USAGE:g}).", None,
         minimum=0.01, maximum=1,
     )
     error_ratio: Optional[float] = setting(
-        "Error ratio: share of requests answered with a server error over 5 minutes (default 0.05).", None,
+        f"Error ratio: share of requests answered with a server error over 5 minutes (default "
+        f"{defaults.ALERT_ERROR_RATIO:g}).", None,
         minimum=0.0001, maximum=1,
     )
     ttft_p95_seconds: Optional[float] = setting(
-        "Latency objective: time to first token at the 95th percentile, in seconds (default 2).", None, minimum=0.01
+        f"Latency objective: time to first token at the 95th percentile, in seconds (default "
+        f"{defaults.ALERT_TTFT_P95_SECONDS:g}).", None, minimum=0.01
     )
     sustained_minutes: Optional[int] = setting(
-        "How long a condition must hold before it alerts, in minutes (default 10).", None, minimum=1, maximum=1440
+        f"How long a condition must hold before it alerts, in minutes (default {defaults.ALERT_SUSTAINED_MINUTES}).", None,
+        minimum=1, maximum=1440
     )
     idle: Optional[bool] = setting(
         "Alert on an idle accelerator (billed, no tokens generated) (default: on in dev only).", None
     )
     idle_minutes: Optional[int] = setting(
-        "Idle accelerator: minutes without a generated token while a replica runs (default 60).", None,
+        f"Idle accelerator: minutes without a generated token while a replica runs (default "
+        f"{defaults.ALERT_IDLE_MINUTES}).", None,
         minimum=5, maximum=1440,
     )
 

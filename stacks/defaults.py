@@ -28,6 +28,14 @@ WAITING_REQUESTS_TARGET = 10.0  # GKE HPA on vllm:num_requests_waiting
 KV_CACHE_USAGE_TARGET = 0.8  # GKE HPA on KV-cache usage (a 0-1 fraction)
 DUTY_CYCLE_TARGET_PERCENT = 60.0  # Vertex AI accelerator duty cycle
 
+# Alert thresholds when neither `monitoring.alerts` nor a deployment's `alerts` sets them.
+ALERT_QUEUE_WAITING = WAITING_REQUESTS_TARGET  # past the HPA's target a replica should have been added
+ALERT_KV_CACHE_USAGE = 0.95  # past this vLLM preempts and recomputes sequences
+ALERT_ERROR_RATIO = 0.05
+ALERT_TTFT_P95_SECONDS = 2.0  # an interactive chat objective
+ALERT_SUSTAINED_MINUTES = 10
+ALERT_IDLE_MINUTES = 60
+
 # Names of shared resources, as templates over the project id and the stack's name prefix.
 NAME_PREFIX = "llm-{environment}"
 BUCKET_NAME = "{project}-{prefix}-models"  # cut to 63 characters, the bucket-name limit

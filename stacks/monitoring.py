@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Optional
 import pulumi
 
 from components.observability import AlertSpec, Chart, LogsLinks, Section, Series
+from stacks import defaults
 from stacks.catalog import CATALOG
 from stacks.config import AlertThresholds, Environment, Platform, StackConfig
 
@@ -47,14 +48,14 @@ class Thresholds:
     idle_minutes: int
 
 
-# The defaults the config's descriptions name (tests/stacks/test_monitoring.py keeps them equal).
+# Field -> default (stacks/defaults.py; the config's descriptions quote the same constants).
 DEFAULTS = {
-    "queue_waiting": 10.0,  # the GKE HPA's default target: beyond it replicas should have been added
-    "kv_cache_usage": 0.95,  # past this vLLM starts preempting sequences
-    "error_ratio": 0.05,
-    "ttft_p95_seconds": 2.0,  # an interactive chat objective
-    "sustained_minutes": 10,
-    "idle_minutes": 60,
+    "queue_waiting": defaults.ALERT_QUEUE_WAITING,
+    "kv_cache_usage": defaults.ALERT_KV_CACHE_USAGE,
+    "error_ratio": defaults.ALERT_ERROR_RATIO,
+    "ttft_p95_seconds": defaults.ALERT_TTFT_P95_SECONDS,
+    "sustained_minutes": defaults.ALERT_SUSTAINED_MINUTES,
+    "idle_minutes": defaults.ALERT_IDLE_MINUTES,
 }
 
 
