@@ -5,14 +5,27 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: plan plan-all lint test integration bench-smoke clean
+.PHONY: plan plan-all lint test integration bench-smoke clean lock
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The lock pins every transitive package with its hashes: a fresh clone installs exactly these.
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
 	@touch $(STAMP)
+
+## lock: re-resolve the hashed lock files after editing a *.in file (needs the package index)
+LOCK_VENV := .venv-lock
+PIP_COMPILE := $(LOCK_VENV)/bin/python -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock:
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet pip-tools==7.6.2
+	# The dev lock is resolved first; the program's and the pack's locks take its versions, so
+	# the tests run exactly what `pulumi up` and the policy pack install.
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) --constraint requirements-dev.txt --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --constraint requirements-dev.txt --output-file policies/requirements.txt policies/requirements.in
 
 ## plan: offline plan of one stack (STACK=dev by default), no cloud account needed
 plan: $(STAMP)

@@ -25,7 +25,8 @@ TAG_PIN = re.compile(r"^[\w.-]+/[\w./-]+@v\d+\.\d+\.\d+$")
 # Action references that could not be verified at a commit; the tag is exact and the
 # zizmor finding is ignored inline with the reason. Remove an entry once it is SHA-pinned.
 TAG_PINNED_ACTIONS = {"pulumi/actions"}
-WRITE_SCOPES_ALLOWED = {"id-token", "pull-requests"}
+WRITE_SCOPES_ALLOWED = {"id-token", "pull-requests", "issues"}
+NAMES = [p.name for p in WORKFLOWS]
 
 
 def load(name: str) -> dict:
@@ -49,13 +50,13 @@ def all_uses() -> list[tuple[str, str, str]]:
     for path in WORKFLOWS:
         for line in path.read_text().splitlines():
             match = re.match(r"^\s*(?:-\s+)?uses:\s*(\S+)\s*(#.*)?$", line)
-            if match:
+            if match and not match.group(1).startswith(("./", "$/")):  # a workflow of this repository
                 found.append((path.name, match.group(1), match.group(2) or ""))
     return found
 
 
-def test_both_workflows_exist():
-    assert {p.name for p in WORKFLOWS} >= {"pull-request.yml", "deploy.yml"}
+def test_the_workflows_exist():
+    assert {p.name for p in WORKFLOWS} >= {"pull-request.yml", "deploy.yml", "deploy-stack.yml", "drift.yml"}
 
 
 # --------------------------------------------------------------------------- real linters
@@ -108,14 +109,20 @@ def test_one_version_of_each_action_everywhere():
 
 # --------------------------------------------------------------------------- permissions
 
-@pytest.mark.parametrize("workflow", ["pull-request.yml", "deploy.yml"])
+@pytest.mark.parametrize("workflow", NAMES)
 def test_top_level_permissions_are_read_only(workflow):
     data = load(workflow)
     assert "permissions" in data, f"{workflow} must declare top-level permissions"
     assert data["permissions"] in ({}, {"contents": "read"}), data["permissions"]
 
 
-@pytest.mark.parametrize("workflow", ["pull-request.yml", "deploy.yml"])
+def called(job: dict) -> dict | None:
+    """The jobs of the reusable workflow a caller job runs (`uses: $/.github/workflows/x.yml`)."""
+    ref = job.get("uses")
+    return load(Path(ref).name)["jobs"] if ref else None
+
+
+@pytest.mark.parametrize("workflow", NAMES)
 def test_job_permissions_are_minimal(workflow):
     for name, job in load(workflow)["jobs"].items():
         perms = job.get("permissions")
@@ -123,15 +130,23 @@ def test_job_permissions_are_minimal(workflow):
         writes = {scope for scope, level in perms.items() if level == "write"}
         assert writes <= WRITE_SCOPES_ALLOWED, f"{workflow}:{name} writes {writes}"
         assert perms.get("contents") == "read", f"{workflow}:{name}"
+        callee = called(job)
+        if callee is not None:
+            # A caller grants exactly what the called jobs ask for, nothing more.
+            (inner,) = callee.values()
+            assert perms == inner["permissions"], f"{workflow}:{name} grants {perms}, {job['uses']} needs {inner['permissions']}"
+            continue
         authenticates = bool(uses(job, "google-github-actions/auth"))
         assert (perms.get("id-token") == "write") == authenticates, \
             f"{workflow}:{name}: id-token: write exactly where google-github-actions/auth runs"
         comments = any(str(s.get("with", {}).get("comment-on-pr", "")).lower() == "true" for s in steps(job))
         assert (perms.get("pull-requests") == "write") == comments, \
             f"{workflow}:{name}: pull-requests: write exactly where the PR comment is posted"
+        opens_issues = any("gh issue" in str(s.get("run", "")) for s in steps(job))
+        assert (perms.get("issues") == "write") == opens_issues, f"{workflow}:{name}: issues: write exactly where issues are opened"
 
 
-@pytest.mark.parametrize("workflow", ["pull-request.yml", "deploy.yml"])
+@pytest.mark.parametrize("workflow", NAMES)
 def test_checkout_drops_credentials_and_runs_before_auth(workflow):
     for name, job in load(workflow)["jobs"].items():
         actions = [str(s.get("uses", "")).split("@")[0] for s in steps(job)]
@@ -167,15 +182,71 @@ def test_pull_request_runs_tests_plans_and_a_commented_preview_per_stack():
     assert inputs["policyPackConfigs"] == "policies/config/${{ matrix.stack }}.json"
 
 
+# --------------------------------------------------------------------------- reviewed plans
+
+def test_pull_request_saves_the_reviewed_plan_of_each_stack_as_an_artifact():
+    (preview_job,) = [j for j in load("pull-request.yml")["jobs"].values() if uses(j, "pulumi/actions")]
+    (preview,) = uses(preview_job, "pulumi/actions")
+    plan_file = preview["with"]["plan"]
+    assert plan_file == "update-plan-${{ matrix.stack }}.json"
+    (upload,) = uses(preview_job, "actions/upload-artifact")
+    assert upload["with"]["path"] == plan_file
+    assert upload["with"]["name"] == "update-plan-${{ matrix.stack }}"
+    assert upload["with"]["if-no-files-found"] == "error"
+    order = [str(s.get("uses", "")).split("@")[0] for s in steps(preview_job)]
+    assert order.index("pulumi/actions") < order.index("actions/upload-artifact")
+
+
+def _deploy_job() -> dict:
+    (job,) = load("deploy-stack.yml")["jobs"].values()
+    return job
+
+
+def test_deploy_applies_exactly_the_reviewed_plan():
+    job = _deploy_job()
+    (download,) = uses(job, "actions/download-artifact")
+    assert download["with"]["name"] == "update-plan-${{ inputs.stack }}"
+    assert "steps.reviewed.outputs.run-id" in download["with"]["run-id"]
+    (up,) = [s for s in uses(job, "pulumi/actions") if s["with"]["command"] == "up"]
+    assert up["with"]["plan"] == "update-plan-${{ inputs.stack }}.json"
+    names = [s.get("name") for s in steps(job)]
+    assert names.index(download["name"]) < names.index(up["name"])
+    # No reviewed plan, no deploy: the finder fails rather than falling back to a fresh `up`.
+    (finder,) = [s for s in steps(job) if s.get("id") == "reviewed"]
+    assert finder["run"].count("exit 1") >= 2
+
+
+def test_deploy_checks_for_drift_right_after_up():
+    job = _deploy_job()
+    actions = uses(job, "pulumi/actions")
+    commands = [s["with"]["command"] for s in actions]
+    assert commands == ["up", "preview"]
+    check = actions[1]["with"]
+    assert check["expect-no-changes"] is True and check["refresh"] is True
+
+
+def test_drift_is_checked_on_a_schedule_for_every_stack_and_reported_as_an_issue():
+    data = load("drift.yml")
+    assert data["on"]["schedule"] and "workflow_dispatch" in data["on"]
+    (job,) = data["jobs"].values()
+    assert job["strategy"]["matrix"]["stack"] == STACKS
+    (preview,) = uses(job, "pulumi/actions")
+    assert preview["with"]["command"] == "preview"
+    assert preview["with"]["refresh"] is True and preview["with"]["expect-no-changes"] is True
+    assert preview.get("continue-on-error") is True
+    (report,) = [s for s in steps(job) if "gh issue create" in str(s.get("run", ""))]
+    assert report["if"] == f"steps.{preview['id']}.outcome == 'failure'"
+    assert "gh issue comment" in report["run"], "an open drift issue is updated, not duplicated"
+
+
 # --------------------------------------------------------------------------- deploys
 
 def _deploy_jobs() -> dict[str, tuple[str, dict]]:
-    """stack -> (job id, job), found from each job's `pulumi up` step."""
+    """stack -> (job id, caller job) from deploy.yml, each calling deploy-stack.yml."""
     by_stack = {}
     for job_id, job in load("deploy.yml")["jobs"].items():
-        (up,) = uses(job, "pulumi/actions")
-        assert up["with"]["command"] == "up"
-        by_stack[up["with"]["stack-name"].rsplit("/", 1)[-1]] = (job_id, job)
+        assert job["uses"] == "$/.github/workflows/deploy-stack.yml", job_id
+        by_stack[job["with"]["stack"]] = (job_id, job)
     return by_stack
 
 
@@ -191,33 +262,39 @@ def test_deploy_promotes_dev_then_staging_then_prod_behind_environments():
     jobs = {stack: job for stack, (_, job) in deploy.items()}
     assert "needs" not in jobs["dev"]
     assert jobs["staging"]["needs"] in (ids["dev"], [ids["dev"]])
-    assert jobs["staging"]["environment"] == "staging"
+    assert jobs["staging"]["with"]["environment"] == "staging"
     assert jobs["prod"]["needs"] in (ids["staging"], [ids["staging"]])
-    assert jobs["prod"]["environment"] == "production"
+    assert jobs["prod"]["with"]["environment"] == "production"
+    assert _deploy_job()["environment"] == "${{ inputs.environment }}"
 
 
 def test_deploys_run_the_policy_pack_with_their_environment_config():
-    for stack, (_, job) in _deploy_jobs().items():
-        (up,) = uses(job, "pulumi/actions")
-        assert up["with"]["policyPacks"] == "policies"
-        assert up["with"]["policyPackConfigs"] == f"policies/config/{stack}.json"
+    (up,) = [s for s in uses(_deploy_job(), "pulumi/actions") if s["with"]["command"] == "up"]
+    assert up["with"]["policyPacks"] == "policies"
+    assert up["with"]["policyPackConfigs"] == "policies/config/${{ inputs.stack }}.json"
+    for stack in _deploy_jobs():
         assert (ROOT / "policies" / "config" / f"{stack}.json").is_file()
 
 
 def test_deploys_are_never_cancelled():
     data = load("deploy.yml")
     assert data.get("concurrency", {}).get("cancel-in-progress") is not True
-    for stack, (_, job) in _deploy_jobs().items():
-        concurrency = job.get("concurrency") or data.get("concurrency")
-        assert concurrency, f"deploy of {stack} needs a concurrency group"
-        assert concurrency.get("cancel-in-progress") is False, stack
+    concurrency = _deploy_job()["concurrency"]
+    assert concurrency["group"] == "deploy-${{ inputs.stack }}"
+    assert concurrency["cancel-in-progress"] is False
 
 
 def test_deploys_impersonate_with_a_long_lived_access_token():
+    job = _deploy_job()
+    (auth,) = uses(job, "google-github-actions/auth")
+    assert auth["with"]["token_format"] == "access_token"
+    lifetime = int(str(auth["with"]["access_token_lifetime"]).rstrip("s"))
+    assert lifetime >= 3600
+    for step in uses(job, "pulumi/actions"):
+        assert step["env"]["GOOGLE_OAUTH_ACCESS_TOKEN"] == f"${{{{ steps.{auth['id']}.outputs.access_token }}}}"
+
+
+def test_deploy_secrets_are_passed_by_name_never_inherited():
     for stack, (_, job) in _deploy_jobs().items():
-        (auth,) = uses(job, "google-github-actions/auth")
-        assert auth["with"]["token_format"] == "access_token", stack
-        lifetime = int(str(auth["with"]["access_token_lifetime"]).rstrip("s"))
-        assert lifetime >= 3600, stack
-        (up,) = uses(job, "pulumi/actions")
-        assert up["env"]["GOOGLE_OAUTH_ACCESS_TOKEN"] == f"${{{{ steps.{auth['id']}.outputs.access_token }}}}"
+        assert job.get("secrets") != "inherit", stack
+        assert set(job["secrets"]) == {"PULUMI_ACCESS_TOKEN"}, stack
