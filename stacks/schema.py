@@ -410,6 +410,67 @@ def reference_markdown(root: type, title_path: str, extra: Callable[[type], str]
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------
+# JSON Schema, for editors and CI (same field metadata as the reference and the parser).
+
+# Values the parser also accepts as strings, as `pulumi config set` may store them.
+_NUMBER_TEXT = {int: r"-?\d+", float: r"-?\d+(\.\d+)?([eE][-+]?\d+)?"}
+
+
+def _json_scalar(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    if tp is bool:
+        return {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}
+    if tp in (int, float):
+        number: dict[str, Any] = {"type": "integer" if tp is int else "number"}
+        if meta.get("minimum") is not None:
+            number["minimum"] = meta["minimum"]
+        if meta.get("maximum") is not None:
+            number["maximum"] = meta["maximum"]
+        return {"anyOf": [number, {"type": "string", "pattern": f"^{_NUMBER_TEXT[tp]}$"}]}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return {"enum": [m.value for m in tp]}
+    if tp is str:
+        text: dict[str, Any] = {"type": "string"}
+        if meta.get("pattern"):
+            text["pattern"] = f"^(?:{meta['pattern']})$"
+        return text
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
+def json_schema_of(tp: Any, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON Schema of one config type: dataclass sections become closed objects."""
+    meta = meta or {}
+    tp, optional = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for field in fields_of(tp):
+            key = camel(field.name)
+            entry = json_schema_of(hints[field.name], field.metadata)
+            entry["description"] = field.metadata.get("doc", "")
+            properties[key] = entry
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                required.append(key)
+        schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        if tp.__doc__:
+            schema["title"] = " ".join(tp.__doc__.split())
+        if required:
+            schema["required"] = required
+    elif origin in (Mapping, dict, typing.Mapping):
+        schema = {"type": "object", "additionalProperties": json_schema_of(typing.get_args(tp)[1])}
+        if meta.get("key_pattern"):
+            schema["propertyNames"] = {"pattern": f"^(?:{meta['key_pattern']})$"}
+    elif origin is tuple:
+        schema = {"type": "array", "items": json_schema_of(typing.get_args(tp)[0], meta)}
+    else:
+        schema = _json_scalar(tp, meta)
+    if optional:
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
 __all__ = [
     "NAMESPACE",
     "ConfigError",
@@ -417,6 +478,7 @@ __all__ = [
     "Problems",
     "camel",
     "is_missing",
+    "json_schema_of",
     "join",
     "parse",
     "reference_markdown",
