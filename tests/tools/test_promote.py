@@ -168,7 +168,7 @@ def test_header_comment_and_key_order_are_kept(stacks: Path):
     result = promote(path_of(stacks, "dev"), path_of(stacks, "staging"), only=DEV_ONLY)
 
     assert result.new_text.startswith(original.splitlines(keepends=True)[0])
-    assert result.new_text.splitlines()[0].startswith("# staging:")
+    assert result.new_text.splitlines()[1].startswith("# staging:")  # after the schema line
     old_keys = list(yaml.safe_load(original)["config"])
     assert list(yaml.safe_load(result.new_text)["config"]) == old_keys
     llama_keys = list(yaml.safe_load(result.new_text)["config"][DEPLOYMENTS]["llama-8b"])
