@@ -442,7 +442,7 @@ def json_schema_of(tp: Any, meta: Mapping[str, Any] | None = None) -> dict[str, 
     meta = meta or {}
     tp, optional = _strip_optional(tp)
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         properties: dict[str, Any] = {}
         required: list[str] = []
