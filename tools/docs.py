@@ -104,7 +104,10 @@ def _run(argv: list[str]) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="rewrite README.md's reference and the schema file")
     mode.add_argument("--check", action="store_true", help="exit 1 when README.md or the schema file is stale")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # bad arguments: argparse has printed the usage; exit 2
+        return int(stop.code or 0)
     readme = README.read_text(encoding="utf-8")
     wanted = {README: replace_section(readme), SCHEMA_PATH: schema_text()}
     if args.write:
