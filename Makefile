@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
+# checkov in its own virtualenv: its pins conflict with the Pulumi SDK's (see requirements-checkov.txt).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: plan plan-all lint test integration bench-smoke clean lock
 
@@ -27,6 +30,12 @@ lock:
 	$(PIP_COMPILE) --constraint requirements-dev.txt --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --constraint requirements-dev.txt --output-file policies/requirements.txt policies/requirements.in
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
 ## plan: offline plan of one stack (STACK=dev by default), no cloud account needed
 plan: $(STAMP)
 	$(PY) -m offline.plan $(STACK)
@@ -42,9 +51,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy .
 
-## test: lint, then unit and whole-program tests under Pulumi's mock engine
-test: lint
-	$(PY) -m pytest
+## test: lint, then unit and whole-program tests under Pulumi's mock engine (checkov in its own venv)
+test: lint $(CHECKOV_STAMP)
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 ## integration: the real vLLM (CPU build) contract suite; installs vLLM into a cached venv once
 integration: $(STAMP)

@@ -4,7 +4,10 @@ What it creates, all children of one ``llm-serving:gke:GkeCluster``:
 
 - the cluster: release channel (its version by default; an optional floor such as ``1.33``,
   checked against TPU v6e's 1.31.2-gke.1115000), Workload Identity (``<project>.svc.id.goog``), the GCS FUSE CSI
-  driver, Managed Service for Prometheus, the default node pool removed;
+  driver, Managed Service for Prometheus, Dataplane V2 (``ADVANCED_DATAPATH``, which enforces
+  NetworkPolicy), the default node pool removed;
+- optionally private nodes (no external IPs) with a Cloud Router and Cloud NAT for egress (the
+  first replica downloads weights from the Hub), and authorised networks for the control plane;
 - a node service account with only what nodes need (logs, metrics, image pulls), granted
   additively;
 - node pools keyed by a stable name: a small general-purpose pool for cluster add-ons (accelerator
@@ -20,6 +23,7 @@ program builds it from its catalog, so this module knows no catalog.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -169,6 +173,9 @@ class GkeClusterArgs:
     node_service_account_id: Optional[str] = None  # default "<cluster_name>-nodes" (6-30 chars)
     image_repositories: Sequence[ArtifactRepository] = ()  # scope the image reader role; empty = project-wide
     labels: Mapping[str, str] = field(default_factory=dict)  # GCP labels on the cluster and node pools
+    private_nodes: bool = False  # nodes without external IPs; egress through Cloud NAT created here
+    master_authorized_networks: Sequence[str] = ()  # CIDRs allowed to reach the control plane; empty = any
+    master_ipv4_cidr_block: Optional[str] = None  # /28 for a VPC-peered control plane; None = GKE's default
 
 
 def _pool_problems(key: str, pool: NodePoolSpec, hw: HardwareTable, system: bool = False) -> list[str]:
@@ -256,6 +263,20 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
         problems.append(f"location: got {args.location!r}; give a zone like us-east5-b or a region like us-central1")
     if args.release_channel not in RELEASE_CHANNELS:
         problems.append(f"release_channel: got {args.release_channel!r}; use one of {', '.join(RELEASE_CHANNELS)}")
+    for cidr in args.master_authorized_networks:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            problems.append(f"master_authorized_networks: got {cidr!r}; use a network in CIDR notation such as 203.0.113.0/24")
+    if args.master_ipv4_cidr_block is not None:
+        try:
+            block = ipaddress.ip_network(args.master_ipv4_cidr_block, strict=True)
+        except ValueError:
+            block = None
+        if block is None or block.prefixlen != 28 or block.version != 4:
+            problems.append(f"master_ipv4_cidr_block: got {args.master_ipv4_cidr_block!r}; give an IPv4 /28 such as 172.16.0.0/28")
+        elif not args.private_nodes:
+            problems.append("master_ipv4_cidr_block: only applies with private_nodes=True")
 
     uses_v6e = args.enable_autopilot or any(
         (hw.machine_types.get(p.machine_type) or MachineShape("", "", 0, "")).accelerator == "tpu-v6e"
@@ -288,6 +309,11 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
                             "system_node_pool or add a pool with e.g. e2-standard-4")
     problems += [f"labels: {problem}" for problem in gcp_labels_problems(args.labels)]
     return problems
+
+
+def cluster_region(location: str) -> str:
+    """`europe-west4-a` -> `europe-west4`; a region stays as it is."""
+    return location.rsplit("-", 1)[0] if re.fullmatch(r"[a-z]+-[a-z]+\d+-[a-z]", location) else location
 
 
 # ---------------------------------------------------------------------------
@@ -394,11 +420,25 @@ class GkeCluster(pulumi.ComponentResource):
             resource_labels=labels,
             network=args.network,
             subnetwork=args.subnetwork,
+            # Dataplane V2 (Cilium) enforces NetworkPolicy; Autopilot always runs it.
+            datapath_provider="ADVANCED_DATAPATH",
             monitoring_config=gcp.container.ClusterMonitoringConfigArgs(
                 enable_components=["SYSTEM_COMPONENTS"],
                 managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True),
             ),
         )
+        if args.private_nodes:
+            cluster_args["private_cluster_config"] = gcp.container.ClusterPrivateClusterConfigArgs(
+                enable_private_nodes=True, enable_private_endpoint=False,
+                master_ipv4_cidr_block=args.master_ipv4_cidr_block)
+        if args.master_authorized_networks:
+            cluster_args["master_authorized_networks_config"] = gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                cidr_blocks=[gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                    cidr_block=cidr, display_name=f"authorized-{i}")
+                    for i, cidr in enumerate(args.master_authorized_networks)])
+        nat_deps: list[pulumi.Resource] = []
+        if args.private_nodes:
+            nat_deps = self._cloud_nat(name, args)
         if args.enable_autopilot:
             # Autopilot turns on Workload Identity and the GCS FUSE driver itself and owns the nodes;
             # the node identity goes into the auto-provisioning defaults.
@@ -427,7 +467,7 @@ class GkeCluster(pulumi.ComponentResource):
         self.cluster = gcp.container.Cluster(
             f"{name}-cluster",
             **cluster_args,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*grants, *nat_deps],
                                         # node_config only shapes the default pool that is removed right away.
                                         ignore_changes=["nodeConfig"] if not args.enable_autopilot else None),
         )
@@ -462,6 +502,22 @@ class GkeCluster(pulumi.ComponentResource):
             "node_service_account_email": self.node_service_account_email,
             "workload_pool": self.workload_pool,
         })
+
+    def _cloud_nat(self, name: str, args: GkeClusterArgs) -> list[pulumi.Resource]:
+        """Egress for nodes without external IPs: a Cloud Router and NAT in the cluster's region."""
+        region = cluster_region(args.location)
+        network = args.network or "default"
+        router = gcp.compute.Router(
+            f"{name}-router", project=args.project, region=region, network=network,
+            name=f"{args.cluster_name}-router", opts=pulumi.ResourceOptions(parent=self))
+        nat = gcp.compute.RouterNat(
+            f"{name}-nat", project=args.project, region=region, router=router.name,
+            name=f"{args.cluster_name}-nat",
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+            opts=pulumi.ResourceOptions(parent=self))
+        return [router, nat]
 
     def _node_pool(self, name: str, key: str, spec: NodePoolSpec, sa_email: pulumi.Output[str],
                    labels: dict[str, str], grants: list[pulumi.Resource]) -> gcp.container.NodePool:

@@ -3,14 +3,22 @@
 Children of one ``llm-serving:gke:VllmGkeWorkload``, all on the Kubernetes provider given in the
 Args (built from the cluster's outputs, never the ambient kubeconfig):
 
-- Namespace and Kubernetes ServiceAccount; ``roles/storage.objectUser`` on the model bucket only,
-  granted to that ServiceAccount's Workload Identity principal (no Google service account);
-- the Hugging Face token as a Kubernetes Secret fed from a Pulumi secret (gated models only);
+- Namespace and Kubernetes ServiceAccount (no token mounted: neither vLLM nor the GCS FUSE
+  driver needs it, the driver gets its own token through the CSIDriver's tokenRequests); on the
+  model bucket, granted to that ServiceAccount's Workload Identity principal (no Google service
+  account): listing object names, and ``roles/storage.objectUser`` only on the object prefixes
+  the workload owns (IAM conditions on ``resource.name``);
+- the Hugging Face token and the API key as Kubernetes Secrets fed from Pulumi secrets, read
+  through ``secretKeyRef`` (vLLM reads ``VLLM_API_KEY``, so the key is never in argv);
+- a NetworkPolicy admitting the serving port only from the configured namespaces and CIDRs and
+  from Managed Prometheus (namespace ``gmp-system``); enforced by Dataplane V2;
 - the Deployment: accelerator nodeSelectors, tolerations and limits from the node pool, the model
   bucket mounted at ``/data`` through the GCS FUSE CSI driver with parallel downloads and an
   in-memory file cache, ``/dev/shm`` in memory, a startup probe sized for download plus XLA
-  compilation, readiness and liveness on ``/health``;
-- a LoadBalancer Service, internal unless the Args ask for a public one;
+  compilation, readiness and liveness on ``/health``; no privilege escalation, every capability
+  dropped, seccomp ``RuntimeDefault``, CPU and memory requests so the pod is never BestEffort;
+- a LoadBalancer Service, internal unless the Args ask for a public one (which needs the API
+  key), keeping client addresses (``externalTrafficPolicy: Local``) so CIDR rules see them;
 - a PodMonitoring scraping ``/metrics`` on the container's named port, and an ``autoscaling/v2``
   HPA on ``prometheus.googleapis.com|<metric>|gauge`` (served by the custom-metrics adapter, see
   ``components/metrics_adapter.py``).
@@ -22,6 +30,7 @@ where Pulumi only owns fields it sets) never resets what the HPA chose. No ``ign
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -34,6 +43,7 @@ import pulumi_kubernetes as k8s
 
 from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement
+from components.iam import bucket_only_condition, prefix_condition
 from components.rules import (
     bucket_name_problem,
     dns_label_problem,
@@ -62,6 +72,12 @@ _RENAMED_METRICS = {"vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc"}
 _FRACTION_METRICS = ("vllm:kv_cache_usage_perc",)
 HF_ENV_NAMES = ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
 SECRET_KEY = "hf_api_token"
+API_KEY_ENV = "VLLM_API_KEY"  # read by vLLM's server (vllm/envs.py); --api-key would put it in argv
+API_KEY_SECRET_KEY = "api_key"
+# Managed Service for Prometheus runs its collectors in this namespace; they scrape /metrics.
+PROMETHEUS_NAMESPACE = "gmp-system"
+# Where a public Service records who acknowledged it (read by the policy pack).
+PUBLIC_ACK_ANNOTATION = "llm-serving/public-endpoint"
 
 CONTAINER_NAME = "vllm"  # the serving container; dashboards and logs select it by name
 
@@ -95,9 +111,17 @@ class VllmGkeWorkloadArgs:
     public_load_balancer: bool = False  # default: internal passthrough load balancer
     mount_path: str  # where the bucket is mounted (the server's download dir)
     gcsfuse_mount_options: str = DEFAULT_MOUNT_OPTIONS  # comma-separated, no spaces
-    cpu_request: Optional[str] = None  # e.g. "8"; Autopilot GPU pods should set it
-    memory_request: Optional[str] = None  # e.g. "64Gi"
+    cpu_request: Optional[str] = None  # required, e.g. "8"; sized from the node shape by the stack
+    memory_request: Optional[str] = None  # required, e.g. "64Gi"
     labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (an invalid one is refused)
+    api_key: Optional[pulumi.Input[str]] = None  # the key clients send as a Bearer token (a Pulumi secret)
+    api_key_secret_name: Optional[str] = None  # Kubernetes Secret with key api_key; default "<app_name>-api-key"
+    allowed_namespaces: tuple[str, ...] = ()  # namespaces whose pods may reach the port (plus gmp-system)
+    allowed_cidrs: tuple[str, ...] = ()  # client ranges that may reach the port, e.g. ("10.128.0.0/9",)
+    bucket_prefixes: tuple[str, ...] = ()  # object prefixes the pod reads and writes (weights, locks, caches)
+    run_as_user: Optional[int] = None  # non-root UID when the image supports it; None: the image's user
+    protect: bool = False  # Pulumi protect on the namespace and the Secrets (losing them is an outage)
+    public_endpoint_acknowledgements: tuple[str, ...] = ()  # recorded on a public Service for the policy pack
 
 
 def hpa_metric_name(metric: str) -> str:
@@ -128,7 +152,35 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     if isinstance(args.model_bucket, str) and bucket_name_problem(args.model_bucket):
         p.append(f"model_bucket: got {args.model_bucket!r}; give the bucket name without gs:// (3-63 lowercase "
                  f"letters, digits, dots, hyphens, underscores)")
-    # The token only ever travels as a Secret.
+    # Tokens only ever travel as Secrets.
+    if any(a == "--api-key" or a.startswith("--api-key=") for a in args.container.args):
+        p.append("container.args: --api-key would put the key in the pod spec and the plan; pass it as api_key "
+                 f"(read from a Kubernetes Secret as {API_KEY_ENV})")
+    if API_KEY_ENV in args.container.env:
+        p.append(f"container.env.{API_KEY_ENV}: the API key must not be a plain env value; pass it as api_key")
+    if args.public_load_balancer and args.api_key is None:
+        p.append("public_load_balancer: an external load balancer without api_key is an unauthenticated "
+                 "internet endpoint; give api_key")
+    for namespace in args.allowed_namespaces:
+        problem = dns_label_problem(namespace)
+        if problem:
+            p.append(f"allowed_namespaces: {problem}")
+    for cidr in args.allowed_cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            p.append(f"allowed_cidrs: got {cidr!r}; use a network in CIDR notation such as 10.128.0.0/9")
+    if not args.bucket_prefixes:
+        p.append("bucket_prefixes: give the object prefixes the workload reads and writes (e.g. its weights "
+                 "and compile cache); the pod gets no other object access")
+    if not args.cpu_request or not args.memory_request:
+        p.append("cpu_request and memory_request: both are required; without them the pod is BestEffort, the "
+                 "first evicted when the node's in-memory file cache grows")
+    for prefix in args.bucket_prefixes:
+        if not prefix or prefix.startswith("/") or not prefix.endswith("/"):
+            p.append(f"bucket_prefixes: got {prefix!r}; give an object prefix ending in / without a leading /")
+    if args.run_as_user is not None and args.run_as_user < 1:
+        p.append(f"run_as_user: got {args.run_as_user}; give a non-root UID (1 or more) or None")
     for key, value in args.container.env.items():
         if key in HF_ENV_NAMES:
             p.append(f"container.env.{key}: the Hugging Face token must not be a plain env value; pass it as hf_token "
@@ -231,14 +283,17 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             namespace = k8s.core.v1.Namespace(
                 f"{name}-namespace",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={**labels, "app.kubernetes.io/component": "namespace"}),
-                opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(delete_before_replace=True)),
+                opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(delete_before_replace=True,
+                                                                                   protect=args.protect)),
             )
             namespace_deps.append(namespace)
         in_ns = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=namespace_deps))
+        secret_opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(protect=args.protect))
 
         ksa = k8s.core.v1.ServiceAccount(
             f"{name}-ksa",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ksa_name, namespace=ns, labels=labels),
+            automount_service_account_token=False,
             opts=in_ns,
         )
 
@@ -248,23 +303,58 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             "/locations/global/workloadIdentityPools/", args.project,
             ".svc.id.goog/subject/ns/", ns, "/sa/", ksa_name,
         )
-        bucket_grant = gcp.storage.BucketIAMMember(
-            f"{name}-bucket-object-user",
-            bucket=args.model_bucket,
-            role="roles/storage.objectUser",
-            member=self.workload_identity_principal,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # Listing is checked on the bucket itself, object access on each object's name: one grant
+        # lets GCS FUSE list, the other reads and writes only the prefixes this workload owns.
+        bucket_grants = [
+            gcp.storage.BucketIAMMember(
+                f"{name}-bucket-list",
+                bucket=args.model_bucket,
+                role="roles/storage.objectViewer",
+                member=self.workload_identity_principal,
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="list-only", description="Bucket-level checks only: listing object names",
+                    expression=pulumi.Output.from_input(args.model_bucket).apply(bucket_only_condition)),
+                opts=pulumi.ResourceOptions(parent=self),
+            ),
+            gcp.storage.BucketIAMMember(
+                f"{name}-bucket-prefixes",
+                bucket=args.model_bucket,
+                role="roles/storage.objectUser",
+                member=self.workload_identity_principal,
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="own-prefixes", description="Objects under " + ", ".join(args.bucket_prefixes),
+                    expression=pulumi.Output.from_input(args.model_bucket).apply(
+                        lambda bucket: prefix_condition(bucket, args.bucket_prefixes))),
+                # The same objectUser grant as before, now limited to the workload's prefixes.
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-bucket-object-user")]),
+            ),
+        ]
+        self.bucket_access = (f"list object names in the bucket; read, write and delete objects under "
+                              f"{', '.join(args.bucket_prefixes)} only")
 
         env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in serving.env.items()]
-        pod_deps: list[pulumi.Resource] = [ksa, bucket_grant]
+        pod_deps: list[pulumi.Resource] = [ksa, *bucket_grants]
+        if args.api_key is not None:
+            api_key_secret_name = args.api_key_secret_name or f"{args.app_name}-api-key"
+            pod_deps.append(k8s.core.v1.Secret(
+                f"{name}-api-key",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=api_key_secret_name, namespace=ns, labels=labels),
+                type="Opaque",
+                string_data={API_KEY_SECRET_KEY: pulumi.Output.secret(args.api_key)},
+                opts=secret_opts,
+            ))
+            env.append(k8s.core.v1.EnvVarArgs(
+                name=API_KEY_ENV,
+                value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                    name=api_key_secret_name, key=API_KEY_SECRET_KEY)),
+            ))
         if args.hf_token is not None:
             hf_secret = k8s.core.v1.Secret(
                 f"{name}-hf-token",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=hf_secret_name, namespace=ns, labels=labels),
                 type="Opaque",
                 string_data={SECRET_KEY: pulumi.Output.secret(args.hf_token)},
-                opts=in_ns,
+                opts=secret_opts,
             )
             pod_deps.append(hf_secret)
             for env_name in HF_ENV_NAMES:
@@ -294,12 +384,15 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         container = k8s.core.v1.ContainerArgs(
             name=CONTAINER_NAME,
             image=serving.image,
-            image_pull_policy="IfNotPresent",
+            # Re-resolves the reference on every start (layers stay cached): a pod never runs an
+            # image another pod's credentials pulled, and a digest reference makes it a cheap check.
+            image_pull_policy="Always",
             command=list(serving.command),
             args=list(serving.args),
             env=env,
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=serving.port, protocol="TCP")],
             resources=k8s.core.v1.ResourceRequirementsArgs(limits=limits, requests=requests),
+            security_context=container_security_context(args.run_as_user),
             startup_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=period, timeout_seconds=5,
                                                 failure_threshold=math.ceil(args.startup_timeout_seconds / period)),
             readiness_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=10, timeout_seconds=5,
@@ -349,6 +442,9 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                     ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=ksa_name,
+                        automount_service_account_token=False,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
                         node_selector=node_selector,
                         tolerations=[k8s.core.v1.TolerationArgs(key=device_resource, operator="Exists",
                                                                 effect="NoSchedule")],
@@ -366,16 +462,42 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             )),
         )
 
-        annotations = {} if args.public_load_balancer else {"networking.gke.io/load-balancer-type": "Internal"}
+        if args.public_load_balancer:
+            annotations = ({PUBLIC_ACK_ANNOTATION: ",".join(args.public_endpoint_acknowledgements)}
+                           if args.public_endpoint_acknowledgements else {})
+        else:
+            annotations = {"networking.gke.io/load-balancer-type": "Internal"}
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels, annotations=annotations),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="LoadBalancer",
+                # Deliver to local pods only, so the pod sees the client's address (no SNAT) and
+                # the NetworkPolicy's CIDR rules apply to clients, not to node addresses.
+                external_traffic_policy="Local",
                 selector=selector,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", protocol="TCP", port=serving.port, target_port="http")],
             ),
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(delete_before_replace=True)),
+        )
+
+        sources = [k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"kubernetes.io/metadata.name": namespace})) for namespace in
+            (*args.allowed_namespaces, PROMETHEUS_NAMESPACE)]
+        sources += [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+                    for cidr in args.allowed_cidrs]
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=sources,
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=serving.port, protocol="TCP")],
+                )],
+            ),
+            opts=in_ns,
         )
 
         k8s.apiextensions.CustomResource(
@@ -436,7 +558,20 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             "load_balancer_ip": self.load_balancer_ip,
             "port_forward_command": self.port_forward_command,
             "workload_identity_principal": self.workload_identity_principal,
+            "bucket_access": self.bucket_access,
         })
+
+
+def container_security_context(run_as_user: Optional[int]) -> k8s.core.v1.SecurityContextArgs:
+    """No privilege escalation, no capabilities; non-root when the image has a non-root user."""
+    non_root = run_as_user is not None
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        run_as_non_root=True if non_root else None,
+        run_as_user=run_as_user,
+        run_as_group=run_as_user,
+    )
 
 
 def _ingress_ip(status) -> Optional[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 
@@ -22,6 +23,9 @@ class Grant:
 
     role: str
     member: pulumi.Input[str]
+    # An IAM condition narrowing the grant (e.g. to object prefixes of a bucket), and its title.
+    condition: Optional[str] = None
+    condition_title: str = "scoped"
 
 
 Grants = Mapping[str, Grant]
@@ -43,3 +47,14 @@ def grant_problems(grants: Grants, field: str) -> list[str]:
 def role_slug(role: str) -> str:
     """`roles/storage.objectViewer` -> `storage-objectviewer`, for child resource names."""
     return role.removeprefix("roles/").replace(".", "-").lower()
+
+
+def bucket_only_condition(bucket: str) -> str:
+    """IAM condition matching the bucket resource itself (listing), never an object in it."""
+    return f'resource.name == "projects/_/buckets/{bucket}"'
+
+
+def prefix_condition(bucket: str, prefixes: tuple[str, ...]) -> str:
+    """IAM condition matching objects under the given prefixes of one bucket."""
+    return " || ".join(f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}")'
+                       for prefix in prefixes)

@@ -7,6 +7,14 @@ production manifest (GoogleCloudPlatform/k8s-stackdriver,
 ``custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml``), written
 here as typed resources so each one is planned, diffed and labelled like the rest of the stack.
 
+The pod is hardened beyond upstream: the image is a static binary on ``gcr.io/distroless/static``
+(the adapter's Dockerfile), so it runs as ``nobody`` (65534) with a read-only root filesystem, no
+capabilities and seccomp ``RuntimeDefault``; it therefore serves on 6443 instead of the privileged
+443 (the Service keeps port 443) and writes its self-signed serving certificate to an in-memory
+``/tmp``. The service-account token stays mounted: as an aggregated API server the adapter calls
+the Kubernetes API (TokenReview, SubjectAccessReview, pods and nodes). Probes read ``/healthz``
+and ``/readyz``, which the generic API server always allows without authorisation.
+
 Cloud Monitoring access is ``roles/monitoring.viewer`` granted additively on the project to the
 adapter's Workload Identity principal (namespace ``custom-metrics``, ServiceAccount
 ``custom-metrics-stackdriver-adapter``); a missing grant is the usual cause of 403s and "custom
@@ -32,6 +40,8 @@ DEFAULT_ADAPTER_IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v
 NAMESPACE = "custom-metrics"
 SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
 APP = "custom-metrics-stackdriver-adapter"
+SECURE_PORT = 6443  # unprivileged: the container runs as a non-root user without capabilities
+RUN_AS_USER = 65534  # nobody; the distroless static image needs no user of its own
 
 # (name, group, version, versionPriority) of the aggregated APIs the adapter serves.
 API_SERVICES = (
@@ -53,6 +63,7 @@ class CustomMetricsAdapterArgs:
     cpu: str = "250m"  # request = limit, as upstream
     memory: str = "400Mi"  # request = limit, as upstream
     labels: Mapping[str, str] = field(default_factory=dict)  # extra Kubernetes labels (an invalid one is refused)
+    protect: bool = False  # Pulumi protect on the namespace (deleting it takes every HPA's metrics away)
 
 
 def _image_problem(image: str) -> Optional[str]:
@@ -100,7 +111,8 @@ class CustomMetricsAdapter(pulumi.ComponentResource):
             return k8s.meta.v1.ObjectMetaArgs(name=obj_name, namespace=namespace, labels=labels)
 
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=meta(NAMESPACE, None),
-                                   opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(delete_before_replace=True)))
+                                   opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                                       delete_before_replace=True, protect=args.protect)))
         in_ns = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[ns]))
         ksa = k8s.core.v1.ServiceAccount(f"{name}-ksa", metadata=meta(SERVICE_ACCOUNT), opts=in_ns)
 
@@ -160,16 +172,35 @@ class CustomMetricsAdapter(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=SERVICE_ACCOUNT,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
                         containers=[k8s.core.v1.ContainerArgs(
                             name="pod-custom-metrics-stackdriver-adapter",
                             image=args.image,
-                            image_pull_policy="IfNotPresent",
+                            image_pull_policy="Always",  # as the vLLM pods: re-resolved on each start
                             command=["/adapter", "--use-new-resource-model=true",
-                                     "--fallback-for-container-metrics=true"],
+                                     "--fallback-for-container-metrics=true",
+                                     f"--secure-port={SECURE_PORT}", "--cert-dir=/tmp/certs"],
+                            ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=SECURE_PORT,
+                                                                 protocol="TCP")],
                             resources=k8s.core.v1.ResourceRequirementsArgs(
                                 requests={"cpu": args.cpu, "memory": args.memory},
                                 limits={"cpu": args.cpu, "memory": args.memory}),
+                            security_context=k8s.core.v1.SecurityContextArgs(
+                                allow_privilege_escalation=False, read_only_root_filesystem=True,
+                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+                            readiness_probe=k8s.core.v1.ProbeArgs(
+                                http_get=k8s.core.v1.HTTPGetActionArgs(path="/readyz", port="https", scheme="HTTPS"),
+                                period_seconds=10, timeout_seconds=5, failure_threshold=3),
+                            liveness_probe=k8s.core.v1.ProbeArgs(
+                                http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="https", scheme="HTTPS"),
+                                initial_delay_seconds=30, period_seconds=20, timeout_seconds=5, failure_threshold=3),
+                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
                         )],
+                        volumes=[k8s.core.v1.VolumeArgs(
+                            name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory",
+                                                                                       size_limit="16Mi"))],
                     ),
                 ),
             ),
@@ -180,7 +211,20 @@ class CustomMetricsAdapter(pulumi.ComponentResource):
             metadata=meta(APP),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP", selector=selector,
-                ports=[k8s.core.v1.ServicePortArgs(port=443, target_port=443, protocol="TCP")]),
+                ports=[k8s.core.v1.ServicePortArgs(port=443, target_port=SECURE_PORT, protocol="TCP")]),
+            opts=in_ns)
+
+        # Only the serving port is reachable; the kube-apiserver (the only client) has no pod
+        # address to select, so sources are not narrowed.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=meta(APP),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=SECURE_PORT, protocol="TCP")])],
+            ),
             opts=in_ns)
 
         for api_name, group, version, priority in API_SERVICES:

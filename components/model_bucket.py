@@ -62,6 +62,9 @@ class ModelBucket(pulumi.ComponentResource):
                 bucket=self.bucket.name,
                 role=grant.role,
                 member=grant.member,
+                condition=(gcp.storage.BucketIAMMemberConditionArgs(title=grant.condition_title,
+                                                                    expression=grant.condition)
+                           if grant.condition else None),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for key, grant in sorted(args.grants.items())

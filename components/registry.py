@@ -26,6 +26,7 @@ class ArtifactRegistryArgs:
     # Runtimes that pull get reader on both repositories; builders get writer on the images one.
     readers: Grants = field(default_factory=lambda: types.MappingProxyType({}))
     writers: Grants = field(default_factory=lambda: types.MappingProxyType({}))
+    protect: bool = False  # Pulumi protect on both repositories (prod's Cloud Run runs images by digest from them)
 
 
 class ArtifactRegistry(pulumi.ComponentResource):
@@ -59,7 +60,7 @@ class ArtifactRegistry(pulumi.ComponentResource):
             docker_config={"immutable_tags": True},
             cleanup_policies=cleanup,
             labels=dict(args.labels),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         repositories = [self.images]
         self.images_path = f"{host}/{args.images_repository_id}"
@@ -80,7 +81,7 @@ class ArtifactRegistry(pulumi.ComponentResource):
                 },
                 cleanup_policies=cleanup,
                 labels=dict(args.labels),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
             )
             repositories.append(self.dockerhub)
             self.dockerhub_path = f"{host}/{args.dockerhub_repository_id}"

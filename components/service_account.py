@@ -20,6 +20,7 @@ class WorkloadServiceAccountArgs:
     # Roles that exist only at project level (log and metric writing). Everything else is
     # granted on the resource it protects, by that resource's component.
     project_roles: tuple[str, ...] = ()
+    protect: bool = False  # Pulumi protect on the account: a deleted account's id cannot be reused for 30 days
 
 
 class WorkloadServiceAccount(pulumi.ComponentResource):
@@ -37,7 +38,7 @@ class WorkloadServiceAccount(pulumi.ComponentResource):
             account_id=args.account_id,
             display_name=args.display_name,
             description=args.description or None,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.email = self.account.email
         self.member = self.account.email.apply(lambda email: f"serviceAccount:{email}")

@@ -14,8 +14,9 @@ text and listed under ``invented`` / ``invented_outputs`` in JSON; quota is "not
 Kubernetes objects are written as YAML under ``build/<stack>/``. Values stored with ``pulumi config set --secret`` cannot be decrypted
 offline; they are replaced by a placeholder that is itself treated as a secret.
 
-Exit status: 0 planned; 1 a check failed (the deploy would be refused); 2 the stack file is
-invalid or unreadable; 3 an internal error (a bug: one line, the traceback with ``--debug``).
+Exit status: 0 planned; 1 a check failed or the policy pack reports a violation (the deploy would be
+refused); 2 the stack file is invalid or unreadable; 3 an internal error (a bug: one line, the
+traceback with ``--debug``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import yaml
 
 from offline.cli import DEBUG_FLAG, INVALID_INPUT, OK, REFUSED, guarded
 from offline.mocks import INVENTED_MARK, CloudMocks, mask_secrets
+from offline.policies import Violation, pack_config, run_policies
 from offline.runner import RunResult, run_under_mocks
 from offline.stackfile import OFFLINE_SECRET, read_stack_file
 from stacks.catalog import CATALOG
@@ -50,7 +52,6 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "gcp:projects/iAMMember:IAMMember": ("role", "member"),
     "gcp:storage/bucket:Bucket": ("name", "location", "uniformBucketLevelAccess", "publicAccessPrevention",
                                   "forceDestroy"),
-    "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member"),
     "gcp:secretmanager/secret:Secret": ("secretId", "replication"),
     "gcp:secretmanager/secretVersion:SecretVersion": ("secretData",),
     "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
@@ -64,8 +65,10 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
         "huggingFaceModelId", "modelConfig", "deployConfig", "endpointConfig"),
     "gcp:container/cluster:Cluster": ("name", "location", "minMasterVersion", "releaseChannel", "workloadIdentityConfig",
                                       "addonsConfig.gcsFuseCsiDriverConfig", "monitoringConfig.managedPrometheus",
-                                      "deletionProtection", "enableAutopilot"),
+                                      "deletionProtection", "enableAutopilot", "datapathProvider",
+                                      "privateClusterConfig", "masterAuthorizedNetworksConfig"),
     "gcp:container/nodePool:NodePool": ("nodeConfig.machineType", "nodeConfig.spot", "placementPolicy", "autoscaling"),
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ("bucket", "role", "member", "condition.expression"),
     "command:local:Command": ("triggers",),
     "gcp:monitoring/alertPolicy:AlertPolicy": ("displayName", "severity", "conditions[0].conditionPrometheusQueryLanguage",
                                               "notificationChannels"),
@@ -100,6 +103,7 @@ class PlanResult:
     resolved: Optional[ResolvedStack] = None
     run: Optional[RunResult] = None
     manifests: list[Path] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)  # the policy pack's findings
     failed: bool = False
     # Paths of output values that hold something the mock engine made up.
     invented_outputs: list[str] = field(default_factory=list)
@@ -117,6 +121,8 @@ class PlanResult:
             "outputs": self.outputs,
             "invented_outputs": self.invented_outputs,
             "checks": [{"deployment": c.deployment, "level": c.level, "message": c.message} for c in self.checks],
+            "policy_violations": [{"policy": v.policy, "resource": v.resource, "message": v.message}
+                                  for v in self.violations],
             "fit": fit_rows(self.resolved) if self.resolved else [],
         }
 
@@ -160,6 +166,9 @@ def plan(values: dict[str, Any], secret_keys: set[str], *, stack: str, source: s
                                  "options": dict(r.options), "invented": invented_paths(inputs, result.is_invented)})
     result.outputs = {k: ("[secret]" if o.secret else mask_secrets(o.value)) for k, o in run_result.outputs.items()}
     result.invented_outputs = invented_paths(result.outputs, result.is_invented)
+    # The policy pack, as `pulumi preview --policy-pack policies` would run it; mandatory policies.
+    result.violations = run_policies(run_result.registrations, pack_config(stack))
+    result.failed = bool(result.violations)
     if out_dir is not None:
         from offline.manifests import ManifestConflict, write_kubernetes_manifests
 
@@ -265,13 +274,18 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
     for check in sorted(result.checks, key=lambda c: ("error", "warning", "info").index(c.level)):
         lines.append(f"  {check.render()}")
     lines.append("")
+    if result.run is not None:
+        lines.append(f"Policy pack (policies/config/{result.stack}.json):")
+        lines += [f"  VIOLATION {v.resource}: {v.render()}" for v in result.violations] or ["  no violations"]
+        lines.append("")
     if result.resolved and result.resolved.deployments:
         lines += fit_table(result.resolved)
     if result.manifests:
         lines.append(f"Kubernetes manifests: {len(result.manifests)} files under {result.manifests[0].parent}")
     if result.failed:
         lines.append("")
-        lines.append("The checks above would refuse this deploy: nothing would be created.")
+        what = "The policy pack" if result.violations else "The checks above"
+        lines.append(f"{what} would refuse this deploy: nothing would be created.")
     return "\n".join(lines)
 
 

@@ -616,6 +616,131 @@ prod_cluster_deletion_protection = ResourceValidationPolicy(
 )
 
 
+# --------------------------------------------------------------------------
+# 8. No unauthenticated public endpoint on GKE
+# --------------------------------------------------------------------------
+
+K8S_SERVICE = "kubernetes:core/v1:Service"
+K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+INTERNAL_LB_ANNOTATION = "networking.gke.io/load-balancer-type"
+# The stack records each acknowledgement of a public endpoint here (comma-separated).
+PUBLIC_ACK_ANNOTATION = "llm-serving/public-endpoint"
+API_KEY_ENV = "VLLM_API_KEY"
+
+
+def _is_public_service(props: Mapping) -> bool:
+    if _get(props, "spec", "type") != "LoadBalancer":
+        return False
+    return _get(props, "metadata", "annotations", INTERNAL_LB_ANNOTATION, default="") != "Internal"
+
+
+def _selects(selector: Mapping, labels: Mapping) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _requires_api_key(deployment: PolicyResource) -> bool:
+    for container in _k8s_containers(_get(deployment.props, "spec", "template", "spec", default={})):
+        for env in _items(_get(container, "env")):
+            if _get(env, "name") == API_KEY_ENV and _get(env, "valueFrom", "secretKeyRef") is not None:
+                return True
+    return False
+
+
+def _validate_no_unauthenticated_public_endpoints(args: StackValidationArgs, report: Report) -> None:
+    config = _config(args, {"environment": None})
+    prod = config.get("environment") == "prod"
+    deployments = [r for r in args.resources if r.resource_type == K8S_DEPLOYMENT]
+    for service in args.resources:
+        if service.resource_type != K8S_SERVICE or not _is_public_service(service.props):
+            continue
+        what = _describe(service.resource_type, service.name)
+        namespace = _get(service.props, "metadata", "namespace", default="default")
+        selector = dict(_get(service.props, "spec", "selector", default={}))
+        backends = [d for d in deployments if _get(d.props, "metadata", "namespace", default="default") == namespace
+                    and _selects(selector, dict(_get(d.props, "spec", "template", "metadata", "labels", default={})))]
+        open_backends = [d.name for d in backends if not _requires_api_key(d)]
+        if not backends or open_backends:
+            report(f"{what} is an external load balancer in front of {', '.join(open_backends) or 'pods this stack does not define'}, "
+                   f"which require no API key. Give the server {API_KEY_ENV} from a Kubernetes Secret "
+                   f"(deployments.<name>.gke.apiKey), or make the Service internal "
+                   f"({INTERNAL_LB_ANNOTATION}: Internal).", service.urn)
+        acknowledged = str(_get(service.props, "metadata", "annotations", PUBLIC_ACK_ANNOTATION, default="")).split(",")
+        if "acknowledged" not in acknowledged:
+            report(f"{what} is an external load balancer that nobody acknowledged; set "
+                   "deployments.<name>.gke.acknowledgePublicEndpoint (recorded as the "
+                   f"{PUBLIC_ACK_ANNOTATION} annotation) or keep the internal load balancer.", service.urn)
+        elif prod and "prod-acknowledged" not in acknowledged:
+            report(f"{what} is an external load balancer in prod without the prod-only acknowledgement; set "
+                   "deployments.<name>.gke.acknowledgePublicEndpointInProd or keep the internal load balancer.",
+                   service.urn)
+
+
+no_unauthenticated_public_endpoints = StackValidationPolicy(
+    name="no-unauthenticated-public-endpoints",
+    description="A Kubernetes LoadBalancer Service reachable from the internet fronts only servers that "
+                "require an API key, and is acknowledged (twice in prod).",
+    validate=_validate_no_unauthenticated_public_endpoints,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "environment": {"type": "string", "enum": ENVIRONMENTS,
+                            "description": "With prod, the prod-only acknowledgement is required too."},
+        },
+    ),
+)
+
+
+# --------------------------------------------------------------------------
+# 9. No token in a plain input
+# --------------------------------------------------------------------------
+
+# Server flags that would put a credential on a command line (and into the plan).
+TOKEN_FLAGS = ("--api-key", "--hf-token")
+# Inputs that are meant to hold a credential, always as a Pulumi secret.
+SECRET_FIELDS = {
+    "kubernetes:core/v1:Secret": ("data", "stringData"),
+    "gcp:secretmanager/secretVersion:SecretVersion": ("secretData",),
+    "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment": ("modelConfig",),
+}
+
+
+def _strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key in node:
+            yield from _strings(node[key], f"{path}.{key}" if path else str(key))
+    elif _is_seq(node):
+        for i, item in enumerate(node):
+            yield from _strings(item, f"{path}[{i}]")
+
+
+def _validate_no_tokens_in_plain_inputs(args: ResourceValidationArgs, report: Report) -> None:
+    what = _describe(args.resource_type, args.name)
+    exempt = SECRET_FIELDS.get(args.resource_type, ())
+    for key in args.props:
+        if key in exempt:
+            continue
+        for path, value in _strings(args.props[key], key):
+            # The token shapes are the shared rules' (rules.looks_like_token); the value is never echoed.
+            if rules.looks_like_token(value):
+                report(f"{what}: {path} holds a credential-shaped value (a Hugging Face token, Google access "
+                       "token or API key) in plain text. Store it in Secret Manager (or as a Pulumi secret) and "
+                       "reference it (secretKeyRef / secret env) instead.")
+            flag = value.split("=", 1)[0]
+            if flag in TOKEN_FLAGS:
+                report(f"{what}: {path} passes {flag} on the command line, where the plan and the process list "
+                       "show it. Pass the credential through an environment variable from a secret "
+                       f"({API_KEY_ENV} for vLLM's API key).")
+
+
+no_tokens_in_plain_inputs = ResourceValidationPolicy(
+    name="no-tokens-in-plain-inputs",
+    description="No credential appears in a plain input: no token-shaped value anywhere outside a secret "
+                "field, no --api-key or --hf-token on a command line.",
+    validate=_validate_no_tokens_in_plain_inputs,
+)
+
+
 POLICIES = [
     no_public_invokers,
     no_plaintext_tokens,
@@ -624,4 +749,6 @@ POLICIES = [
     required_labels,
     accelerator_budget,
     prod_cluster_deletion_protection,
+    no_unauthenticated_public_endpoints,
+    no_tokens_in_plain_inputs,
 ]

@@ -134,9 +134,12 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
         _gke_capacity(d, stack, out)
+        if not d.config.gke_options.api_key:
+            out.warn(f"{key}.gke.apiKey is false: any client the NetworkPolicy admits can call the model without a key")
     monitoring_checks(d, stack, out)
     if d.platform is Platform.VERTEX:
         _vertex_location(d, stack, out)
+    _supply_chain(d, stack, out)
 
 
 def _vertex_location(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
@@ -270,6 +273,36 @@ def _adopted_endpoint_checks(d: ResolvedDeployment, stack: StackConfig, out: Fin
 def _adopted(d: ResolvedDeployment) -> bool:
     """An existing Vertex AI endpoint the stack references: nothing of it is deployed here."""
     return d.platform is Platform.VERTEX and d.config.vertex_options.existing_endpoint is not None
+
+
+HUB_COMMITS = "https://huggingface.co/{model}/commits/main"
+
+
+def _supply_chain(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
+    """Pinned weights everywhere (required in prod) and, in prod, images by digest."""
+    key = d.key
+    prod = stack.environment is Environment.PROD
+    if d.config.model_revision is None and not _weights_in_bucket(d):
+        message = (f"{d.model.hf_id} is not pinned to a commit: every start (and image build) takes the Hub's "
+                   f"current `main`. Set {key}.modelRevision to the commit sha shown at "
+                   f"{HUB_COMMITS.format(model=d.model.hf_id)}")
+        if prod:
+            out.error(message)
+        else:
+            out.warn(message)
+    ref = d.image.ref
+    if prod and "@sha256:" not in ref:
+        registry_path = ref
+        if "/" in ref and "." not in ref.split("/", 1)[0]:
+            # Docker Hub images are pulled through the stack's remote repository (see compose.upstream_image).
+            registry_path = f"{stack.region}-docker.pkg.dev/{stack.project}/{stack.prefix}-dockerhub/{ref}"
+        message = (f"image {ref} is pinned by tag only, which its publisher can move; prod runs images by digest. "
+                   f"Find the digest with `gcloud artifacts docker images describe {registry_path}` (or "
+                   f"`docker buildx imagetools inspect {ref}`) and set {key}.image to `{ref}@sha256:<digest>`")
+        if stack.settings.access.acknowledge_tag_pinned_images:
+            out.warn(message + " (acknowledged by llm-serving:access.acknowledgeTagPinnedImages)")
+        else:
+            out.error(message)
 
 
 def _weights_in_bucket(d: ResolvedDeployment) -> bool:

@@ -19,12 +19,12 @@ import pulumi_gcp as gcp
 import yaml
 
 from components.hf_token import ACCESSOR, HuggingFaceToken, HuggingFaceTokenArgs
-from components.iam import Grant
+from components.iam import Grant, bucket_only_condition, prefix_condition
 from components.model_bucket import ModelBucket, ModelBucketArgs
 from components.project_apis import ProjectApis, ProjectApisArgs
 from components.registry import ArtifactRegistry, ArtifactRegistryArgs
 from components.service_account import WorkloadServiceAccount, WorkloadServiceAccountArgs
-from stacks import monitoring
+from stacks import defaults, monitoring
 from stacks.catalog import DATA_DIR
 from stacks.config import (
     Platform,
@@ -35,6 +35,7 @@ from stacks.config import (
     runtime_account_id,
 )
 from stacks.findings import ERROR, INFO, WARNING, Check
+from stacks.resolve import gcs_prefix, private_nodes
 from stacks.resolved import ResolvedDeployment, ResolvedStack, StackNames
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
@@ -120,6 +121,7 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                 description=f"Serves {d.model.hf_id}; managed by Pulumi stack {stack.stack}.",
                 # The metrics sidecar writes vLLM's metrics to Managed Service for Prometheus as this account.
                 project_roles=("roles/monitoring.metricWriter",) if stack.settings.monitoring.enabled else (),
+                protect=protect,
             ),
             opts=after_apis,
         )
@@ -133,17 +135,24 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                     description="Runs the Cloud Build that bakes model weights into an image.",
                     # Cloud Build with a user-managed account must write its own logs.
                     project_roles=("roles/logging.logWriter",),
+                    protect=protect,
                 ),
                 opts=after_apis,
             )
 
     project_number = gcp.organizations.get_project_output(project_id=stack.project).number
 
+    bucket_settings = stack.settings.bucket
+    bucket_name = resolved.names.bucket
     bucket_grants: dict[str, Grant] = {}
     for name, d in resolved.deployments.items():
         if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS:
-            bucket_grants[name] = Grant("roles/storage.objectViewer", identities[name].member)
-    bucket_settings = stack.settings.bucket
+            # Read its own model's objects, and list names (checked on the bucket) for the mount.
+            member = identities[name].member
+            bucket_grants[f"{name}-list"] = Grant("roles/storage.objectViewer", member,
+                                                  bucket_only_condition(bucket_name), "list-only")
+            bucket_grants[name] = Grant("roles/storage.objectViewer", member,
+                                        prefix_condition(bucket_name, (gcs_prefix(d.config) + "/",)), "own-model")
     bucket = ModelBucket(
         f"{prefix}-models",
         ModelBucketArgs(
@@ -206,6 +215,7 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                 delete_untagged_after_days=settings.delete_untagged_after_days,
                 readers=readers,
                 writers=writers,
+                protect=stack.protections.protect_stateful,
             ),
             opts=after_apis,
         )
@@ -437,7 +447,9 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, An
             lora_adapters=adapters,
             delete_before_replace=True,
         ),
-        opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket]),
+        # prod: an endpoint replacement is an outage of up to an hour, so it takes a deliberate unprotect.
+        opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket],
+                                    protect=stack.protections.protect_stateful),
     )
     return endpoint.client_outputs(), monitoring.vertex_target(d, stack, endpoint.endpoint_id, endpoint.logs_url)
 
@@ -525,7 +537,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, 
                                     + ([foundation.hf_token] if foundation.hf_token else [])
                                     + [foundation.bucket]),
     )
-    return {
+    outputs = {
         "platform": "cloudrun",
         "model": d.config.model,
         "served_model_name": d.container.served_model_name,
@@ -534,7 +546,11 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, 
         "proxy_command": service.proxy_command,
         "curl_example": service.curl_example,
         "openai_example": service.openai_example,
-    }, monitoring.cloudrun_target(d, stack, service_name=name)
+    }
+    if gcs_volume is not None:
+        outputs["bucket_access"] = pulumi.Output.concat(
+            foundation.identities[d.name].email, f" may list object names and read objects under {gcs_prefix(d.config)}/ only")
+    return outputs, monitoring.cloudrun_target(d, stack, service_name=name)
 
 
 def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
@@ -581,6 +597,9 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
             node_pools={} if gke.autopilot else pools,
             labels=stack.labels(),
             image_repositories=repositories,
+            private_nodes=private_nodes(stack),
+            master_authorized_networks=gke.master_authorized_networks,
+            master_ipv4_cidr_block=gke.master_ipv4_cidr_block,
         ),
         # protect is inherited by the cluster, its node pools and the provider.
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis] + ([registry] if registry else []),
@@ -595,7 +614,8 @@ def _metrics_adapter(foundation: Foundation, cluster):
     return CustomMetricsAdapter(
         f"{foundation.stack.prefix}-metrics-adapter",
         CustomMetricsAdapterArgs(provider=cluster.provider, project=foundation.stack.project,
-                                 project_number=foundation.project_number),
+                                 project_number=foundation.project_number,
+                                 protect=foundation.stack.protections.protect_stateful),
         opts=pulumi.ResourceOptions(depends_on=[cluster]),
     )
 
@@ -616,14 +636,26 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
 
 def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, *,
                   create_namespace: bool) -> tuple[dict[str, Any], monitoring.Target]:
+    from components.api_key import ServingApiKey, ServingApiKeyArgs
     from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
     from components.gke_workload import VllmGkeWorkload, VllmGkeWorkloadArgs
-    from stacks.resolve import GKE_DATA_DIR
+    from stacks.resolve import GKE_DATA_DIR, gke_bucket_prefixes, gke_pod_requests
 
     stack = foundation.stack
     options = d.config.gke_options
     assert d.scaling.metric is not None  # resolve picks the HPA metric of every GKE deployment
     app_name = f"vllm-{d.name}"
+    api_key = None
+    if options.api_key:
+        api_key = ServingApiKey(
+            f"{stack.prefix}-{d.name}-key",
+            ServingApiKeyArgs(project=stack.project, region=stack.region,
+                              secret_id=defaults.API_KEY_SECRET.format(prefix=stack.prefix, deployment=d.name),
+                              labels=_deployment_labels(stack, d), existing_secret=options.api_key_secret,
+                              protect=stack.protections.protect_stateful),
+            opts=pulumi.ResourceOptions(depends_on=[foundation.apis]),
+        )
+    cpu, memory = gke_pod_requests(d)
     workload = VllmGkeWorkload(
         f"{stack.prefix}-{d.name}",
         VllmGkeWorkloadArgs(
@@ -645,9 +677,33 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
             autoscaling_target=d.scaling.target,
             public_load_balancer=options.public_load_balancer,
             labels=_deployment_labels(stack, d),
+            api_key=api_key.value if api_key else None,
+            allowed_namespaces=options.allowed_namespaces,
+            allowed_cidrs=options.allowed_cidrs,
+            bucket_prefixes=gke_bucket_prefixes(d),
+            cpu_request=cpu,
+            memory_request=memory,
+            protect=stack.protections.protect_stateful,
+            public_endpoint_acknowledgements=(("acknowledged",) * options.acknowledge_public_endpoint
+                                              + ("prod-acknowledged",) * options.acknowledge_public_endpoint_in_prod),
         ),
         opts=pulumi.ResourceOptions(depends_on=[cluster, adapter, foundation.bucket]),
     )
+    base_url = f"http://localhost:{d.container.port}/v1"
+    calling: dict[str, Any] = {}
+    if api_key is not None:
+        calling = {
+            "api_key_secret": api_key.secret_name,
+            "api_key_command": api_key.access_command,
+            "curl_example": api_key.access_command.apply(lambda command: (
+                f"{workload.port_forward_command} & curl {base_url}/models "
+                f"-H \"Authorization: Bearer $({command})\"")),
+            "openai_example": api_key.access_command.apply(lambda command: (
+                f"OPENAI_API_KEY=$({command}) python -c 'from openai import OpenAI; "
+                f"print(OpenAI(base_url=\"{base_url}\").models.list())'  # after: {workload.port_forward_command}")),
+        }
+    else:
+        calling = {"authentication": "none: apiKey is false, any client the NetworkPolicy admits can call it"}
     return {
         "platform": "gke",
         "model": d.config.model,
@@ -657,5 +713,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
         "in_cluster_url": workload.in_cluster_url,
         "hpa_metric": workload.hpa_metric_name,
         "port_forward_command": workload.port_forward_command,
+        "bucket_access": pulumi.Output.concat(workload.workload_identity_principal, " may ", workload.bucket_access),
+        **calling,
     }, monitoring.gke_target(d, stack, cluster.cluster_name, namespace=options.namespace, job=app_name,
                              container=VLLM_CONTAINER)

@@ -13,6 +13,7 @@ the user set from what the project chose.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
 import re
 import types
@@ -164,6 +165,10 @@ class AccessConfig:
     allow_public_invokers: bool = setting(
         "Allow `allUsers` / `allAuthenticatedUsers` among a deployment's invokers.", False
     )
+    acknowledge_tag_pinned_images: bool = setting(
+        "Prod only: turn the error for serving images pinned by tag (not digest) into a warning, while digests are "
+        "being resolved. Every image it covers is still listed in the plan.", False
+    )
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,15 @@ class GkeClusterConfig:
     )
     network: Optional[str] = setting("VPC network self link or name; default: the project's default network.", None)
     subnetwork: Optional[str] = setting("Subnetwork self link or name.", None)
+    private_nodes: Optional[bool] = setting(
+        "Nodes without external IPs, egress through a Cloud NAT the stack creates; default: on in prod, off elsewhere.", None
+    )
+    master_authorized_networks: tuple[str, ...] = setting(
+        "CIDRs allowed to reach the control plane (e.g. your CI runners' range); empty: any address (IAM still applies).", ()
+    )
+    master_ipv4_cidr_block: Optional[str] = setting(
+        "A /28 for a VPC-peered control plane of a private cluster; default: GKE's own (Private Service Connect).", None
+    )
     node_pools: Mapping[str, NodePoolConfig] = setting(
         "Accelerator node pools keyed by a stable name.", EMPTY, key_pattern=NAME_PATTERN
     )
@@ -526,7 +540,30 @@ class GkeWorkloadConfig:
     namespace: str = setting("Namespace of the workload.", "llm-serving", pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
                              pattern_hint="use a DNS label: lowercase letters, digits and hyphens")
     public_load_balancer: bool = setting(
-        "Expose the Service on an external load balancer. Default: an internal load balancer.", False
+        "Expose the Service on an external load balancer (needs `apiKey`, `acknowledgePublicEndpoint` and, in prod, "
+        "`acknowledgePublicEndpointInProd`). Default: an internal load balancer.", False
+    )
+    acknowledge_public_endpoint: bool = setting(
+        "Confirms that `publicLoadBalancer` is meant: the model is reachable from the internet with the API key.", False
+    )
+    acknowledge_public_endpoint_in_prod: bool = setting(
+        "Second confirmation a prod stack needs for `publicLoadBalancer`.", False
+    )
+    api_key: bool = setting(
+        "Require an API key (`Authorization: Bearer`) on every `/v1` route; `/health` and `/metrics` stay open.", True
+    )
+    api_key_secret: Optional[str] = setting(
+        "Existing Secret Manager secret holding the API key (`projects/<p>/secrets/<name>` or an id in this project); "
+        f"default: a generated key in a new secret `{defaults.shown(defaults.API_KEY_SECRET)}`.", None,
+        pattern=r"(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}",
+        pattern_hint="give a secret id or projects/<project>/secrets/<id>",
+    )
+    allowed_namespaces: tuple[str, ...] = setting(
+        "Namespaces whose pods may reach the model (the NetworkPolicy also admits Managed Prometheus).", ()
+    )
+    allowed_cidrs: tuple[str, ...] = setting(
+        "Client address ranges that may reach the model through the load balancer, e.g. `10.128.0.0/9`. "
+        "Empty with no namespaces: nothing but Managed Prometheus and `kubectl port-forward` reaches it.", ()
     )
     startup_timeout_seconds: int = setting(
         "Startup probe budget for download plus XLA compilation (s).", 3600, minimum=60, maximum=14400
@@ -540,7 +577,10 @@ class DeploymentConfig:
 
     platform: Platform = setting("Where it runs.")
     model: str = setting("Hugging Face model id, e.g. `meta-llama/Llama-3.1-8B-Instruct`.")
-    model_revision: Optional[str] = setting("Hugging Face revision (commit) to pin.", None)
+    model_revision: Optional[str] = setting(
+        "Hugging Face commit (40 hex digits) of the weights, used by every platform; required in prod.", None,
+        pattern=r"[0-9a-f]{40}", pattern_hint="give the full commit sha from the model's Hugging Face 'Files and versions' history",
+    )
     image: Optional[str] = setting(
         "Serving image; default: the catalog's pinned image for the platform. A tag or digest, never `latest`.", None
     )
@@ -919,11 +959,56 @@ def _parse_settings(raw: dict[str, Any], problems: Problems, source: str) -> Any
     return settings
 
 
+def _cidr_problem(cidr: str) -> Optional[str]:
+    try:
+        ipaddress.ip_network(cidr, strict=True)
+    except ValueError:
+        return f"got {cidr!r}; give a network in CIDR notation with no host bits set, e.g. 10.128.0.0/9"
+    return None
+
+
+def _validate_gke_access(options: GkeWorkloadConfig, env: Environment, path: str, problems: Problems) -> None:
+    """Who can reach a GKE model: a public endpoint needs the key and is confirmed twice in prod."""
+    for cidr in options.allowed_cidrs:
+        problem = _cidr_problem(cidr)
+        if problem:
+            problems.add(path + ".allowedCidrs", problem)
+    for namespace in options.allowed_namespaces:
+        problem = dns_label_problem(namespace)
+        if problem:
+            problems.add(path + ".allowedNamespaces", problem)
+    if options.api_key_secret is not None and not options.api_key:
+        problems.add(path + ".apiKeySecret", "is set but apiKey is false; remove one of them")
+    if not options.public_load_balancer:
+        return
+    if not options.api_key:
+        problems.add(path + ".publicLoadBalancer",
+                     "is true but apiKey is false: anyone on the internet could call the model. Keep apiKey on")
+    if not options.acknowledge_public_endpoint:
+        problems.add(path + ".publicLoadBalancer",
+                     "is true without acknowledgePublicEndpoint: the model would be reachable from the internet "
+                     "(with the API key). Set `" + path + ".acknowledgePublicEndpoint: true` if that is intended, "
+                     "or remove publicLoadBalancer to keep the internal load balancer")
+    if env is Environment.PROD and not options.acknowledge_public_endpoint_in_prod:
+        problems.add(path + ".publicLoadBalancer",
+                     "is true in a prod stack; prod also needs `" + path + ".acknowledgePublicEndpointInProd: true` "
+                     "(a second, prod-only confirmation), or keep the internal load balancer")
+    if not options.allowed_cidrs:
+        problems.add(path + ".allowedCidrs",
+                     "is empty, so the NetworkPolicy would drop every client of the public load balancer; list the "
+                     "client ranges (0.0.0.0/0 for everyone)")
+
+
 def _validate_stack(settings: Settings, project: str, region: str, problems: Problems, *,
                     gke_given: bool = False) -> None:
     env = settings.environment
     protections = PROTECTIONS[env]
     ns = NAMESPACE + ":"
+    if settings.gke is not None:
+        for cidr in settings.gke.master_authorized_networks:
+            problem = _cidr_problem(cidr)
+            if problem:
+                problems.add(ns + "gke.masterAuthorizedNetworks", problem)
     if settings.bucket.force_destroy and not protections.allow_force_destroy:
         problems.add(ns + "bucket.forceDestroy",
                      f"is true in a {env.value} stack; only dev may delete a bucket with objects in it. Set it to false")
@@ -951,6 +1036,8 @@ def _validate_stack(settings: Settings, project: str, region: str, problems: Pro
                     problems.add(path, f"the service account id derived from namePrefix {prefix!r} and the name "
                                        f"{name!r} is invalid: {problem}. Change the deployment name or {ns}namePrefix")
             _validate_cloudrun_hardware(deployment, path, region, problems)
+        if deployment.platform is Platform.GKE:
+            _validate_gke_access(deployment.gke_options, env, f"{path}.gke", problems)
         if deployment.platform is Platform.GKE and (settings.gke is not None or not gke_given):
             _validate_gke_deployment(settings, deployment, path, problems)  # (a bad gke section is reported itself)
         if deployment.labels and deployment.platform is Platform.VERTEX:

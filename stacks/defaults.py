@@ -35,14 +35,21 @@ ALERT_ERROR_RATIO = 0.05
 ALERT_TTFT_P95_SECONDS = 2.0  # an interactive chat objective
 ALERT_SUSTAINED_MINUTES = 10
 ALERT_IDLE_MINUTES = 60
+# GKE pod requests: this share of the pod's part of the node (its devices over the node's). The
+# rest is headroom for system daemons, the GCS FUSE sidecar and its in-memory file cache, which
+# grows while weights download. No limits: a memory limit would kill the pod when the cache
+# fills, a CPU limit throttles tokenisation.
+GKE_POD_REQUEST_SHARE = 0.5
 
 # Names of shared resources, as templates over the project id and the stack's name prefix.
 NAME_PREFIX = "llm-{environment}"
 BUCKET_NAME = "{project}-{prefix}-models"  # cut to 63 characters, the bucket-name limit
 CLUSTER_NAME = "{prefix}-gke"
 HF_TOKEN_SECRET = "{prefix}-hf-token"  # Secret Manager secret id, when the stack creates it from `hfToken`
+API_KEY_SECRET = "{prefix}-{deployment}-api-key"  # Secret Manager secret of a generated GKE API key
 
 
 def shown(template: str) -> str:
     """A name template as the config reference shows it, e.g. `<project>-<namePrefix>-models`."""
-    return template.format(project="<project>", prefix="<namePrefix>", environment="<environment>")
+    return template.format(project="<project>", prefix="<namePrefix>", environment="<environment>",
+                           deployment="<deployment>")

@@ -21,6 +21,7 @@ from stacks.checks import deployment_checks
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
+    Environment,
     NodePoolConfig,
     Platform,
     StackConfig,
@@ -66,7 +67,21 @@ def resolve_stack(stack: StackConfig) -> ResolvedStack:
             collector.error(f"{NAMESPACE}:deployments.{name} could not be resolved and no reason was recorded; "
                             "this is a bug in the program, please report it with the stack file")
         checks.extend(collector.items)
+    gke = stack.settings.gke
+    if gke is not None and any(d.platform is Platform.GKE for d in deployments.values()) \
+            and private_nodes(stack) and not gke.master_authorized_networks:
+        stack_findings = Findings("")
+        stack_findings.warn(f"the cluster's nodes are private, but its control plane answers any address (IAM still "
+                            f"applies); set {NAMESPACE}:gke.masterAuthorizedNetworks to the ranges that run kubectl "
+                            f"and pulumi (e.g. your CI runners)")
+        checks.extend(stack_findings.items)
     return ResolvedStack(config=stack, names=names, deployments=deployments, checks=tuple(checks))
+
+
+def private_nodes(stack: StackConfig) -> bool:
+    """Private GKE nodes unless the stack says otherwise: on in prod, off elsewhere."""
+    setting = stack.settings.gke.private_nodes if stack.settings.gke else None
+    return setting if setting is not None else stack.environment is Environment.PROD
 
 
 def stack_names(stack: StackConfig) -> StackNames:
@@ -402,3 +417,33 @@ def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware
         target = s.target if s.target is not None else defaults.WAITING_REQUESTS_TARGET
     minimum = s.min_replicas if s.min_replicas is not None else defaults.MIN_REPLICAS
     return Scaling(minimum, s.max_replicas or max(defaults.MAX_REPLICAS, minimum), metric, target)
+
+
+# ---------------------------------------------------------------------------
+# GKE pod sizing and bucket layout.
+
+def gke_pod_requests(d: ResolvedDeployment) -> tuple[str, str]:
+    """(cpu, memory) requests of a GKE vLLM pod from the node pool's machine facts."""
+    machine = CATALOG.machine_type(d.hardware.machine_type or "")
+    if machine is None:
+        raise ValueError(f"{d.key}: no machine facts for {d.hardware.machine_type!r}")
+    share = d.hardware.devices / machine.accelerator_count * defaults.GKE_POD_REQUEST_SHARE
+    cpu = max(1, int(machine.vcpus * share))
+    memory = max(1, int(machine.memory_gib * share))
+    return str(cpu), f"{memory}Gi"
+
+
+def hub_cache_dir(model_id: str) -> str:
+    """huggingface_hub's cache folder of a model repository: `models--<org>--<name>`."""
+    return "models--" + model_id.replace("/", "--")
+
+
+def gke_bucket_prefixes(d: ResolvedDeployment) -> tuple[str, ...]:
+    """Object prefixes a GKE deployment writes: vLLM downloads into the bucket root (``--download-dir``)
+    in huggingface_hub's cache layout (the model folder and its lock folder), plus its XLA cache."""
+    model_dir = hub_cache_dir(d.config.model)
+    prefixes = [f"{model_dir}/", f".locks/{model_dir}/"]
+    xla = d.container.env.get("VLLM_XLA_CACHE_PATH", "")
+    if xla.startswith(GKE_DATA_DIR + "/"):
+        prefixes.append(xla.removeprefix(GKE_DATA_DIR + "/").rstrip("/") + "/")
+    return tuple(prefixes)

@@ -432,7 +432,8 @@ def check_stack_file(path: Path, *, label: str, stack: Optional[str] = None) -> 
     except ConfigError as error:
         return [f"{label}: {problem.render()}" for problem in error.problems] or [f"{label}: {error}"]
     errors = [f"{label}: {check.render()}" for check in result.checks if check.level == "error"]
-    if result.failed and not errors:
+    # Policy-pack findings are not promotion errors: the pull request's preview runs the pack.
+    if result.failed and not errors and not result.violations:
         errors.append(f"{label}: the plan failed")
     return errors
 

@@ -7,6 +7,7 @@ frozen dataclasses (``CATALOG``) and answers the lookups the stacks need. A malf
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import re
@@ -102,6 +103,8 @@ class MachineType:
     name: str
     accelerator: str
     accelerator_count: int
+    vcpus: int  # sizes GKE pod requests (stacks.resolve.gke_pod_requests)
+    memory_gib: float
     sources: tuple[str, ...]
 
 
@@ -246,8 +249,13 @@ class Catalog:
     def image(self, ref: str) -> ImageSpec | None:
         if ref in self.images:
             return self.images[ref]
+        # `<tag>@sha256:<digest>` is the catalog's tag pinned by digest: same facts, deployed by digest.
+        tagged, _, digest = ref.partition("@")
         # Accept a docker.io/ prefix on upstream images.
-        return self.images.get(ref.removeprefix("docker.io/"))
+        spec = self.images.get(tagged) or self.images.get(tagged.removeprefix("docker.io/"))
+        if spec is not None and digest:
+            return dataclasses.replace(spec, ref=ref)
+        return spec
 
     def default_image(self, platform: str) -> ImageSpec:
         for spec in self.images.values():
@@ -452,6 +460,8 @@ def _load_hardware() -> tuple[dict[str, AcceleratorSpec], dict[str, MachineType]
             name=name,
             accelerator=accelerator,
             accelerator_count=mt.get("accelerator_count", int),
+            vcpus=mt.get("vcpus", int),
+            memory_gib=mt.get("memory_gib", float),
             sources=(str(family_sources[prefixes[0]]),),
         )
 

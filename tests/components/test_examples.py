@@ -23,6 +23,7 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "model_bucket": lambda v: v == "gs://my-project-llm-models",
     "service_account": lambda v: v == "serviceAccount:llm-dev-gemma@my-project.iam.gserviceaccount.com",
     "hf_token": lambda v: v == "llm-dev-hf-token",
+    "api_key": lambda v: v == "gcloud secrets versions access latest --secret=llm-dev-llama-api-key --project=my-project",
     "registry": lambda v: v == "us-central1-docker.pkg.dev/my-project/llm-dev-images",
     "cloudrun": lambda v: re.fullmatch(r"https://llm-dev-gemma-\d+\.us-central1\.run\.app", v) is not None,
     "image_build": lambda v: v.startswith("us-central1-docker.pkg.dev/my-project/llm-dev-images/vllm-gemma-3-1b-it:"),

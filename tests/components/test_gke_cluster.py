@@ -276,3 +276,34 @@ def test_catalog_facts_agree_with_tutorial():
     assert hw.machine_types["ct6e-standard-8t"].gke_accelerator == "tpu-v6e-slice"
     assert hw.hosts_for("ct6e-standard-4t", "2x2") == 1 and hw.hosts_for("ct6e-standard-4t", "4x4") == 4
     assert hw.hosts_for("ct6e-standard-8t", "4x4") is None and hw.hosts_for("ct6e-standard-1t", "2x2") is None
+
+
+def test_dataplane_v2_enforces_network_policy(tutorial):
+    cluster = tutorial.named("gke-cluster").inputs
+    assert cluster["datapathProvider"] == "ADVANCED_DATAPATH", f"gke-cluster: {cluster.get('datapathProvider')}"
+
+
+def test_public_nodes_by_default_without_nat(tutorial):
+    assert "privateClusterConfig" not in tutorial.named("gke-cluster").inputs
+    assert not tutorial.of_type("gcp:compute/routerNat:RouterNat"), "a NAT without private nodes"
+
+
+def test_private_nodes_get_cloud_nat_and_authorized_networks():
+    result = run_cluster(tutorial_args(private_nodes=True, master_authorized_networks=("203.0.113.0/24",)))
+    cluster = result.named("gke-cluster")
+    assert cluster.inputs["privateClusterConfig"] == {"enablePrivateNodes": True, "enablePrivateEndpoint": False}, \
+        f"gke-cluster: {cluster.inputs['privateClusterConfig']}"
+    assert cluster.inputs["masterAuthorizedNetworksConfig"] == {
+        "cidrBlocks": [{"cidrBlock": "203.0.113.0/24", "displayName": "authorized-0"}]}
+    router = result.named("gke-router").inputs
+    nat = result.named("gke-nat")
+    assert router["region"] == "us-east5" and router["network"] == "default", f"gke-router: {router}"
+    assert nat.inputs["region"] == "us-east5" and nat.inputs["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
+    # Nodes start only once they can reach the Hub and the registries.
+    assert nat.urn in cluster.dependencies, "gke-cluster does not wait for the NAT"
+
+
+def test_bad_control_plane_networks_are_refused():
+    assert "master_authorized_networks: got '203.0.113.1/24'" in error_of(tutorial_args(master_authorized_networks=("203.0.113.1/24",)))
+    assert "master_ipv4_cidr_block: got '172.16.0.0/24'" in error_of(
+        tutorial_args(private_nodes=True, master_ipv4_cidr_block="172.16.0.0/24"))

@@ -45,7 +45,8 @@ def workload_args(provider, accelerator, **overrides) -> VllmGkeWorkloadArgs:
                 service_account_name="vllm-ksa", hf_secret_name="hf-secret", min_replicas=1, max_replicas=2,
                 autoscaling_metric="vllm:num_requests_waiting", autoscaling_target=10.0,
                 startup_timeout_seconds=3600, mount_path="/data",
-                labels={"environment": "dev"})
+                labels={"environment": "dev"}, cpu_request="45", memory_request="360Gi",
+                bucket_prefixes=("models--meta-llama--Llama-3.1-70B/", "xla-cache/"))
     base.update({k: v for k, v in overrides.items() if k not in CONTAINER_FIELDS})
     return VllmGkeWorkloadArgs(**base)
 
@@ -197,20 +198,108 @@ def test_kv_cache_metric():
 def test_service_internal_by_default(tutorial):
     annotations = tutorial.named("llama-service").inputs["metadata"].get("annotations", {})
     assert annotations.get("networking.gke.io/load-balancer-type") == "Internal", f"llama-service: {annotations}"
-    public = run_tutorial(public_load_balancer=True).named("llama-service").inputs["metadata"].get("annotations") or {}
-    assert "networking.gke.io/load-balancer-type" not in public, f"llama-service (public): {public}"
+    public = run_tutorial(public_load_balancer=True, api_key=pulumi.Output.secret(API_KEY_CANARY))
+    public_annotations = public.named("llama-service").inputs["metadata"].get("annotations") or {}
+    assert "networking.gke.io/load-balancer-type" not in public_annotations, f"llama-service (public): {public_annotations}"
+    assert public.named("llama-service").inputs["spec"]["externalTrafficPolicy"] == "Local", \
+        "llama-service: client addresses must reach the pod for the NetworkPolicy's CIDR rules"
 
 
-def test_bucket_access_only(tutorial):
-    grants = tutorial.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
-    assert len(grants) == 1, f"expected one bucket grant, got {[g.name for g in grants]}"
-    grant = grants[0].inputs
-    assert grant == {"bucket": "mock-project-llm-dev-models", "role": "roles/storage.objectUser",
-                     "member": "principal://iam.googleapis.com/projects/123456789012/locations/global/"
-                               "workloadIdentityPools/mock-project.svc.id.goog/subject/ns/llm-serving/sa/vllm-ksa"}, \
-        f"{grants[0].name}: {grant}"
+def test_public_load_balancer_without_api_key_is_refused():
+    assert "unauthenticated internet endpoint" in error_of(public_load_balancer=True)
+
+
+PRINCIPAL = ("principal://iam.googleapis.com/projects/123456789012/locations/global/"
+             "workloadIdentityPools/mock-project.svc.id.goog/subject/ns/llm-serving/sa/vllm-ksa")
+
+
+def test_bucket_access_is_listing_plus_own_prefixes(tutorial):
+    grants = {g.name: g.inputs for g in tutorial.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")}
+    assert set(grants) == {"llama-bucket-list", "llama-bucket-prefixes"}, f"bucket grants: {sorted(grants)}"
+    for name, grant in grants.items():
+        assert grant["member"] == PRINCIPAL and grant["bucket"] == "mock-project-llm-dev-models", f"{name}: {grant}"
+        assert grant.get("condition", {}).get("expression"), f"{name}: unconditional grant on the whole bucket"
+    listing = grants["llama-bucket-list"]
+    assert listing["role"] == "roles/storage.objectViewer"
+    assert listing["condition"]["expression"] == 'resource.name == "projects/_/buckets/mock-project-llm-dev-models"', \
+        f"llama-bucket-list: {listing['condition']}"
+    objects = grants["llama-bucket-prefixes"]
+    assert objects["role"] == "roles/storage.objectUser"
+    assert objects["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/mock-project-llm-dev-models/objects/models--meta-llama--Llama-3.1-70B/")'
+        ' || resource.name.startsWith("projects/_/buckets/mock-project-llm-dev-models/objects/xla-cache/")'), \
+        f"llama-bucket-prefixes: {objects['condition']}"
     storage_roles = [r.name for r in tutorial.of_type("gcp:projects/iAMMember:IAMMember") if "storage" in r.inputs["role"]]
     assert not storage_roles, f"project-wide storage roles granted: {storage_roles}"
+
+
+def test_bucket_prefixes_are_required():
+    assert "bucket_prefixes: give the object prefixes" in error_of(bucket_prefixes=())
+
+
+API_KEY_CANARY = "CANARYapikeyCANARYapikey0123456789"
+
+
+def test_api_key_reaches_vllm_only_through_a_secret():
+    result = run_tutorial(api_key=pulumi.Output.secret(API_KEY_CANARY))
+    secret = result.named("llama-api-key")
+    data = secret.inputs["stringData"]
+    assert is_wrapped_secret(data) or is_wrapped_secret(data["api_key"]), "llama-api-key: value not a Pulumi secret"
+    env = {e["name"]: e for e in container(result)["env"]}
+    assert env["VLLM_API_KEY"] == {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "vllm-tpu-api-key", "key": "api_key"}}}, f"llama-deployment: {env['VLLM_API_KEY']}"
+    for r in result.registrations:
+        if r.name != "llama-api-key":
+            assert API_KEY_CANARY not in json.dumps(unwrap_secrets(r.inputs)), f"{r.name} carries the API key"
+
+
+def test_api_key_in_argv_or_plain_env_is_refused():
+    assert "--api-key would put the key in the pod spec" in error_of(args=TUTORIAL_ARGS + ("--api-key=abc",))
+    assert "API key must not be a plain env value" in error_of(env={"VLLM_API_KEY": "abc"})
+
+
+def test_network_policy_admits_only_configured_sources_and_prometheus():
+    result = run_tutorial(allowed_namespaces=("apps",), allowed_cidrs=("10.128.0.0/9",))
+    spec = result.named("llama-network-policy").inputs["spec"]
+    assert spec["podSelector"]["matchLabels"] == result.named("llama-deployment").inputs["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}], f"llama-network-policy: {rule['ports']}"
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gmp-system"}}},
+        {"ipBlock": {"cidr": "10.128.0.0/9"}},
+    ], f"llama-network-policy: {rule['from']}"
+
+
+def test_network_policy_defaults_closed_but_for_prometheus(tutorial):
+    (rule,) = tutorial.named("llama-network-policy").inputs["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gmp-system"}}}], \
+        f"llama-network-policy: {rule['from']}"
+
+
+def test_bad_network_sources_are_refused():
+    assert "allowed_cidrs: got '10.0.0.1/8'" in error_of(allowed_cidrs=("10.0.0.1/8",))
+    assert "allowed_namespaces: got 'Apps'" in error_of(allowed_namespaces=("Apps",))
+
+
+def test_pod_is_hardened_and_not_best_effort(tutorial):
+    spec = pod_spec(tutorial)
+    assert spec["automountServiceAccountToken"] is False, "llama-deployment mounts the service-account token"
+    assert spec["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}, f"llama-deployment: {spec['securityContext']}"
+    context = container(tutorial)["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}, \
+        f"llama-deployment: {context}"
+    assert "runAsNonRoot" not in context, "llama-deployment: the vLLM TPU image runs as root; runAsNonRoot would stop it"
+    requests = container(tutorial)["resources"]["requests"]
+    assert requests["cpu"] == "45" and requests["memory"] == "360Gi", f"llama-deployment requests: {requests}"
+    assert tutorial.named("llama-ksa").inputs["automountServiceAccountToken"] is False
+    non_root = container(run_tutorial(run_as_user=1000))["securityContext"]
+    assert non_root["runAsNonRoot"] is True and non_root["runAsUser"] == 1000, f"llama-deployment: {non_root}"
+
+
+def test_requests_are_required():
+    assert "the pod is BestEffort" in error_of(cpu_request=None)
 
 
 def test_kubernetes_resources_use_the_cluster_provider(tutorial):

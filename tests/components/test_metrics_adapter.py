@@ -102,8 +102,26 @@ def test_deployment_and_service(adapter):
     assert re.fullmatch(r"gcr\.io/gke-release/custom-metrics-stackdriver-adapter:v\d+\.\d+\.\d+-gke\.\d+", c["image"]), c["image"]
     assert "--use-new-resource-model=true" in c["command"], f"cma-deployment: {c['command']}"
     service = adapter.named("cma-service").inputs["spec"]
-    assert service["ports"] == [{"port": 443, "targetPort": 443, "protocol": "TCP"}], f"cma-service: {service['ports']}"
+    assert service["ports"] == [{"port": 443, "targetPort": 6443, "protocol": "TCP"}], f"cma-service: {service['ports']}"
+    assert "--secure-port=6443" in c["command"], f"cma-deployment serves elsewhere than the Service targets: {c['command']}"
     assert service["selector"] == deployment["selector"]["matchLabels"], "cma-service selects other pods than cma-deployment"
+
+
+def test_adapter_pod_is_hardened_and_probed(adapter):
+    pod = adapter.named("cma-deployment").inputs["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}, f"cma-deployment: {pod['securityContext']}"
+    (c,) = pod["containers"]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}, f"cma-deployment: {c['securityContext']}"
+    # A read-only root needs somewhere for the self-signed serving certificate.
+    assert "--cert-dir=/tmp/certs" in c["command"] and {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert c[probe]["httpGet"] == {"path": path, "port": "https", "scheme": "HTTPS"}, f"cma-deployment {probe}: {c.get(probe)}"
+    assert c["resources"]["requests"] == c["resources"]["limits"], "cma-deployment: not Guaranteed QoS"
+    policy = adapter.named("cma-network-policy").inputs["spec"]
+    assert policy["podSelector"]["matchLabels"] == adapter.named("cma-deployment").inputs["spec"]["selector"]["matchLabels"]
+    assert policy["ingress"] == [{"ports": [{"port": 6443, "protocol": "TCP"}]}], f"cma-network-policy: {policy}"
 
 
 def test_monitoring_viewer_for_the_adapter_only(adapter):
@@ -126,7 +144,7 @@ def test_unpinned_image_rejected(image, needle):
 
 def test_manifests_validate(adapter, tmp_path):
     paths = write_kubernetes_manifests(adapter.registrations, tmp_path)
-    assert len(paths) == 13, f"expected 13 adapter objects, wrote {sorted(p.name for p in paths)}"
+    assert len(paths) == 14, f"expected 14 adapter objects, wrote {sorted(p.name for p in paths)}"
     for path in paths:
         obj = yaml.safe_load(path.read_text())
         try:

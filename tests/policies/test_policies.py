@@ -132,7 +132,7 @@ def test_pack_starts_the_way_the_cli_runs_it():
 
 def test_policy_names_are_unique_and_none_lowers_the_pack_level():
     names = [p.name for p in g.POLICIES]
-    assert len(names) == len(set(names)) == 7
+    assert len(names) == len(set(names)) == 9
     for policy in g.POLICIES:
         assert policy.enforcement_level in (None, EnforcementLevel.MANDATORY), policy.name
 
@@ -421,3 +421,77 @@ def test_unknown_values_surface_as_the_sdk_error_the_engine_reports_as_advisory(
     with pytest.raises(UnknownValueError):
         check(g.bucket_access, BUCKET, {"uniformBucketLevelAccess": True,
                                         "publicAccessPrevention": UNKNOWN_STRING_VALUE})
+
+
+# --------------------------------------------------------------------------
+# no-unauthenticated-public-endpoints and no-tokens-in-plain-inputs
+
+SERVICE = "kubernetes:core/v1:Service"
+POD_LABELS = {"app": "vllm"}
+
+
+def _k8s_deployment(env: list) -> PolicyResource:
+    props = {"metadata": {"name": "vllm", "namespace": "ml"},
+             "spec": {"selector": {"matchLabels": POD_LABELS}, "template": {"metadata": {"labels": POD_LABELS},
+                      "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.32.0", "env": env}]}}}}
+    return PolicyResource(DEPLOYMENT, unknown_checking_proxy(props), _urn(DEPLOYMENT, "vllm"), "vllm", _opts(),
+                          None, None, [], {})
+
+
+def _k8s_service(annotations: dict) -> PolicyResource:
+    props = {"metadata": {"name": "vllm", "namespace": "ml", "annotations": annotations},
+             "spec": {"type": "LoadBalancer", "selector": POD_LABELS, "ports": [{"port": 8000}]}}
+    return PolicyResource(SERVICE, unknown_checking_proxy(props), _urn(SERVICE, "vllm"), "vllm", _opts(),
+                          None, None, [], {})
+
+
+KEYED = [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "api_key"}}}]
+
+
+def _public_endpoint_violations(env: list, annotations: dict, environment: str = "staging") -> list[str]:
+    violations: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        violations.append(message)
+
+    args = StackValidationArgs([_k8s_deployment(env), _k8s_service(annotations)], {"environment": environment})
+    g.no_unauthenticated_public_endpoints.validate(args, report)
+    return violations
+
+
+def test_public_service_with_key_and_acknowledgement_passes():
+    assert _public_endpoint_violations(KEYED, {"llm-serving/public-endpoint": "acknowledged"}) == []
+    assert _public_endpoint_violations(KEYED, {"llm-serving/public-endpoint": "acknowledged,prod-acknowledged"},
+                                       environment="prod") == []
+
+
+def test_internal_service_needs_nothing():
+    assert _public_endpoint_violations([], {"networking.gke.io/load-balancer-type": "Internal"}) == []
+
+
+def test_public_service_without_key_or_acknowledgement_fails():
+    (no_key,) = _public_endpoint_violations([], {"llm-serving/public-endpoint": "acknowledged"})
+    assert "require no API key" in no_key
+    literal = [{"name": "VLLM_API_KEY", "value": "plain"}]
+    assert any("require no API key" in v for v in _public_endpoint_violations(literal, {"llm-serving/public-endpoint": "acknowledged"}))
+    (unacknowledged,) = _public_endpoint_violations(KEYED, {})
+    assert "nobody acknowledged" in unacknowledged
+    (prod,) = _public_endpoint_violations(KEYED, {"llm-serving/public-endpoint": "acknowledged"}, environment="prod")
+    assert "prod-only acknowledgement" in prod
+
+
+HF_TOKEN_SHAPE = "hf_" + "Ab1" * 12
+
+
+def test_token_shapes_and_flags_in_plain_inputs_fail():
+    found = check(g.no_tokens_in_plain_inputs, RUN_SERVICE, {"template": {"containers": [
+        {"args": ["--model=x", "--api-key=abc"], "envs": [{"name": "NOTE", "value": f"token {HF_TOKEN_SHAPE}"}]}]}})
+    assert any("template.containers[0].envs[0].value holds a credential-shaped value" in v for v in found), found
+    assert any("passes --api-key on the command line" in v for v in found), found
+    assert check(g.no_tokens_in_plain_inputs, BUCKET, {"labels": {"note": HF_TOKEN_SHAPE}})
+
+
+def test_secret_fields_may_hold_tokens():
+    assert check(g.no_tokens_in_plain_inputs, "kubernetes:core/v1:Secret", {"stringData": {"hf_api_token": HF_TOKEN_SHAPE}}) == []
+    assert check(g.no_tokens_in_plain_inputs, "gcp:secretmanager/secretVersion:SecretVersion", {"secretData": HF_TOKEN_SHAPE}) == []
+    assert check(g.no_tokens_in_plain_inputs, RUN_SERVICE, {"template": {"containers": [{"args": ["--max-num-batched-tokens=8192"]}]}}) == []

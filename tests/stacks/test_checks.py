@@ -291,7 +291,9 @@ def test_adopted_endpoint_is_reported_and_must_be_in_the_stack_region():
 def test_few_full_length_sequences_no_longer_warn():
     # The scheduler admits by free KV blocks: a cache holding only a few max_model_len sequences still serves
     # many typical ones, so only "not even one fits" is reported (as vLLM's own refusal).
-    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "vllm": {"maxModelLen": 16384}})
+    # Pinned, so that the weights-revision warning does not mask the capacity warnings this test is about.
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct", "modelRevision": "0" * 40,
+                        "vllm": {"maxModelLen": 16384}})
     fit = resolved.deployments["model"].fit
     assert 1 <= fit.sequences_at_max_model_len < 4, fit
     assert fit.sequences_at_typical_length > 20 * fit.sequences_at_max_model_len / 2, fit

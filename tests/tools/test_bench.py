@@ -117,6 +117,8 @@ def test_tutorial_argv_is_the_tutorials_full_flag_set_for_the_8b():
         "--tensor-parallel-size": "1", "--gpu-memory-utilization": "0.9", "--max-model-len": "4096",
         "--dtype": "auto", "--max-loras": "1", "--max-cpu-loras": "8", "--max-num-seqs": "256",
         "--disable-log-stats": None, "--enforce-eager": None, "--enable-lora": None,
+        # The stack's pinned weights stay pinned in the comparison run (same weights on both sides).
+        "--revision": flags_of(argv)["--revision"],
     }, tutorial
     assert tutorial_argv(argv)[:3] == argv[:3]  # same server module
     # The project's own flags do not leak into the tutorial's run: no cap there, 256 here.
@@ -154,7 +156,7 @@ def test_vllm_defaults_argv_keeps_only_what_vllm_cannot_default():
     argv = rendered("llama-8b")
     defaults = flags_of(bench.vllm_defaults_argv(argv))
     expected = {"--host", "--port", "--model", "--tensor-parallel-size", "--max-model-len"}
-    assert set(defaults) == expected | ({"--served-model-name"} & set(flags_of(argv)))
+    assert set(defaults) == expected | ({"--served-model-name", "--revision"} & set(flags_of(argv)))
 
 
 def test_server_command_cpu_swaps_model_host_port_and_adds_dummy_load():

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = "llm-serving:deployments"
 NEW_VERTEX_IMAGE = ("us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/"
                     "pytorch-vllm-serve:20250620_0916_RC01")
-REVISION = "0e9e39f249a16976918f6564b8830bc894c89659"
+REVISION = "fedcba9876543210fedcba9876543210fedcba98"  # a new release, not the committed pin
+COMMITTED_REVISION = "0e9e39f249a16976918f6564b8830bc894c89659"  # llama-8b in the committed stacks
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def edit(root: Path, stack: str, change) -> None:
 def new_release(config: dict) -> None:
     """dev pins a new image and revision for llama-8b (right after `model`) and raises gemma's context."""
     llama = config[DEPLOYMENTS]["llama-8b"]
-    items = list(llama.items())
+    items = [(k, v) for k, v in llama.items() if k not in ("modelRevision", "image")]
     at = [k for k, _ in items].index("model") + 1
     items[at:at] = [("modelRevision", REVISION), ("image", NEW_VERTEX_IMAGE)]
     config[DEPLOYMENTS]["llama-8b"] = dict(items)
@@ -183,6 +184,7 @@ def test_header_comment_and_key_order_are_kept(stacks: Path):
     assert changed == [
         "-        maxModelLen: 8192",
         "+        maxModelLen: 16384",
+        f"-      modelRevision: {COMMITTED_REVISION}",
         f"+      modelRevision: {REVISION}",
         f"+      image: {NEW_VERTEX_IMAGE}",
     ]
@@ -432,7 +434,9 @@ def test_comments_key_order_and_quoting_are_kept(stacks: Path):
     assert "llama-8b:  # the Vertex AI one" in result.new_text
     assert 'gcp:region: "us-central1"' in result.new_text
     changed_lines = [line for line in result.diff.splitlines()[2:] if line[:1] in "+-"]
-    assert changed_lines == [f"+      modelRevision: {REVISION}"], changed_lines
+    # The committed stacks pin their weights, so the new revision replaces dev's pin, line for line.
+    pinned = yaml.safe_load(original)["config"][DEPLOYMENTS]["llama-8b"]["modelRevision"]
+    assert changed_lines == [f"-      modelRevision: {pinned}", f"+      modelRevision: {REVISION}"], changed_lines
     assert not any("comment" in note for note in result.notes), result.notes
 
 

@@ -38,5 +38,10 @@ def example() -> pulumi.Output:
         autoscaling_metric="vllm:num_requests_waiting",
         autoscaling_target=10,
         mount_path="/data",
+        cpu_request="90",
+        memory_request="720Gi",
+        bucket_prefixes=("models--meta-llama--Llama-3.1-70B/", ".locks/models--meta-llama--Llama-3.1-70B/"),
+        api_key=pulumi.Output.secret("example-not-a-real-key"),
+        allowed_cidrs=("10.128.0.0/9",),
     ))
     return pulumi.Output.from_input(workload.hpa_metric_name)
