@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
-# checkov in its own virtualenv: its pins conflict with the Pulumi SDK's (see requirements-checkov.txt).
+# checkov in its own virtualenv: its pins conflict with the Pulumi SDK's (see requirements-checkov.in).
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -29,11 +29,13 @@ lock:
 	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 	$(PIP_COMPILE) --constraint requirements-dev.txt --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --constraint requirements-dev.txt --output-file policies/requirements.txt policies/requirements.in
+	# checkov resolves alone: its pins conflict with the Pulumi SDK's (see requirements-checkov.in).
+	$(PIP_COMPILE) --output-file requirements-checkov.txt requirements-checkov.in
 
 $(CHECKOV_STAMP): requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-checkov.txt
 	@touch $(CHECKOV_STAMP)
 
 ## plan: offline plan of one stack (STACK=dev by default), no cloud account needed

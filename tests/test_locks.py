@@ -17,6 +17,7 @@ LOCKS = {
     "requirements.txt": "requirements.in",
     "requirements-dev.txt": "requirements-dev.in",
     "policies/requirements.txt": "policies/requirements.in",
+    "requirements-checkov.txt": "requirements-checkov.in",
 }
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
 
@@ -72,6 +73,7 @@ def test_the_lock_holds_what_its_source_pins(lock):
 
 def test_the_program_the_tests_and_the_policy_pack_install_the_same_versions():
     dev = locked("requirements-dev.txt")
+    # checkov's lock stands alone on purpose (its own virtualenv; see requirements-checkov.in).
     for lock in ("requirements.txt", "policies/requirements.txt"):
         for name, (version, _) in locked(lock).items():
             assert name in dev and dev[name][0] == version, \
@@ -94,6 +96,7 @@ def test_pulumi_installs_the_program_lock_with_pip():
 def test_make_and_ci_install_from_the_locks():
     makefile = (ROOT / "Makefile").read_text()
     assert "--require-hashes -r requirements-dev.txt" in makefile
+    assert "--require-hashes -r requirements-checkov.txt" in makefile
     for workflow in (ROOT / ".github" / "workflows").glob("*.yml"):
         for line in workflow.read_text().splitlines():
             if "pip install" in line:

@@ -1,4 +1,4 @@
-"""checkov (the real scanner, pinned in requirements-checkov.txt) on the Kubernetes manifests of
+"""checkov (the real scanner, locked in requirements-checkov.txt) on the Kubernetes manifests of
 every committed stack that deploys to GKE: zero failing checks beyond checkov-allowlist.yaml,
 every allow-list entry still needed, and a weakened manifest caught."""
 
