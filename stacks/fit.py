@@ -15,12 +15,15 @@ V1 ``gpu_worker.determine_available_memory``)::
     kv_tokens   = floor(kv_memory / (KV bytes per token x 16)) x 16     (whole blocks, as "GPU KV cache size")
 
 KV bytes per token and layer are ``2 x kv_heads x head_dim x dtype`` (vllm/v1/kv_cache_interface.py),
-with ``max(1, kv_heads / TP)`` heads per device. Gemma 3's sliding-window layers keep only ``window``
-tokens of a sequence (V1 hybrid KV manager), so one sequence of length L needs
+with ``max(1, kv_heads / TP)`` heads per device. Sliding-window layers (Gemma 3: 5 of every 6) keep only
+``window`` tokens of a sequence where vLLM's hybrid KV cache manager runs (V1 on GPUs, from the release
+in vllm_defaults.yaml ``hybrid_kv_cache_since``), so one sequence of length L needs
 ``(full_layers x L + local_layers x min(window, L)) x bytes per layer-token``; the longest servable
-length is found by search on that, as vLLM's ``estimate_max_model_len`` does. Llama 3.2 Vision runs
-only on the V0 encoder-decoder runner (vLLM <= 0.10), whose blocks span all 40 decoder layers of the
-11B model, the cross-attention ones included.
+length is found by search on that, as vLLM's ``estimate_max_model_len`` does. Everywhere else (V0,
+V1 before that release, TPU) every layer gets blocks for the whole sequence, and a sliding-window model
+needs as much KV cache per token as a full-attention one of its shape. Llama 3.2 Vision runs only on the
+V0 encoder-decoder runner (vLLM <= 0.10), whose blocks span all 40 decoder layers of the 11B model, the
+cross-attention ones included.
 
 The decoder's activation peak is the MLP of one layer: per token, the gate/up projection output
 (2 x intermediate / TP), the activation output (intermediate / TP) and about three hidden-size vectors
@@ -196,10 +199,20 @@ def _layer_token_bytes(req: FitRequest) -> float:
     return req.model.kv_bytes_per_layer_token(req.kv_cache_dtype_bytes, _kv_heads_per_device(req.model, req.devices))
 
 
+def window_kept(req: FitRequest) -> bool:
+    """Whether vLLM keeps only the window of sliding-window layers (its hybrid KV cache manager, module doc)."""
+    model = req.model
+    if not (model.sliding_window and model.sliding_window_layers):
+        return False
+    if req.accelerator.kind != "gpu" or engine(req) != "v1":
+        return False
+    return req.vllm_version is None or req.vllm_version >= CATALOG.scheduler.hybrid_kv_cache_since
+
+
 def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
     """KV bytes one sequence of ``length`` tokens needs on one device."""
     model = req.model
-    local = model.sliding_window_layers if model.sliding_window else 0
+    local = model.sliding_window_layers if window_kept(req) else 0
     full = model.num_layers - local
     if _v0_encoder_decoder(model):
         full += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
@@ -276,7 +289,7 @@ def estimate(req: FitRequest) -> FitEstimate:
     usable = max(kv_bytes, 0.0)
     capacity = _whole_blocks(kv_bytes, per_token)
     largest = _largest_length(req, usable)
-    if not (model.sliding_window and model.sliding_window_layers):
+    if not window_kept(req):
         largest = min(largest, capacity)  # vLLM counts whole blocks: what it reports is what it accepts
     weights_fit = kv_bytes > 0
     typical = min(req.typical_request_tokens, req.max_model_len)

@@ -189,6 +189,7 @@ class SchedulerDefaults:
     tpu_max_num_seqs: int
     tpu_max_num_batched_tokens: int
     cuda_graphs_profiled_since: Version
+    hybrid_kv_cache_since: Version  # GPU V1 keeps only the window of sliding-window layers from here on
     sources: tuple[str, ...]
 
 
@@ -204,11 +205,14 @@ class Fp8KvSupport:
     sources: tuple[str, ...]
 
 
+TPU_SUPPORT_STATUSES = ("passing", "failing", "untested")
+
+
 @dataclass(frozen=True)
 class TpuV6eFacts:
     gpu_memory_utilization: float
     gpu_memory_utilization_sources: tuple[str, ...]
-    support_matrix: Mapping[str, str]  # Hugging Face id -> "passing" | "failing"
+    support_matrix: Mapping[str, str]  # Hugging Face id -> one of TPU_SUPPORT_STATUSES
     support_matrix_sources: tuple[str, ...]
 
 
@@ -621,7 +625,8 @@ def _load_vllm_defaults(accelerators: Mapping[str, AcceleratorSpec]) -> tuple[Sc
         tpu_max_num_seqs=tpu.get("max_num_seqs", int),
         tpu_max_num_batched_tokens=tpu.get("max_num_batched_tokens", int),
         cuda_graphs_profiled_since=sched.version("cuda_graphs_profiled_since", required=True),  # type: ignore[arg-type]
-        sources=sched.strings("sources") + sched.strings("cuda_graphs_sources"),
+        hybrid_kv_cache_since=sched.version("hybrid_kv_cache_since", required=True),  # type: ignore[arg-type]
+        sources=sched.strings("sources") + sched.strings("cuda_graphs_sources") + sched.strings("hybrid_kv_cache_sources"),
     )
     fp8 = doc.child("fp8_kv_cache")
     fp8_accelerators = fp8.strings("accelerators")
@@ -636,9 +641,9 @@ def _load_vllm_defaults(accelerators: Mapping[str, AcceleratorSpec]) -> tuple[Sc
     )
     v6e = doc.child("tpu_v6e")
     matrix = v6e.get("support_matrix", dict)
-    bad = {k: v for k, v in matrix.items() if v not in ("passing", "failing")}
+    bad = {k: v for k, v in matrix.items() if v not in TPU_SUPPORT_STATUSES}
     if bad:
-        raise CatalogError(f"vllm_defaults.yaml: tpu_v6e.support_matrix values must be passing or failing, got {bad}.")
+        raise CatalogError(f"vllm_defaults.yaml: tpu_v6e.support_matrix values must be passing, failing or untested, got {bad}.")
     tpu_facts = TpuV6eFacts(
         gpu_memory_utilization=v6e.get("gpu_memory_utilization", float),
         gpu_memory_utilization_sources=v6e.strings("gpu_memory_utilization_sources"),

@@ -303,7 +303,11 @@ def test_vllm_defaults_carry_their_sources():
     assert CATALOG.scheduler.sources and CATALOG.fp8_kv_cache.sources
     assert CATALOG.tpu_v6e.gpu_memory_utilization_sources and CATALOG.tpu_v6e.support_matrix_sources
     assert set(CATALOG.fp8_kv_cache.accelerators) <= set(CATALOG.accelerators)
-    assert set(CATALOG.tpu_v6e.support_matrix.values()) <= {"passing", "failing"}
+    assert set(CATALOG.tpu_v6e.support_matrix.values()) == {"passing", "failing", "untested"}
+    # Each fact cites a public address first: the recipe for the utilization, the matrix for support.
+    assert CATALOG.tpu_v6e.gpu_memory_utilization_sources[0].startswith(
+        "https://github.com/AI-Hypercomputer/tpu-recipes/"), CATALOG.tpu_v6e.gpu_memory_utilization_sources[0]
+    assert CATALOG.tpu_v6e.support_matrix_sources[0].startswith("https://"), CATALOG.tpu_v6e.support_matrix_sources[0]
 
 
 def test_tpu_support_matrix_status_must_be_known(tmp_path, monkeypatch):
@@ -312,7 +316,7 @@ def test_tpu_support_matrix_status_must_be_known(tmp_path, monkeypatch):
     text = (tmp_path / "vllm_defaults.yaml").read_text().replace("Qwen/Qwen3-4B: failing", "Qwen/Qwen3-4B: flaky", 1)
     (tmp_path / "vllm_defaults.yaml").write_text(text)
     monkeypatch.setattr(catalog_module, "DATA_DIR", tmp_path)
-    with pytest.raises(CatalogError, match=r"vllm_defaults\.yaml: tpu_v6e\.support_matrix values must be passing or failing"):
+    with pytest.raises(CatalogError, match=r"vllm_defaults\.yaml: tpu_v6e\.support_matrix values must be passing, failing or untested"):
         load_catalog()
 
 
