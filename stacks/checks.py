@@ -11,13 +11,14 @@ support matrix.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from components.lora import is_hub_adapter
 from stacks.catalog import CATALOG
 from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
-from stacks.fit import largest_fitting_max_num_seqs
+from stacks.fit import estimate, largest_fitting_max_num_seqs
 from stacks.monitoring import monitoring_checks
 
 if TYPE_CHECKING:
@@ -172,7 +173,31 @@ def _memory_refusal(d: ResolvedDeployment) -> str:
             seqs = largest_fitting_max_num_seqs(d.fit_request)
             if seqs:
                 return message + f". Set {key}.vllm.maxNumSeqs to at most {seqs}, or use larger accelerators"
+    larger = _smallest_fitting_machine(d)
+    if larger is not None:
+        name, count, tokens = larger
+        return message + (f". {name} ({count} x {d.hardware.accelerator.key}, tensor parallel {count}) fits "
+                          f"{v.max_model_len} tokens with about {tokens:,} KV tokens: set {key}.hardware to it, or use "
+                          "larger accelerators or a quantized checkpoint")
     return message + f". Use more or larger accelerators ({key}.hardware) or a quantized checkpoint"
+
+
+def _smallest_fitting_machine(d: ResolvedDeployment) -> tuple[str, int, int] | None:
+    """The catalog machine with the fewest of the same accelerators, more than now, on which the deployment fits.
+
+    Only machines whose accelerator count divides the model's KV heads (tensor parallelism must) are tried.
+    Returns (machine type, accelerator count, estimated KV tokens), or None.
+    """
+    if d.fit_request is None or d.platform == Platform.CLOUDRUN:
+        return None  # Cloud Run gives one GPU per instance
+    candidates = sorted((m.accelerator_count, m.name) for m in CATALOG.machine_types.values()
+                        if m.accelerator == d.hardware.accelerator.key and m.accelerator_count > d.hardware.devices
+                        and d.model.num_kv_heads % m.accelerator_count == 0)
+    for count, name in candidates:
+        fit = estimate(dataclasses.replace(d.fit_request, devices=count))
+        if fit.context_fits:
+            return name, count, fit.kv_capacity_tokens
+    return None
 
 
 def _fp8_kv_cache(d: ResolvedDeployment, out: Findings) -> None:
@@ -200,6 +225,9 @@ def _tpu_support(d: ResolvedDeployment, out: Findings) -> None:
     passing = sorted(m for m, s in facts.support_matrix.items() if s == "passing")
     if status == "failing":
         out.warn(f"{d.model.hf_id} fails a test in the TPU backend's support matrix for v6e ({source}); "
+                 f"the models passing every test are {', '.join(passing)}")
+    elif status == "untested":
+        out.warn(f"{d.model.hf_id} is listed as untested in the TPU backend's support matrix for v6e ({source}); "
                  f"the models passing every test are {', '.join(passing)}")
     else:
         out.warn(f"{d.model.hf_id} is not in the TPU backend's support matrix for v6e, so it is untested there "

@@ -8,6 +8,7 @@ import pytest
 
 from offline.mocks import CloudMocks, QuotaAnswer
 from offline.plan import plan
+from stacks.catalog import CATALOG
 from stacks.config import load
 from stacks.resolve import resolve_stack
 from stacks.schema import ConfigError
@@ -53,7 +54,33 @@ def test_weights_that_do_not_fit_are_rejected_with_the_numbers():
     assert "meta-llama/Llama-3.1-70B-Instruct" in message and "nvidia-l4" in message
     assert f"needs about {d.fit.needed_gib_per_device:.1f} GiB per device" in message, message
     assert f"may use {d.fit.budget_gib_per_device:.1f} GiB" in message, message
-    assert "Use more or larger accelerators" in message
+    # The fix names the smallest machine of the same accelerator that fits, and that machine is accepted.
+    assert "g2-standard-96 (8 x nvidia-l4, tensor parallel 8) fits" in message, message
+    fixed = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.1-70B-Instruct",
+                     "hardware": {"machineType": "g2-standard-96", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 8}})
+    assert not messages(fixed, "error"), messages(fixed, "error")
+
+
+def test_nothing_of_the_same_accelerator_fits_says_so():
+    # 405B at one byte a weight is 47 GiB per A100 40GB at TP 8; 16 does not divide its 8 KV heads.
+    resolved = resolve({"platform": "vertex", "model": "meta-llama/Meta-Llama-3.1-405B-Instruct-FP8",
+                        "hardware": {"machineType": "a2-highgpu-8g", "acceleratorType": "NVIDIA_TESLA_A100",
+                                     "acceleratorCount": 8}})
+    assert "Use more or larger accelerators" in only(resolved, "error", "GiB of weights")
+
+
+def test_vision_11b_on_one_l4_names_the_two_l4_machine_that_fits():
+    # The tutorial's text puts the 11B Vision deployment on g2-standard-12; its own logs (39.38 GiB) are an A100
+    # 40GB's. On one L4 the weights alone (19.9 GiB) exceed 0.9 x 22.05 GiB, so the plan names the fix that fits.
+    one_l4 = {"machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1}
+    for length in (4096, 2048):
+        resolved = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+                            "hardware": one_l4, "vllm": {"maxModelLen": length}})
+        message = only(resolved, "error", "GiB of weights")
+        assert "g2-standard-24 (2 x nvidia-l4, tensor parallel 2) fits" in message, message
+    two_l4 = resolve({"platform": "vertex", "model": "meta-llama/Llama-3.2-11B-Vision-Instruct", "vllm": {"maxModelLen": 4096},
+                      "hardware": {"machineType": "g2-standard-24", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 2}})
+    assert not messages(two_l4, "error"), messages(two_l4, "error")
 
 
 def test_kv_capacity_below_max_model_len_gives_capacity_and_largest_length():
@@ -332,6 +359,24 @@ def test_tpu_support_matrix():
     passing = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-8B-Instruct", "hardware": {"nodePool": "tpu"}},
                       gke=TPU_CLUSTER)
     assert not [m for m in messages(passing, "warning") if "support matrix" in m]
+
+
+# Qwen3-4B as its Hugging Face config.json gives it. The catalog carries neither model below, so the deployment
+# describes one; the support check reads only the model id, and this shape fits the slice for both.
+QWEN3_4B = {"architecture": "Qwen3ForCausalLM", "paramsBillion": 4.02, "numLayers": 36, "hiddenSize": 2560,
+            "numAttentionHeads": 32, "numKvHeads": 8, "headDim": 128, "vocabSize": 151936, "maxContext": 40960,
+            "chatTemplate": True, "intermediateSize": 9728}
+
+
+@pytest.mark.parametrize("model, status", [("Qwen/Qwen3-4B", "failing"), ("openai/gpt-oss-20b", "untested")])
+def test_tpu_support_matrix_failing_and_untested_rows_warn_with_the_source(model, status):
+    assert CATALOG.tpu_v6e.support_matrix[model] == status
+    resolved = resolve({"platform": "gke", "model": model, "customModel": QWEN3_4B, "hardware": {"nodePool": "tpu"}},
+                       gke=TPU_CLUSTER)
+    message = only(resolved, "warning", "support matrix")
+    assert model in message and CATALOG.tpu_v6e.support_matrix_sources[0] in message, message
+    assert ("fails a test" if status == "failing" else "listed as untested") in message, message
+    assert not messages(resolved, "error"), messages(resolved, "error")
 
 
 def test_tpu_memory_utilization_follows_the_tpu_recipe():
