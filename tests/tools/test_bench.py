@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tools import bench
@@ -232,3 +234,38 @@ def test_compare_flag_has_both_spellings(flag):
     assert bench.build_parser().parse_args(["dev", "gemma-1b", flag]).compare_tutorial is True, flag
     assert bench.build_parser().parse_args(["dev", "gemma-1b"]).compare_tutorial is False
     assert bench.build_parser().parse_args(["dev", "gemma-1b", "--compare-defaults"]).compare_defaults is True
+
+
+def test_kv_blocks_fix_the_same_budget_on_every_run():
+    # The L4 emulation of the README's measurement: one KV budget for the project, the tutorial and vLLM's defaults.
+    argv = rendered("llama-8b")
+    runs = [argv, tutorial_argv(argv), bench.vllm_defaults_argv(argv)]
+    for run in runs:
+        fixed = flags_of(bench.with_kv_blocks(run, 2007))
+        assert fixed["--num-gpu-blocks-override"] == "2007", fixed
+        assert {k: v for k, v in fixed.items() if k != "--num-gpu-blocks-override"} == flags_of(run)
+
+
+@pytest.mark.parametrize("args", [["--kv-blocks", "2007"], ["--device-kept", "--kv-blocks", "0"]])
+def test_kv_blocks_need_a_gpu_and_a_positive_count(args, capsys):
+    # On the CPU build the flag would size nothing: refused before anything starts.
+    assert bench.main(["dev", "gemma-1b", *args]) == 2
+    assert "--kv-blocks needs a positive block count and --device-kept" in capsys.readouterr().err
+
+
+def test_throughput_targets_are_the_issues():
+    verdicts = bench.target_verdicts({"tutorial": Comparison(throughput_ratio=1.59, tpot_ratio=0.5),
+                                      "defaults": Comparison(throughput_ratio=1.0, tpot_ratio=1.0)})
+    assert verdicts["tutorial"] == {"throughput_ratio": 1.59, "target": 1.6, "met": False}
+    assert verdicts["defaults"]["met"] is True and verdicts["defaults"]["target"] == 1.0
+
+
+def test_the_gpu_command_is_documented_and_parses():
+    # The docstring's command for a GPU machine is the one the README gives, and the parser accepts it.
+    doc = bench.__doc__ or ""
+    start = doc.index("python -m tools.bench prod llama-8b --device-kept")
+    command = " ".join(doc[start:].split("\n\n")[0].replace("\\\n", " ").split())
+    args = bench.build_parser().parse_args(command.split()[3:])
+    assert (args.device_kept, args.compare_tutorial, args.compare_defaults, args.kv_blocks) == (True, True, True, 2007)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert " ".join(readme.replace("\\\n", " ").split()).count(command) == 1, command
