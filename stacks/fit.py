@@ -7,7 +7,8 @@ V1 ``gpu_worker.determine_available_memory``)::
     non_kv      = weights / TP
                 + torch peak of the profile run, the largest of
                     - the decoder's forward pass over max_num_batched_tokens dummy tokens,
-                    - the sampler warm-up (fp32 logits and probabilities for max_num_seqs rows),
+                    - the sampler warm-up over the whole vocabulary for min(max_num_seqs,
+                      max_num_batched_tokens) rows (8 bytes an entry on V0, 38 on V1: below),
                     - the vision encoder's profiling (below)
                 + non-torch memory (cuBLAS workspaces, allocator slack; NCCL buffers when TP > 1)
                 + the CUDA-graph pool, only from the release that profiles it (vllm_defaults.yaml)
@@ -51,15 +52,24 @@ Constants, each a measurement or a stated estimate:
 - ``CUDA_GRAPH_GIB = 0.5``: "Graph capturing finished in 5 secs, took 0.55 GiB" for a Llama-8B-sized
   model (github.com/ilseokoh/vllm-gce); counted only when the pinned vLLM profiles graphs, never with
   --enforce-eager or on TPU.
-- ``SAMPLER_BYTES = 8``: fp32 logits plus probabilities per vocabulary entry for each of max_num_seqs
-  rows in the sampler warm-up.
+- Sampler warm-up, bytes per vocabulary entry for each of ``min(max_num_seqs, max_num_batched_tokens)``
+  rows: ``SAMPLER_BYTES_V0 = 8`` (fp32 logits plus probabilities; the V0 0.7 A10 log above puts the whole
+  activation peak at 0.22 GiB with 256 rows of Llama's 128,256 entries, 7 bytes each at most) and
+  ``SAMPLER_BYTES_V1 = 38`` (V1's dummy sampler run applies top-k and top-p to fp32 logits: sorted values
+  4 + indices 8 + softmax 4 + cumulative sum 4 + masks 2 + values and indices scattered back 4 + 8, plus the
+  logits 4). Measured on an H100 with vLLM 0.11 and 1,024 rows (llm-d/llm-d-benchmark
+  config_explorer/empirical-vllm-memory-results.md): torch peaks of 4.76 GiB for Llama 3.1 8B and 4.84 GiB
+  for Llama 3.3 70B at TP 2 (128,256 entries), 5.56 GiB for Qwen3 0.6B and 5.64 GiB for Qwen3 32B
+  (151,936): 37.6-39.6 bytes an entry whatever the model's size or TP, so the sampler, not the forward
+  pass, sets the peak on V1. TPU keeps the V0 figure (hedge: no TPU log found).
 - vLLM's defaults for max_num_seqs and max_num_batched_tokens, and the release from which CUDA graphs
   are profiled: stacks/catalog/data/vllm_defaults.yaml, with sources.
 
 Calibration: tests/stacks/data/kv_calibration.yaml holds public start-up logs (model, device, vLLM version,
 settings, the logged lines, the source); tests/stacks/test_fit.py requires the estimate within 10% of every
-logged KV size (six logs: Llama 2 7B and Llama 3/3.1 8B on A100 40/80GB, H100, RTX 3090, A10, +0.3% to
-+3.6% and -5.2%), vLLM's verdict where the KV cache left is too small a share of the budget for 10% to mean
+logged KV size (twelve logs, V0 and V1: Llama 2 7B, Llama 3/3.1 8B, Llama 3.3 70B FP8, Qwen3 0.6B and 32B,
+Mistral Small 3.2 24B with its vision encoder, on A100 40/80GB, H100 (TP 1 and 2), RTX 3090, A10; -9.7% to
++3.6%), vLLM's verdict where the KV cache left is too small a share of the budget for 10% to mean
 anything (the Vertex tutorial's Llama 3.2 11B Vision on an A100 40GB: 4096 refused, 2048 accepted), and
 keeps one known miss visible (Gemma 2 9B on 8 x L4, vLLM 0.5.4, +11%, flags not shown in the log). It also
 reproduces the tutorial's other failure: 256 sequences of the 11B Vision model do not fit, 12 do.
@@ -82,7 +92,8 @@ BLOCK_SIZE = 16  # vLLM's default KV block size on GPU: capacities are whole blo
 NON_TORCH_GIB = 0.3
 TP_COMM_GIB = 0.5
 CUDA_GRAPH_GIB = 0.5
-SAMPLER_BYTES = 8
+SAMPLER_BYTES_V0 = 8
+SAMPLER_BYTES_V1 = 38
 MLP_WIDTH_FALLBACK = 3.5  # intermediate / hidden when a model does not give its MLP width (Llama's ratio)
 
 GPU_MEMORY_UTILIZATION = 0.90  # see suggest_gpu_memory_utilization
@@ -243,6 +254,13 @@ def encoder_bytes(req: FitRequest, batched_tokens: int) -> float:
     return images * enc.activation_bytes_per_item / req.devices
 
 
+def sampler_bytes(req: FitRequest, batched_tokens: int) -> float:
+    """Peak of the sampler warm-up on one device (module doc): every rank samples over the whole vocabulary."""
+    rows = min(effective_max_num_seqs(req), batched_tokens)
+    per_entry = SAMPLER_BYTES_V1 if engine(req) == "v1" else SAMPLER_BYTES_V0
+    return rows * req.model.vocab_size * per_entry
+
+
 def _cuda_graphs_profiled(req: FitRequest) -> bool:
     if req.accelerator.kind != "gpu" or req.enforce_eager or engine(req) == "v0":
         return False
@@ -279,7 +297,7 @@ def estimate(req: FitRequest) -> FitEstimate:
     seqs = effective_max_num_seqs(req)
 
     encoder = encoder_bytes(req, batched)
-    torch_peak = max(activation_bytes(req, batched), seqs * model.vocab_size * SAMPLER_BYTES, encoder)
+    torch_peak = max(activation_bytes(req, batched), sampler_bytes(req, batched), encoder)
     runtime = NON_TORCH_GIB * GIB
     if req.devices > 1 and req.accelerator.kind == "gpu":
         runtime += TP_COMM_GIB * GIB

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.catalog import CATALOG, AcceleratorSpec, ModelSpec, parse_version
+from stacks.catalog import CATALOG, AcceleratorSpec, ModelSpec, VisionEncoderSpec, parse_version
 from stacks.fit import (
     GIB,
     FitRequest,
@@ -16,6 +16,7 @@ from stacks.fit import (
     default_max_num_seqs,
     estimate,
     largest_fitting_max_num_seqs,
+    sampler_bytes,
     suggest_gpu_memory_utilization,
 )
 
@@ -46,14 +47,16 @@ def _model(spec) -> ModelSpec:
         model = CATALOG.model(spec)
         assert model is not None, spec
         return model
+    encoder = spec.get("vision_encoder")
     return ModelSpec(
         hf_id=spec["name"], aliases=(), architecture=spec["architecture"], params_billion=spec["params_billion"],
         num_layers=spec["num_layers"], cross_attention_layers=0, hidden_size=spec["hidden_size"],
         num_attention_heads=spec["num_attention_heads"], num_kv_heads=spec["num_kv_heads"], head_dim=spec["head_dim"],
         vocab_size=spec["vocab_size"], max_context=spec["max_context"], sliding_window=spec.get("sliding_window"),
-        sliding_window_layers=spec.get("sliding_window_layers", 0), modality="text", gated=False,
-        chat_template=False, weight_bytes_per_param=2.0, sources=(spec["source"],),
+        sliding_window_layers=spec.get("sliding_window_layers", 0), modality=spec.get("modality", "text"),
+        gated=False, chat_template=False, weight_bytes_per_param=2.0, sources=(spec["source"],),
         intermediate_size=spec["intermediate_size"],
+        vision_encoder=VisionEncoderSpec(**encoder) if encoder else None,
     )
 
 
@@ -75,7 +78,7 @@ def calibration_request(obs: dict) -> FitRequest:
         gpu_memory_utilization=s["gpu_memory_utilization"], max_model_len=s["max_model_len"],
         max_num_seqs=s.get("max_num_seqs"), max_num_batched_tokens=s.get("max_num_batched_tokens"),
         enforce_eager=s.get("enforce_eager", False), vllm_version=parse_version(obs["vllm"]),
-        device_memory_bytes=logged_total,
+        device_memory_bytes=logged_total, weight_bytes_per_param=s.get("weight_bytes_per_param"),
     )
 
 
@@ -130,9 +133,23 @@ def test_calibration_covers_several_devices_and_attention_kinds():
     observations = _by_check("within_10_percent")
     devices = {obs["device"] if isinstance(obs["device"], str) else obs["device"]["name"] for obs in observations}
     models = [_model(obs["model"]) for obs in observations]
-    assert len(devices) >= 3, devices
+    assert len(observations) >= 8 and len(devices) >= 3, (len(observations), devices)
     assert any(m.num_kv_heads == m.num_attention_heads for m in models), "no multi-head (non-GQA) model"
     assert any(m.num_kv_heads < m.num_attention_heads for m in models), "no GQA model"
+    assert any(m.vision_encoder is not None for m in models), "no vision model"
+    assert {parse_version(obs["vllm"]) >= CATALOG.scheduler.v1_default_since for obs in observations} == {True, False}, (
+        "both engines, V0 and V1, are calibrated")
+
+
+def test_v1_sampler_warm_up_is_what_the_logged_peaks_show():
+    # llm-d/llm-d-benchmark's H100 runs (vLLM 0.11, 1,024 rows): torch peaks of 4.76 GiB (Llama 3.1 8B) and
+    # 5.56 GiB (Qwen3 0.6B), whatever the model's size; the V0 A10 run peaked at 0.22 GiB with 256 rows.
+    obs = {o["id"]: o for o in _observations()}
+    for name, logged in (("h100-llama-3.1-8b-v1", 4.76), ("h100-qwen3-0.6b-v1", 5.56), ("h100-qwen3-32b-v1", 5.64)):
+        req = calibration_request(obs[name])
+        assert sampler_bytes(req, 8192) / GIB == pytest.approx(logged, rel=0.05), name
+    v0 = calibration_request(obs["a10-llama-3.1-8b-v0-chunked"])
+    assert sampler_bytes(v0, 2048) / GIB < 0.25
 
 
 def test_weights_match_the_logged_figure():
@@ -205,9 +222,11 @@ def test_vision_11b_does_not_fit_one_l4():
 
 
 def test_llama31_8b_fits_one_l4_at_4096():
+    # About 24,000 KV tokens on a current release: 19.85 GiB of budget less 14.96 of weights, 1.16 of sampler
+    # warm-up (256 rows), 0.5 of CUDA graphs and 0.3 of non-torch memory.
     est = estimate(request("meta-llama/Meta-Llama-3.1-8B", "nvidia-l4"))
     assert est.weights_fit and est.context_fits
-    assert est.kv_capacity_tokens > 7 * 4096
+    assert 5 * 4096 < est.kv_capacity_tokens < 7 * 4096
 
 
 def test_llama31_70b_does_not_fit_one_l4():
