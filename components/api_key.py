@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
-import pulumi_gcp as gcp
 import pulumi_random as random
+
+from components.secret_store import existing_secret_value, secret_resource_name, store_secret
 
 TYPE_TOKEN = "llm-serving:secrets:ServingApiKey"
 KEY_LENGTH = 48  # characters of [A-Za-z0-9]: about 285 bits
@@ -47,32 +48,22 @@ class ServingApiKey(pulumi.ComponentResource):
         super().__init__(TYPE_TOKEN, name, None, opts)
         if not args.existing_secret and not args.secret_id:
             raise ValueError(f"ServingApiKey {name!r}: give secret_id (a key is generated) or existing_secret")
-        child = pulumi.ResourceOptions(parent=self, protect=args.protect)
 
         if args.existing_secret:
-            existing = args.existing_secret
-            full_name = existing if existing.startswith("projects/") else f"projects/{args.project}/secrets/{existing}"
+            full_name = secret_resource_name(args.existing_secret, args.project)
             self.secret_name = pulumi.Output.from_input(full_name)
             self.secret_id = pulumi.Output.from_input(full_name.rsplit("/", 1)[-1])
             secret_project = full_name.split("/")[1]
-            access = gcp.secretmanager.get_secret_version_access_output(
-                secret=full_name, opts=pulumi.InvokeOutputOptions(parent=self))
-            self.value = pulumi.Output.secret(access.secret_data)
+            self.value = existing_secret_value(full_name, parent=self)
         else:
-            password = random.RandomPassword(f"{name}-value", length=KEY_LENGTH, special=False, opts=child)
-            secret = gcp.secretmanager.Secret(
-                f"{name}-secret",
-                project=args.project,
-                secret_id=args.secret_id,
-                replication={"user_managed": {"replicas": [{"location": args.region}]}},
-                labels=dict(args.labels),
-                deletion_protection=args.protect,
-                opts=child,
-            )
-            self.value = pulumi.Output.secret(password.result)
-            gcp.secretmanager.SecretVersion(f"{name}-version", secret=secret.id, secret_data=self.value, opts=child)
-            self.secret_name = secret.name
-            self.secret_id = secret.secret_id
+            password = random.RandomPassword(f"{name}-value", length=KEY_LENGTH, special=False,
+                                             opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+            stored = store_secret(name, parent=self, project=args.project, region=args.region,
+                                  secret_id=args.secret_id, labels=args.labels, value=password.result,
+                                  protect=args.protect)
+            self.value = stored.value
+            self.secret_name = stored.secret.name
+            self.secret_id = stored.secret.secret_id
             secret_project = args.project
 
         self.access_command = self.secret_id.apply(

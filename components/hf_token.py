@@ -12,6 +12,7 @@ import pulumi_gcp as gcp
 
 from components.iam import Grants, grant_problems
 from components.rules import SECRET_ID, gcp_labels_problems, secret_reference_problem
+from components.secret_store import existing_secret_value, secret_resource_name, store_secret
 
 ACCESSOR = "roles/secretmanager.secretAccessor"
 
@@ -48,36 +49,20 @@ class HuggingFaceToken(pulumi.ComponentResource):
             raise ValueError(f"HuggingFaceToken {name}: " + "; ".join(problems))
 
         if args.token is not None:
-            secret = gcp.secretmanager.Secret(
-                f"{name}-secret",
-                project=args.project,
-                secret_id=args.secret_id,
-                replication={"user_managed": {"replicas": [{"location": args.region}]}},
-                labels=dict(args.labels),
-                deletion_protection=args.protect,
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
-            )
-            version = gcp.secretmanager.SecretVersion(
-                f"{name}-version",
-                secret=secret.id,
-                secret_data=pulumi.Output.secret(args.token),
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
-            )
-            self.secret_name: pulumi.Output[str] = secret.name
-            self.secret_id: pulumi.Output[str] = secret.secret_id
-            self.value: pulumi.Output[str] = pulumi.Output.secret(args.token)
-            accessor_secret = secret.id
-            depends: list[pulumi.Resource] = [version]
+            stored = store_secret(name, parent=self, project=args.project, region=args.region,
+                                  secret_id=args.secret_id, labels=args.labels, value=args.token,
+                                  protect=args.protect)
+            self.secret_name: pulumi.Output[str] = stored.secret.name
+            self.secret_id: pulumi.Output[str] = stored.secret.secret_id
+            self.value: pulumi.Output[str] = stored.value
+            accessor_secret = stored.secret.id
+            depends: list[pulumi.Resource] = [stored.version]
         else:
-            existing = args.existing_secret or ""
-            full_name = existing if existing.startswith("projects/") else f"projects/{args.project}/secrets/{existing}"
+            full_name = secret_resource_name(args.existing_secret or "", args.project)
             self.secret_name = pulumi.Output.from_input(full_name)
             self.secret_id = pulumi.Output.from_input(full_name.rsplit("/", 1)[-1])
             # Read at deploy time for consumers that need the value itself (GKE Secret, Vertex field).
-            access = gcp.secretmanager.get_secret_version_access_output(
-                secret=full_name, opts=pulumi.InvokeOutputOptions(parent=self)
-            )
-            self.value = pulumi.Output.secret(access.secret_data)
+            self.value = existing_secret_value(full_name, parent=self)
             accessor_secret = pulumi.Output.from_input(full_name)
             depends = []
 
