@@ -4,6 +4,7 @@
     python -m offline.plan --file PATH        # any stack file
     python -m offline.plan prod --json        # one JSON document
     python -m offline.plan prod --verbose     # every input of every resource
+    python -m offline.plan dev --environment-file environments/llm-serving/dev.yaml   # with a Pulumi ESC environment
 
 It runs the real program (``stacks.program.run``) under Pulumi's mock engine
 (``offline.mocks``) and prints the resource tree with key inputs (secrets as ``[secret]``, each
@@ -31,6 +32,7 @@ from typing import Any, Optional
 import yaml
 
 from offline.cli import DEBUG_FLAG, INVALID_INPUT, OK, REFUSED, guarded
+from offline.environments import read_stack_with_environments
 from offline.mocks import INVENTED_MARK, CloudMocks, mask_secrets
 from offline.policies import Violation, pack_config, run_policies
 from offline.runner import RunResult, run_under_mocks
@@ -360,6 +362,10 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--verbose", action="store_true", help="print every input of every resource, whole")
     parser.add_argument("--out", type=Path, help="where Kubernetes manifests go (default build/<stack>)")
+    parser.add_argument("--environment-file", type=Path, action="append", default=[], metavar="PATH",
+                        help="a Pulumi ESC environment definition whose values.pulumiConfig the stack imports "
+                             "(repeatable, merged in order; default: environments/<project>/<env>.yaml for each "
+                             "name under the stack file's `environment:`)")
     parser.add_argument(DEBUG_FLAG, action="store_true", help="print the traceback of an internal error")
     args = parser.parse_args(argv)
     if bool(args.stack) == bool(args.file):
@@ -371,8 +377,8 @@ def _main(argv: list[str]) -> int:
               f"{', '.join(sorted(p.name[7:-5] for p in ROOT.glob('Pulumi.*.yaml')))}", file=sys.stderr)
         return INVALID_INPUT
     try:
-        values, secret_keys = read_stack_file(path)
-        result = plan(values, secret_keys, stack=stack, source=path.name, out_dir=args.out or ROOT / "build" / stack)
+        values, secret_keys, source = read_stack_with_environments(path, project_name(), args.environment_file)
+        result = plan(values, secret_keys, stack=stack, source=source, out_dir=args.out or ROOT / "build" / stack)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return INVALID_INPUT
