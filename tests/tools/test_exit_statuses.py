@@ -23,7 +23,7 @@ def _planted(*args, **kwargs):
 COMMANDS: list[tuple[str, Callable[[list[str]], int], object, str, list[str]]] = [
     ("tools.promote", promote.main, promote, "promote", ["dev", "staging", "--dry-run"]),
     ("tools.bench", bench.main, bench, "_main", ["dev", "gemma-1b"]),
-    ("tools.loadtest", loadtest.main, loadtest, "run_load", ["--url", "http://127.0.0.1:9", "--model", "m", "--json"]),
+    ("tools.loadtest", loadtest.main, loadtest, "preflight", ["--url", "http://127.0.0.1:9", "--model", "m", "--json"]),
     ("tools.vertex_client", vertex_client.main, vertex_client, "run", ["--outputs", "-", "--deployment", "x", "chat"]),
     ("tools.docs", docs.main, docs, "config_reference", []),
 ]

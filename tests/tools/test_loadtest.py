@@ -1,301 +1,183 @@
-"""Unit tests of tools.loadtest against a small fake /v1/completions server."""
+"""tools.loadtest without vLLM: its bounds (exit 2), the preflight request that fails fast against
+a local server (exit 1 for an unreachable or refusing server, 2 for a model it does not serve),
+what it hands to vLLM's benchmark, and how it reads the benchmark's result.
+
+The benchmark itself runs against the real vLLM CPU server in tests/integration/test_loadtest.py."""
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
 from tools import loadtest
-from tools.loadtest import LoadResult, main, percentile, run_load
+from tools.loadtest import LoadSettings, bench_argv, interpret, main
 
-SECRET = "s3cr3t-token-value-42"
+KEY = "s3cr3t-api-key-9f2c41"
 
 
-class FakeServer(ThreadingHTTPServer):
+class Models(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, *, delay=0.0, tokens=7, fail_every=0, slow_every=0, slow_delay=0.0,
-                 hang=0.0, trickle=False, echo_header=None):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.delay = delay
-        self.tokens = tokens
-        self.fail_every = fail_every
-        self.slow_every = slow_every
-        self.slow_delay = slow_delay
-        self.hang = hang
-        self.trickle = trickle
-        self.echo_header = echo_header
-        self.lock = threading.Lock()
-        self.total = 0
-        self.failed = 0
-        self.bodies: list[dict] = []
-        self.paths: list[str] = []
-        self.seen_headers: list[dict] = []
+    def __init__(self, served: list[str], key: str | None = None):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.served = served
+        self.key = key
+        self.seen: list[dict[str, str]] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: FakeServer
+class _Handler(BaseHTTPRequestHandler):
+    server: Models
 
-    def log_message(self, *args):  # keep test output quiet
+    def log_message(self, *args: Any) -> None:
         pass
 
-    def do_POST(self):
-        srv = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with srv.lock:
-            srv.total += 1
-            n = srv.total
-            fail = bool(srv.fail_every) and n % srv.fail_every == 0
-            if fail:
-                srv.failed += 1
-            srv.bodies.append(body)
-            srv.paths.append(self.path)
-            srv.seen_headers.append(dict(self.headers))
-        if srv.hang:
-            time.sleep(srv.hang)
-        if srv.trickle:
-            # Headers at once, then one byte now and then: never idle long
-            # enough for a socket timeout, never finished either.
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            for _ in range(100):
-                try:
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.1)
-            return
-        delay = srv.slow_delay if srv.slow_every and n % srv.slow_every == 0 else srv.delay
-        time.sleep(delay)
-        if fail:
-            echoed = self.headers.get(srv.echo_header, "") if srv.echo_header else ""
-            payload = json.dumps({"error": {"message": f"overloaded {echoed}"}}).encode()
-            self.send_response(500)
+    def do_GET(self) -> None:
+        self.server.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        if self.server.key and self.headers.get("Authorization") != f"Bearer {self.server.key}":
+            body, status = {"error": "Unauthorized"}, 401
+        elif self.path == "/v1/models":
+            body, status = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.server.served]}, 200
         else:
-            payload = json.dumps({
-                "id": f"cmpl-{n}", "object": "text_completion", "model": body["model"],
-                "choices": [{"index": 0, "text": " hello", "finish_reason": "length"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": srv.tokens,
-                          "total_tokens": 5 + srv.tokens},
-            }).encode()
-            self.send_response(200)
+            body, status = {"error": "not found"}, 404
+        data = json.dumps(body).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(payload)
+        self.wfile.write(data)
 
 
 @pytest.fixture
-def fake_server():
-    servers = []
-
-    def start(**config) -> FakeServer:
-        srv = FakeServer(**config)
-        thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                  daemon=True)
-        thread.start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+def models() -> Iterator[Models]:
+    server = Models(["tiny"], key=KEY)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
-def test_percentile_is_linear_between_ranks():
-    values = [float(v) for v in range(1, 11)]
-    assert percentile(values, 50) == pytest.approx(5.5)
-    assert percentile(values, 95) == pytest.approx(9.55)
-    assert percentile(values, 0) == 1.0
-    assert percentile(values, 100) == 10.0
-    assert percentile([3.0], 95) == 3.0
-    assert percentile([], 50) is None
-    with pytest.raises(ValueError):
-        percentile(values, 101)
-
-
-def test_counts_and_rates_match_what_the_server_saw(fake_server):
-    srv = fake_server(delay=0.02, tokens=7)
-    result = run_load(srv.url + "/", "tiny", concurrency=3, duration_s=1.0, max_tokens=9,
-                      prompt="Hi there", request_timeout_s=5)
-    assert isinstance(result, LoadResult)
-    assert result.errors == 0
-    assert result.requests == srv.total > 10
-    assert 1.0 <= result.duration_s < 2.0
-    assert result.requests_per_s == pytest.approx(result.requests / result.duration_s)
-    assert result.generated_tokens_per_s == pytest.approx(7 * result.requests / result.duration_s)
-    assert 0.02 <= result.latency_p50_s <= result.latency_p95_s < 1.0
-    assert result.error_samples == ()
-    # The request itself: the tutorial's shape, with our parameters.
-    assert set(srv.paths) == {"/v1/completions"}
-    assert srv.bodies[0] == {"model": "tiny", "prompt": "Hi there", "max_tokens": 9,
-                             "temperature": 0}
-
-
-def test_errors_are_counted_and_excluded_from_rates(fake_server):
-    srv = fake_server(delay=0.01, tokens=5, fail_every=3)
-    result = run_load(srv.url, "tiny", concurrency=2, duration_s=1.0, max_tokens=5,
-                      prompt="x", request_timeout_s=5)
-    assert srv.failed > 0
-    assert result.requests == srv.total
-    assert result.errors == srv.failed
-    ok = result.requests - result.errors
-    assert result.requests_per_s == pytest.approx(ok / result.duration_s)
-    assert result.generated_tokens_per_s == pytest.approx(5 * ok / result.duration_s)
-    assert any(sample.startswith("HTTP 500") for sample in result.error_samples)
-    assert len(result.error_samples) <= loadtest.MAX_ERROR_SAMPLES
-
-
-def test_percentiles_reflect_a_slow_tail(fake_server):
-    # One request in ten takes 0.4 s, the rest 0.01 s: the median is fast and
-    # the 95th percentile falls in the slow tenth.
-    srv = fake_server(delay=0.01, slow_every=10, slow_delay=0.4)
-    result = run_load(srv.url, "tiny", concurrency=1, duration_s=2.0, max_tokens=1,
-                      prompt="x", request_timeout_s=5)
-    assert result.requests >= 20
-    assert result.latency_p50_s < 0.2
-    assert result.latency_p95_s > 0.35
-
-
-def test_a_hanging_server_cannot_stretch_the_run(fake_server):
-    srv = fake_server(hang=30)
-    started = time.monotonic()
-    result = run_load(srv.url, "tiny", concurrency=2, duration_s=0.5, max_tokens=1,
-                      prompt="x", request_timeout_s=0.5)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5 + 0.5 + 1.0
-    assert result.requests == result.errors >= 2
-    assert result.latency_p50_s is None and result.latency_p95_s is None
-    assert any("timed out" in sample for sample in result.error_samples)
-
-
-def test_a_trickling_server_is_cut_off_at_the_hard_stop(fake_server, monkeypatch):
-    # A response that keeps the socket busy defeats the per-read timeout; the
-    # run must still end at duration + timeout + grace.
-    monkeypatch.setattr(loadtest, "_JOIN_GRACE_S", 0.5)
-    srv = fake_server(trickle=True)
-    started = time.monotonic()
-    result = run_load(srv.url, "tiny", concurrency=2, duration_s=0.3, max_tokens=1,
-                      prompt="x", request_timeout_s=0.5)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.3 + 0.5 + 0.5 + 0.7
-    assert result.errors == 2 == result.requests
-    assert any("cut off" in sample for sample in result.error_samples)
-
-
-def test_nothing_listening_gives_errors_and_exit_status_1(capsys):
-    from tools.localvllm import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
-    started = time.monotonic()
-    code = main(["--url", url, "--model", "m", "--duration", "0.3", "--concurrency", "2"])
-    assert time.monotonic() - started < 2
-    assert code == 1
-    out = capsys.readouterr().out
-    assert "connection error" in out
-    # With the back-off, two loops make a handful of attempts, not thousands.
-    assert int(out.split("requests: ")[1].split()[0]) < 40
-
-
-def test_header_is_sent_but_its_value_never_printed(fake_server, capsys):
-    srv = fake_server(fail_every=2, echo_header="Authorization")
-    code = main(["--url", srv.url, "--model", "tiny", "--duration", "0.5", "--concurrency", "2",
-                 "--header", f"Authorization: Bearer {SECRET}", "--header", "X-Trace: abc"])
-    captured = capsys.readouterr()
-    assert code == 0
-    assert srv.seen_headers[0]["Authorization"] == f"Bearer {SECRET}"
-    assert srv.seen_headers[0]["X-Trace"] == "abc"
-    # The server echoed the token into its error bodies; we still never print it.
-    assert srv.failed > 0
-    assert SECRET not in captured.out + captured.err
-    assert "HTTP 500" in captured.out
-    assert "Authorization (value hidden)" in captured.err
-    assert "***" in captured.out
-
-
-def test_json_output(fake_server, capsys):
-    srv = fake_server(tokens=3)
-    code = main(["--url", srv.url, "--model", "tiny", "--duration", "0.3", "--concurrency", "1",
-                 "--json", "--header", f"Authorization: Bearer {SECRET}"])
-    captured = capsys.readouterr()
-    assert code == 0
-    data = json.loads(captured.out)
-    assert set(data) == {"requests", "errors", "duration_s", "requests_per_s",
-                         "generated_tokens_per_s", "latency_p50_s", "latency_p95_s",
-                         "error_samples", "unreachable"}
-    assert data["requests"] == srv.total and data["errors"] == 0
-    assert data["generated_tokens_per_s"] == pytest.approx(3 * srv.total / data["duration_s"])
-    assert SECRET not in captured.out + captured.err
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"duration_s": 3601}, "maximum is 3600"),
-    ({"duration_s": 0}, "more than 0"),
-    ({"duration_s": float("inf")}, "finite"),
-    ({"concurrency": 257}, "maximum is 256"),
-    ({"concurrency": 0}, "at least 1"),
-    ({"max_tokens": 0}, "at least 1"),
-    ({"request_timeout_s": 0}, "timeout"),
-])
-def test_run_load_refuses_out_of_bounds_settings(fake_server, kwargs, message):
-    srv = fake_server()
-    args = dict(url=srv.url, model="m", concurrency=1, duration_s=1, max_tokens=1,
-                prompt="x", request_timeout_s=1)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=message):
-        run_load(**args)
-    assert srv.total == 0  # refused before sending anything
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    assert KEY not in out + err, f"tools.loadtest {' '.join(a for a in argv if KEY not in a)}: printed the API key"
+    return status, out, err
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--duration", "7200"], "refusing a duration of 7200 s: the maximum is 3600 s"),
-    (["--concurrency", "1000"], "refusing concurrency 1000: the maximum is 256"),
-    (["--header", f"Bearer {SECRET}"], "headers must look like 'Name: value'"),
+    (["--num-prompts", "0"], "--num-prompts 0 is out of bounds: 1 to 10,000"),
+    (["--num-prompts", "10001"], "--num-prompts 10001 is out of bounds"),
+    (["--concurrency", "257"], "--concurrency 257 is out of bounds: 1 to 256"),
+    (["--output-len", "0"], "--output-len 0 is out of bounds"),
+    (["--timeout", "3601"], "--timeout 3601 is out of bounds"),
+    (["--timeout", "nan"], "--timeout nan is out of bounds"),
+    (["--request-rate", "0"], "--request-rate 0 must be more than 0"),
+    (["--goodput", "latency:500"], "--goodput latency:500: give ttft, tpot, e2el"),
+    (["--goodput", "ttft:fast"], "--goodput ttft:nan"),
+    (["--header", "no colon"], "headers must look like 'Name: value'"),
 ])
-def test_cli_refusals_are_clear_and_quiet_about_secrets(extra, message, capsys):
-    with pytest.raises(SystemExit) as excinfo:
-        main(["--url", "http://127.0.0.1:9", "--model", "m", *extra])
-    assert excinfo.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert SECRET not in err
+def test_out_of_bounds_settings_exit_2_before_any_request(models: Models, capsys, extra, message):
+    status, _, err = run(capsys, "--url", models.url, "--model", "tiny", "--header", f"Authorization: Bearer {KEY}",
+                         *extra)
+    assert status == 2, f"{extra}: exit {status}\n{err}"
+    assert message in err, f"{extra}: expected {message!r} in {err!r}"
+    assert not models.seen, f"{extra}: a request was sent before the settings were checked"
 
 
-def test_url_must_be_http():
-    with pytest.raises(ValueError, match="http"):
-        run_load("127.0.0.1:8000", "m", 1, 1, 1, "x", 1)
+def test_url_must_be_http(capsys):
+    status, _, err = run(capsys, "--url", "127.0.0.1:8000", "--model", "tiny")
+    assert status == 2 and "--url must be an http(s) URL" in err, f"exit {status}\n{err}"
 
 
-def test_nothing_listening_stops_within_seconds_naming_the_url(capsys):
-    """A long run against a loopback port where nothing listens ends at once, not after --duration."""
-    from tools.localvllm import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
+def test_nothing_listening_fails_within_seconds_naming_the_url(capsys):
+    server = Models([])
+    url = server.url
+    server.server_close()  # the port is now closed
     started = time.monotonic()
-    code = main(["--url", url, "--model", "m", "--duration", "60", "--concurrency", "4"])
-    elapsed = time.monotonic() - started
-    captured = capsys.readouterr()
-    assert elapsed < 5, f"a run against {url} with nothing listening took {elapsed:.1f} s"
-    assert code == 1
-    assert f"cannot connect to {url}/v1/completions" in captured.err, captured.err
-    requests = int(captured.out.split("requests: ")[1].split()[0])
-    assert requests < 4 + loadtest.FAIL_FAST_CONNECT_ERRORS * 2, f"{requests} requests fired at a closed port"
+    status, _, err = run(capsys, "--url", url, "--model", "tiny", "--header", f"Authorization: Bearer {KEY}")
+    assert status == 1, f"exit {status}\n{err}"
+    assert f"cannot connect to {url}/v1/models" in err and "port-forward" in err, err
+    assert time.monotonic() - started < 10, "an unreachable server was not reported within seconds"
 
 
-def test_fail_fast_does_not_stop_a_run_once_requests_succeed(fake_server):
-    srv = fake_server(delay=0.01, tokens=3, fail_every=2)
-    result = run_load(srv.url, "tiny", concurrency=2, duration_s=0.5, max_tokens=3, prompt="x", request_timeout_s=5)
-    assert result.unreachable is None, result.unreachable
-    assert result.requests > result.errors > 0
+def test_refused_credentials_exit_1_without_echoing_the_key(models: Models, capsys):
+    status, _, err = run(capsys, "--url", models.url, "--model", "tiny", "--header", "Authorization: Bearer wrong")
+    assert status == 1 and "refused the credentials (HTTP 401)" in err, f"exit {status}\n{err}"
+    assert models.seen[0]["authorization"] == "Bearer wrong", "the header was not sent"
+
+
+def test_a_model_the_server_does_not_serve_exits_2_listing_what_it_serves(models: Models, capsys):
+    status, _, err = run(capsys, "--url", models.url, "--model", "llama", "--header", f"Authorization: Bearer {KEY}")
+    assert status == 2, f"exit {status}\n{err}"
+    assert "--model 'llama' is not served at" in err and "(it serves: tiny)" in err, err
+
+
+def test_a_python_without_vllm_exits_2_naming_it(models: Models, capsys):
+    """The benchmark really starts under the given interpreter; this one has no vLLM."""
+    status, _, err = run(capsys, "--url", models.url, "--model", "tiny", "--header", f"Authorization: Bearer {KEY}",
+                         "--vllm-python", sys.executable, "--num-prompts", "2")
+    assert status == 2, f"exit {status}\n{err}"
+    assert f"--vllm-python {sys.executable} cannot import vLLM's serving benchmark" in err, err
+
+
+def test_bench_arguments_are_bounded_and_carry_no_secret():
+    settings = LoadSettings(url="http://127.0.0.1:8000/", model="tiny", tokenizer="/models/tiny", num_prompts=12,
+                            concurrency=3, input_len=32, output_len=16, goodput_ms={"ttft": 500.0},
+                            headers={"Authorization": f"Bearer {KEY}"})
+    argv = bench_argv(settings)
+    pairs = dict(zip(argv, argv[1:], strict=False))  # each flag -> the word after it
+    assert pairs["--num-prompts"] == "12" and pairs["--max-concurrency"] == "3", argv
+    assert pairs["--base-url"] == "http://127.0.0.1:8000" and pairs["--endpoint"] == "/v1/completions", argv
+    assert pairs["--random-input-len"] == "32" and pairs["--random-output-len"] == "16", argv
+    assert pairs["--tokenizer"] == "/models/tiny" and pairs["--model"] == "tiny", argv
+    assert argv[argv.index("--goodput") + 1] == "ttft:500", argv
+    assert "ttft" in pairs["--percentile-metrics"] and "tpot" in pairs["--percentile-metrics"], argv
+    assert not any(KEY in a for a in argv), "the API key reached the benchmark's command line"
+
+
+def _raw(completed: int, failed: int, errors: list[str], goodput: float | None = None) -> dict[str, Any]:
+    """A result with the keys vllm.benchmarks.serve.main returns (vLLM 0.32), figures made up."""
+    raw: dict[str, Any] = {"duration": 2.0, "completed": completed, "failed": failed,
+                           "total_output_tokens": 16 * completed, "request_throughput": completed / 2.0,
+                           "output_throughput": 8.0 * completed, "request_goodput": goodput,
+                           "errors": [""] * completed + errors}
+    for metric in ("ttft", "tpot", "itl", "e2el"):
+        for stat, value in (("mean", 10.0), ("median", 9.0), ("p50", 9.0), ("p95", 20.0), ("p99", 30.0)):
+            raw[f"{stat}_{metric}_ms"] = value
+    return raw
+
+
+def test_a_failed_request_makes_the_run_exit_1_with_its_error_redacted():
+    result = interpret(_raw(3, 1, [f"HTTP 500: overloaded Bearer {KEY}"]), {},
+                       loadtest._Redactor([f"Bearer {KEY}"]))
+    assert result.status == 1, f"1 of 4 failed but status {result.status}"
+    assert result.error_samples == ("HTTP 500: overloaded ***",), result.error_samples
+    assert result.goodput is None, "goodput reported without objectives"
+
+
+def test_every_request_answered_is_exit_0_and_goodput_is_reported_when_asked():
+    result = interpret(_raw(4, 0, [], goodput=1.5), {"ttft": 500.0})
+    assert result.status == 0 and result.goodput == 1.5, result
+    assert "goodput: 1.50 req/s met every objective (ttft <= 500 ms)" in result.summary(), result.summary()
+    assert result.ttft.p95_ms == 20.0 and result.tpot.p99_ms == 30.0, result
+
+
+def test_no_answered_request_is_exit_1_and_shows_no_latency():
+    result = interpret(_raw(0, 2, ["Bad Request"]), {})
+    assert result.status == 1 and "no request was answered" in result.summary(), result.summary()
+
+
+def test_infinite_request_rate_is_passed_as_inf():
+    assert "inf" in bench_argv(LoadSettings(url="http://h:1", model="m", request_rate=math.inf))
