@@ -31,9 +31,13 @@ gs:// path in the model bucket, or the Hub repository id); a gs:// path or ``<or
 sent as given. An unknown name is refused with the known ones. Adapter names never contain a
 slash, so a name and a path cannot be confused.
 
-The bearer token is a Google access token: the environment variable named by ``--token``, else
-``gcloud auth print-access-token``, else google-auth's application default credentials if that
-package is installed. It is never printed. Usage problems (outputs, deployment, adapter,
+Credentials come from ``google-auth``: application default credentials (``google.auth.default``:
+``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth application-default login``, or the metadata
+server on Google Cloud), refreshed through google-auth's ``requests`` transport whenever the
+token is missing or expired; or, with ``--token VAR``, an access token already obtained, held in
+the environment variable VAR. No ``gcloud`` process is started. The token is never printed.
+The predict routes go through ``google.auth.transport.requests.AuthorizedSession`` (which
+refreshes and sends the token); chat completions through the ``openai`` client. Usage problems (outputs, deployment, adapter,
 credentials, endpoint not deployed) exit with status 2 and one sentence on standard error; other
 request failures exit with 1.
 """
@@ -43,17 +47,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from components.lora import is_literal_path
 from components.vertex import client_output_keys
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
 
 USAGE_ERROR = 2
 REQUEST_ERROR = 1
@@ -61,7 +64,7 @@ REQUEST_ERROR = 1
 REQUIRED_KEYS = client_output_keys()
 TUTORIAL_IMAGE_URL = "https://images.pexels.com/photos/1254140/pexels-photo-1254140.jpeg"
 IMAGE_PROMPT_PREFIX = "<|begin_of_text|><|image|>"
-LOGIN_HINT = ("log in with `gcloud auth login` (or `gcloud auth application-default login`), "
+LOGIN_HINT = ("log in with `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS), "
               "or pass --token VAR with VAR holding `gcloud auth print-access-token`")
 
 
@@ -167,46 +170,55 @@ def _adapters(value: Any, name: str, where: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # Credentials
 
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
-def access_token(env_var: Optional[str]) -> str:
-    """A Google access token; never logged."""
+
+def credentials_for(env_var: Optional[str]) -> Credentials:
+    """Google credentials with a valid access token; ClientError (status 2) when there are none.
+
+    ``--token VAR``: the token in VAR, as google-auth credentials that cannot refresh. Otherwise
+    application default credentials, refreshed here through google-auth's requests transport so a
+    missing or expired token is replaced before any request is sent."""
+    import google.auth
+    import google.auth.exceptions
+    import google.oauth2.credentials
+
     if env_var:
         token = os.environ.get(env_var, "").strip()
         if not token:
             raise ClientError(f"environment variable {env_var} (from --token) is unset or empty; "
                               f"set it to a fresh `gcloud auth print-access-token`")
-        return token
-    found = _token_from_gcloud() or _token_from_google_auth()
-    if not found:
-        raise ClientError(f"no Google access token found; {LOGIN_HINT}")
-    return found
-
-
-def _token_from_gcloud() -> Optional[str]:
-    gcloud = shutil.which("gcloud")
-    if not gcloud:
-        return None
+        return google.oauth2.credentials.Credentials(token=token)
     try:
-        done = subprocess.run([gcloud, "auth", "print-access-token"], capture_output=True, text=True,
-                              timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    token = done.stdout.strip()
-    return token if done.returncode == 0 and token else None
+        credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise ClientError(f"no Google credentials found; {LOGIN_HINT}") from None
+    _refresh(credentials)
+    return credentials
 
 
-def _token_from_google_auth() -> Optional[str]:
+def _can_refresh(credentials: Credentials) -> bool:
+    import google.oauth2.credentials
+
+    return not (isinstance(credentials, google.oauth2.credentials.Credentials) and credentials.refresh_token is None)
+
+
+def _refresh(credentials: Credentials) -> None:
+    import google.auth.exceptions
+    import google.auth.transport.requests
+
+    if credentials.valid:
+        return
     try:
-        import google.auth
-        import google.auth.transport.requests
-    except ImportError:
-        return None
-    try:
-        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
         credentials.refresh(google.auth.transport.requests.Request())
-    except Exception:  # any failure here means "no usable credentials"
-        return None
-    return credentials.token or None
+    except google.auth.exceptions.RefreshError as error:
+        raise ClientError(f"the Google credentials could not be refreshed ({_clip(str(error), 160)}); "
+                          f"{LOGIN_HINT}") from None
+    except google.auth.exceptions.TransportError:
+        raise ClientError("the Google token endpoint could not be reached to refresh the credentials; "
+                          "check the network, or pass --token VAR") from None
+    if not credentials.token:
+        raise ClientError(f"the Google credentials gave no access token; {LOGIN_HINT}")
 
 
 # ---------------------------------------------------------------------------
@@ -229,39 +241,45 @@ def image_instance(prompt: str, image_url: str, max_tokens: int, temperature: fl
             "temperature": temperature, "top_p": top_p}
 
 
-def predict(deployment: Deployment, token: str, instances: list[dict[str, Any]], timeout: float,
+def predict(deployment: Deployment, credentials: Credentials, instances: list[dict[str, Any]], timeout: float,
             what: str = "predict request") -> dict[str, Any]:
-    body = json.dumps({"instances": instances}).encode()
-    request = urllib.request.Request(
-        deployment.predict_url, data=body, method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+    import google.auth.transport.requests
+    import requests
+
+    # A 401 makes the session refresh the credentials and retry once; a bare token cannot refresh,
+    # so its 401 is reported as it is.
+    session = google.auth.transport.requests.AuthorizedSession(
+        credentials, refresh_status_codes=(401,) if _can_refresh(credentials) else ())
+    token = credentials.token or ""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        text = error.read().decode("utf-8", "replace")
-        raise _http_problem(deployment, what, error.code, text, token) from None
-    except urllib.error.URLError as error:
-        raise ClientError(f"{what} to {deployment.endpoint_name} could not reach {deployment.predict_url} "
-                          f"({error.reason})", REQUEST_ERROR) from None
-    except TimeoutError:
+        response = session.post(deployment.predict_url, json={"instances": instances}, timeout=timeout)
+    except requests.exceptions.Timeout:
         raise ClientError(f"{what} to {deployment.endpoint_name} timed out after {timeout:g} s; "
                           "lower max_tokens or raise --timeout", REQUEST_ERROR) from None
+    except requests.exceptions.ConnectionError as error:
+        raise ClientError(f"{what} to {deployment.endpoint_name} could not reach {deployment.predict_url} "
+                          f"({_clip(_scrub(str(error), token), 160)})", REQUEST_ERROR) from None
+    finally:
+        session.close()
+    token = credentials.token or token  # the session may have refreshed it
+    if response.status_code >= 400:
+        raise _http_problem(deployment, what, response.status_code, response.text, token)
     try:
-        return json.loads(payload)
-    except json.JSONDecodeError:
+        return response.json()
+    except ValueError:
         raise ClientError(f"{what} to {deployment.endpoint_name} answered with non-JSON text: "
-                          f"{_clip(_scrub(payload, token))}", REQUEST_ERROR) from None
+                          f"{_clip(_scrub(response.text, token))}", REQUEST_ERROR) from None
 
 
-def chat(deployment: Deployment, token: str, message: str, image_url: Optional[str], max_tokens: int,
+def chat(deployment: Deployment, credentials: Credentials, message: str, image_url: Optional[str], max_tokens: int,
          temperature: float, timeout: float, lora_id: Optional[str] = None) -> Any:
     import openai
 
     content: Any = message
     if image_url:
         content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": message}]
+    _refresh(credentials)  # the OpenAI client sends the token as it is: make sure it is current
+    token = credentials.token or ""
     client = openai.OpenAI(base_url=deployment.openai_base_url, api_key=token, max_retries=0, timeout=timeout)
     what = "chat completions request"
     try:
@@ -337,7 +355,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--deployment", required=True, help="deployment name (a key of the `deployments` output)")
     top.add_argument("--token", metavar="ENV_VAR",
                      help="name of an environment variable holding a Google access token "
-                          "(default: gcloud, then application default credentials)")
+                          "(default: application default credentials, refreshed by google-auth)")
     top.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for an answer (default 120)")
     top.add_argument("--json", action="store_true", help="print the whole response as JSON")
     commands = top.add_subparsers(dest="command", required=True)
@@ -377,9 +395,9 @@ def run(argv: Sequence[str], stdin=None, stdout=None) -> int:
     # Resolved before any credentials are read: a wrong adapter name is a usage error.
     lora = getattr(options, "lora", None)
     lora_id = deployment.adapter_path(lora) if lora else None
-    token = access_token(options.token)
+    credentials = credentials_for(options.token)
     if options.command == "chat":
-        response = chat(deployment, token, options.message, options.image_url, options.max_tokens,
+        response = chat(deployment, credentials, options.message, options.image_url, options.max_tokens,
                         options.temperature, options.timeout, lora_id)
         if options.json:
             print(response.model_dump_json(indent=2), file=stdout)
@@ -395,7 +413,7 @@ def run(argv: Sequence[str], stdin=None, stdout=None) -> int:
         instance = image_instance(options.prompt, options.image_url, options.max_tokens,
                                   options.temperature, options.top_p)
         what = "image predict request"
-    answer = predict(deployment, token, [instance], options.timeout, what)
+    answer = predict(deployment, credentials, [instance], options.timeout, what)
     if options.json:
         print(json.dumps(answer, indent=2), file=stdout)
     else:

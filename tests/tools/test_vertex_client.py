@@ -2,7 +2,10 @@
 
 The stand-in records every request and answers like Vertex AI: predictions for the deployed
 endpoint, 404 NOT_FOUND for a deleted one, 400 FAILED_PRECONDITION for one without a deployed
-model, and 401 UNAUTHENTICATED for any other bearer token.
+model, and 401 UNAUTHENTICATED for any other bearer token. It also stands in for Google's OAuth
+token endpoint: a real service-account key file (a fresh RSA key) names it as `token_uri`, so
+google-auth's application default credentials sign a JWT, the stand-in verifies it and hands out
+the access token, and no request leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ class Seen:
 class FakeVertex:
     base: str
     requests: list[Seen] = field(default_factory=list)
+    # The OAuth token endpoint a service-account key file names (`token_uri`): the assertions it
+    # received, and the access tokens it hands out in turn (the last one repeats).
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=lambda: [TOKEN])
+    signer_public_key: bytes = b""
 
     def only(self) -> Seen:
         assert len(self.requests) == 1, f"expected one request to the fake endpoint, got {[r.path for r in self.requests]}"
@@ -94,9 +102,30 @@ def _handler(fake: FakeVertex):
             self.end_headers()
             self.wfile.write(data)
 
+        def _token(self, raw: bytes) -> None:
+            """Google's OAuth 2.0 JWT-bearer grant: verify the signed assertion, hand out a token."""
+            import urllib.parse
+
+            import google.auth.jwt
+
+            form = dict(urllib.parse.parse_qsl(raw.decode()))
+            fake.token_requests.append(form)
+            try:
+                claims = google.auth.jwt.decode(form.get("assertion", ""), certs=fake.signer_public_key,
+                                                audience="https://oauth2.googleapis.com/token")
+            except ValueError as error:
+                return self._answer(400, {"error": "invalid_grant", "error_description": str(error)})
+            if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" or \
+                    "cloud-platform" not in claims.get("scope", ""):
+                return self._answer(400, {"error": "invalid_scope", "error_description": f"claims {claims}"})
+            token = fake.issued.pop(0) if len(fake.issued) > 1 else fake.issued[0]
+            return self._answer(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if self.path == "/token":
+                return self._token(raw)
             try:
                 body = json.loads(raw)
             except json.JSONDecodeError:
@@ -353,7 +382,7 @@ def test_rejected_credentials(command: str, fake: FakeVertex, outputs: Path, cap
     monkeypatch.setenv("STALE_TOKEN", "ya29.expired")
     status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "--token", "STALE_TOKEN", command)
     assert status == 2, f"{command} to llama with a stale token: exit {status}, {err}"
-    assert "was refused (HTTP 401 UNAUTHENTICATED)" in err and "gcloud auth login" in err, f"{command} to llama: {err}"
+    assert "was refused (HTTP 401 UNAUTHENTICATED)" in err and "gcloud auth application-default login" in err, f"{command} to llama: {err}"
     assert "ya29.expired" not in err, f"{command} to llama: printed the stale token"
     assert fake.only().headers["authorization"] == "Bearer ya29.expired", f"{command} to llama: header not sent"
 
@@ -364,28 +393,84 @@ def test_empty_token_variable(outputs: Path, capsys: pytest.CaptureFixture[str],
     assert status == 2 and "environment variable UNSET_TOKEN_VAR (from --token) is unset or empty" in err, err
 
 
-def test_no_credentials_at_all(outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(vertex_client, "_token_from_google_auth", lambda: None)
-    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
-    assert status == 2, f"predict to llama without credentials: exit {status}, {err}"
-    assert "no Google access token found" in err and "gcloud auth login" in err, err
+@pytest.fixture
+def no_ambient_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No key file, an empty gcloud config, no metadata-server probe, and a `gcloud` that records any call."""
+    import google.auth.compute_engine._metadata as metadata
 
-
-def test_token_from_gcloud(fake: FakeVertex, outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud-config"))
+    monkeypatch.setattr(metadata, "_NO_GCE_CHECK", True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    calls = tmp_path / "gcloud-calls"
     gcloud = bin_dir / "gcloud"
-    gcloud.write_text(f'#!/bin/sh\n[ "$1 $2" = "auth print-access-token" ] && echo {TOKEN} && exit 0\nexit 1\n')
+    gcloud.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho {TOKEN}\n')
     gcloud.chmod(gcloud.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return calls
+
+
+def _service_account_key(fake: FakeVertex, tmp_path: Path) -> Path:
+    """A real service-account key file (a fresh RSA key) whose token_uri is the local stand-in."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    fake.signer_public_key = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "acme-llm-dev", "private_key_id": "k1", "private_key": private,
+        "client_email": "caller@acme-llm-dev.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"{fake.base}/token"}))
+    return path
+
+
+def test_no_credentials_at_all(outputs: Path, no_ambient_credentials: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
-    assert status == 0, f"predict to llama with a gcloud token: exit {status}, {err}"
-    assert fake.only().headers["authorization"] == f"Bearer {TOKEN}", "predict to llama: gcloud token not used"
+    assert status == 2, f"predict to llama without credentials: exit {status}, {err}"
+    assert "no Google credentials found" in err and "gcloud auth application-default login" in err, err
+    assert not no_ambient_credentials.exists(), "the client started a gcloud process for a token"
+
+
+@pytest.mark.parametrize("command", ["predict", "chat"])
+def test_application_default_credentials_are_refreshed_through_google_auth(
+        command: str, fake: FakeVertex, outputs: Path, tmp_path: Path, no_ambient_credentials: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(_service_account_key(fake, tmp_path)))
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", command)
+    assert status == 0, f"{command} to llama with a service-account key: exit {status}, {err}"
+    assert len(fake.token_requests) == 1, f"{command}: token endpoint called {len(fake.token_requests)} times"
+    assert fake.only().headers["authorization"] == f"Bearer {TOKEN}", f"{command}: the refreshed token was not sent"
+    assert not no_ambient_credentials.exists(), f"{command}: the client started a gcloud process"
+
+
+def test_a_token_the_endpoint_rejects_is_refreshed_once_and_retried(
+        fake: FakeVertex, outputs: Path, tmp_path: Path, no_ambient_credentials: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.issued = ["ya29.revoked-early", TOKEN]
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(_service_account_key(fake, tmp_path)))
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
+    assert status == 0, f"predict to llama after a rejected token: exit {status}, {err}"
+    sent = [r.headers["authorization"] for r in fake.requests]
+    assert sent == ["Bearer ya29.revoked-early", f"Bearer {TOKEN}"], f"predict to llama sent {sent}"
+    assert len(fake.token_requests) == 2, f"token endpoint called {len(fake.token_requests)} times"
+
+
+def test_credentials_the_token_endpoint_refuses_are_a_usage_error(
+        fake: FakeVertex, outputs: Path, tmp_path: Path, no_ambient_credentials: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    key = _service_account_key(fake, tmp_path)
+    _service_account_key(fake, tmp_path / "other")  # the endpoint now trusts another key only
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+    status, _, err = client(capsys, "--outputs", str(outputs), "--deployment", "llama", "predict")
+    assert status == 2, f"predict to llama with refused credentials: exit {status}, {err}"
+    assert "could not be refreshed" in err and "invalid_grant" in err, err
+    assert not fake.requests, "a request was sent without a token"
 
 
 # ---------------------------------------------------------------------------- end to end
