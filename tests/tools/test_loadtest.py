@@ -45,6 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        body: dict[str, Any]
         if self.server.key and self.headers.get("Authorization") != f"Bearer {self.server.key}":
             body, status = {"error": "Unauthorized"}, 401
         elif self.path == "/v1/models":
