@@ -36,12 +36,45 @@ CREDENTIAL_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
-# Input property names of the resource as the engine sees them. Every one is ForceNew in the
-# provider; `deletionPolicy` (provider-side only) is the one field that updates in place.
-_IMMUTABLE_INPUTS = [
-    "location", "project", "huggingFaceModelId", "publisherModelName",
-    "modelConfig", "deployConfig", "endpointConfig",
-]
+# Which inputs of `AiEndpointWithModelGardenDeployment` the provider updates in place. pulumi-gcp
+# 10.2.0 bridges terraform-provider-google-beta v8 (pulumi/pulumi-gcp#3943: "GCP v10.0 ... upgrade-provider
+# --major against upstream v8.0.0"); the resource's update there
+# (GoogleCloudPlatform/magic-modules mmv1/templates/terraform/custom_update/
+# vertex_ai_endpoint_with_model_garden_deployment.go.tmpl) sends exactly these four fields to
+# `endpoints.mutateDeployedModel`, the Vertex AI call that changes a deployed model's replicas and
+# autoscaling without redeploying it. Every other input still forces a new resource, so the
+# component leaves replacement to the provider's schema instead of listing inputs itself.
+IN_PLACE_INPUTS = (
+    "deployConfig.dedicatedResources.minReplicaCount",
+    "deployConfig.dedicatedResources.maxReplicaCount",
+    "deployConfig.dedicatedResources.requiredReplicaCount",
+    "deployConfig.dedicatedResources.autoscalingMetricSpecs",
+)
+# `deletionPolicy` exists only in the provider's state: changing it touches nothing in Vertex AI.
+PROVIDER_ONLY_INPUTS = ("deletionPolicy",)
+
+
+def change_kind(input_path: str) -> str:
+    """What changing one input (a dotted engine path) does: ``update`` in place or ``replace``."""
+    for prefix in IN_PLACE_INPUTS + PROVIDER_ONLY_INPUTS:
+        if input_path == prefix or input_path.startswith((prefix + ".", prefix + "[")):
+            return "update"
+    return "replace"
+
+
+def change_kinds_text(delete_before_replace: bool) -> tuple[str, str]:
+    """The two kinds of change of a managed endpoint, one sentence each, as the plan shows them."""
+    replace = ("replace: the old endpoint is undeployed and deleted first, then a new one deployed "
+               "(frees the GPU quota; no serving until the new one is healthy, up to an hour; new endpoint id and URLs)"
+               if delete_before_replace else
+               "replace: a new endpoint is created and deployed first, the old one deleted after it is healthy "
+               "(no downtime; needs quota for both; new endpoint id and URLs in the outputs)")
+    return (
+        "replicas and autoscaling (min/max/required replica count, autoscaling metric target): update in place "
+        "(mutateDeployedModel; same endpoint, same URLs)",
+        "container (image, command, args, env, ports, routes), model and token, machine, accelerators, spot, "
+        "endpoint settings: " + replace,
+    )
 
 
 def custom_code_service_agent(project_number: str) -> str:
@@ -151,9 +184,10 @@ class VertexVllmEndpointArgs:
     lora_bucket: Optional[str] = None
     # Adapter name -> object prefix in `lora_bucket`, e.g. {"support": "loras/support-v3"}.
     lora_adapters: Mapping[str, str] = field(default_factory=lambda: EMPTY)
-    # True: undeploy and delete first, then deploy (frees the GPU quota; downtime).
-    # False: deploy a second endpoint first (needs twice the quota; the endpoint id changes).
-    delete_before_replace: bool = True
+    # When a change replaces the endpoint (anything but replicas and autoscaling, see IN_PLACE_INPUTS):
+    # False: deploy a new endpoint first, delete the old one after (no downtime; needs quota for both;
+    # the endpoint id and URLs change). True: undeploy and delete first (frees the GPU quota; downtime).
+    delete_before_replace: bool = False
 
     def problems(self) -> list[str]:
         """Every problem with these Args, each naming the field, the value and the fix."""
@@ -251,14 +285,14 @@ def _lora_problems(adapters: Mapping[str, str], bucket: Optional[str], reader: O
 class VertexVllmEndpoint(pulumi.ComponentResource):
     """A Vertex AI endpoint with one vLLM deployment, plus read access to its LoRA adapters.
 
-    Changes replace the deployment. The provider marks every input of
-    ``AiEndpointWithModelGardenDeployment`` ForceNew (no update call exists), so changing anything
-    (image, flags, machine, replicas, token, display name) undeploys the model, deletes the
-    endpoint and deploys a new one with a **new endpoint id**: URLs in the stack outputs change,
-    and with ``delete_before_replace`` (the default, so the GPU quota is free for the new
-    replicas) the model is unavailable until the new deployment is healthy, which takes up to an
-    hour for large models. With ``delete_before_replace=False`` the new endpoint comes up first,
-    which needs quota for both.
+    Changes. Replica counts and the autoscaling target update in place (``IN_PLACE_INPUTS``: the
+    provider calls ``mutateDeployedModel``; same endpoint, same URLs). Anything else (image, flags,
+    machine, token, display name) replaces the deployment with a **new endpoint id**, so the URLs
+    in the outputs change: by default the new endpoint is deployed first and the old one deleted
+    after (no downtime, quota for both); with ``delete_before_replace`` the old one goes first,
+    which frees its GPU quota but serves nothing until the new deployment is healthy (up to an
+    hour for large models). The component sets no ``replace_on_changes``: the provider's schema
+    decides what replaces.
 
     Identity. The deploy API's ``deploy_config`` has no service-account field (only
     ``dedicated_resources``, ``fast_tryout_enabled`` and Google-managed ``system_labels``), so the
@@ -344,7 +378,7 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
-                replace_on_changes=_IMMUTABLE_INPUTS,
+                # No replace_on_changes: the provider knows which inputs update in place.
                 delete_before_replace=args.delete_before_replace,
                 additional_secret_outputs=["modelConfig"],
             ),
@@ -368,7 +402,7 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
             endpoint_id=endpoint_id, endpoint_name=endpoint_name, project_number=project_number,
             project=self.deployment.project, lora_bucket=args.lora_bucket, lora_adapters=args.lora_adapters,
             deployed_model_id=self.deployment.deployed_model_id, managed=True,
-            replacement="any change replaces the endpoint (undeploy, delete, redeploy: downtime up to an hour)",
+            replacement="; ".join(change_kinds_text(args.delete_before_replace)),
         )
         self._set_client_attributes()
 

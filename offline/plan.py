@@ -9,7 +9,8 @@
 It runs the real program (``stacks.program.run``) under Pulumi's mock engine
 (``offline.mocks``) and prints the resource tree with key inputs (secrets as ``[secret]``, each
 where it sits) and resource options (protect, delete-before-replace, replace-on-changes,
-ignore-changes, aliases), the stack outputs, every check's result and a fit table. Values the
+ignore-changes, aliases) and, for a Vertex AI deployment, which changes update in place and which
+replace it (``(on change)``), the stack outputs, every check's result and a fit table. Values the
 mock engine makes up (project number, URLs, digests, ids) are marked ``(invented offline)`` in
 text and listed under ``invented`` / ``invented_outputs`` in JSON; quota is "not read offline".
 Kubernetes objects are written as YAML under ``build/<stack>/``. Values stored with ``pulumi config set --secret`` cannot be decrypted
@@ -31,6 +32,7 @@ from typing import Any, Optional
 
 import yaml
 
+from components import vertex
 from offline.cli import DEBUG_FLAG, INVALID_INPUT, OK, REFUSED, guarded
 from offline.environments import read_stack_with_environments
 from offline.mocks import INVENTED_MARK, CloudMocks, mask_secrets
@@ -80,6 +82,43 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
 K8S_KEY_INPUTS = ("metadata.name", "metadata.namespace", "spec.template.spec.nodeSelector",
                   "spec.template.spec.containers", "spec.ports", "spec.type", "spec.metrics", "spec.endpoints",
                   "spec.minReplicas", "spec.maxReplicas")
+
+
+VERTEX_DEPLOYMENT = "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment"
+
+
+def change_kinds(resource_type: str, options: dict[str, Any]) -> list[str]:
+    """What a change does to this resource, one line per kind of input, for the types that have a known answer."""
+    if resource_type != VERTEX_DEPLOYMENT:
+        return []
+    return list(vertex.change_kinds_text(bool(options.get("deleteBeforeReplace"))))
+
+
+def _leaf_paths(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {p: v for k, item in value.items() for p, v in _leaf_paths(item, f"{path}.{k}" if path else str(k)).items()}
+    if isinstance(value, list):
+        return {p: v for i, item in enumerate(value) for p, v in _leaf_paths(item, f"{path}[{i}]").items()} or {path: []}
+    return {path: value}
+
+
+def planned_change(resource_type: str, options: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> tuple[str, list[str]]:
+    """How the engine would carry a resource from ``old`` to ``new`` inputs: ``same``, ``update`` (in
+    place) or ``replace``, and the changed input paths.
+
+    Replacement comes from the resource's ``replaceOnChanges`` option and, for the Vertex AI
+    deployment, from the provider's schema as ``components.vertex.change_kind`` records it; other
+    types are reported as ``update`` (their provider decides at preview)."""
+    before, after = _leaf_paths(old), _leaf_paths(new)
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if not changed:
+        return "same", []
+    forced = options.get("replaceOnChanges") or []
+    if any(p == f or p.startswith((f + ".", f + "[")) for p in changed for f in forced):
+        return "replace", changed
+    if resource_type == VERTEX_DEPLOYMENT and any(vertex.change_kind(p) == "replace" for p in changed):
+        return "replace", changed
+    return "update", changed
 
 
 INVENTED_NOTE = ("Planned under Pulumi's mock engine: nothing is created. Values it makes up (project number, "
@@ -165,7 +204,8 @@ def plan(values: dict[str, Any], secret_keys: set[str], *, stack: str, source: s
     for r in run_result.registrations:
         inputs = mask_secrets(r.inputs)
         result.resources.append({"type": r.type, "name": r.name, "parent": _parent_name(r.parent), "inputs": inputs,
-                                 "options": dict(r.options), "invented": invented_paths(inputs, result.is_invented)})
+                                 "options": dict(r.options), "invented": invented_paths(inputs, result.is_invented),
+                                 "changes": change_kinds(r.type, dict(r.options))})
     result.outputs = {k: ("[secret]" if o.secret else mask_secrets(o.value)) for k, o in run_result.outputs.items()}
     result.invented_outputs = invented_paths(result.outputs, result.is_invented)
     # The policy pack, as `pulumi preview --policy-pack policies` would run it; mandatory policies.
@@ -259,6 +299,8 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
                 lines.append(f"{'  ' * depth}+ {resource['type']}  {resource['name']}")
                 if resource.get("options"):
                     lines.append(f"{'  ' * depth}    (options) {_options_text(resource['options'])}")
+                for change in resource.get("changes", []):
+                    lines.append(f"{'  ' * depth}    (on change) {change}")
                 for path, value in _selected(resource, verbose):
                     lines.append(f"{'  ' * depth}    {path} = {_shown(result, value, verbose)}")
                 walk(urn, depth + 1)

@@ -445,9 +445,9 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, An
             service_account_email=adapter_reader,
             lora_bucket=foundation.names.bucket if adapters else None,
             lora_adapters=adapters,
-            delete_before_replace=True,
+            delete_before_replace=options.delete_before_replace,
         ),
-        # prod: an endpoint replacement is an outage of up to an hour, so it takes a deliberate unprotect.
+        # prod: a replacement changes the endpoint id and URLs callers use, so it takes a deliberate unprotect.
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis, foundation.bucket],
                                     protect=stack.protections.protect_stateful),
     )

@@ -502,6 +502,11 @@ class VertexConfig:
     shared_memory_gib: int = setting("Container /dev/shm size (GiB).", 16, minimum=1, maximum=256)
     deployment_timeout_seconds: int = setting("How long Vertex AI waits for the container to become healthy.", 7200, minimum=60, maximum=7200)
     hugging_face_cache: bool = setting("Let Vertex AI cache the Hugging Face weights.", True)
+    delete_before_replace: bool = setting(
+        "When a change replaces the endpoint (anything but replicas and autoscaling, which update in place): "
+        "delete the old endpoint first, for a GPU quota that cannot hold two deployments (serves nothing until the "
+        "new one is healthy). Default: deploy the new endpoint first, then delete the old one (no downtime).", False
+    )
     existing_endpoint: Optional[str] = setting(
         "Adopt an endpoint created outside the stack (`projects/<p>/locations/<region>/endpoints/<id>` or the id): "
         "the stack exports its client outputs and grants LoRA read access, but never deploys to, changes or deletes it.",

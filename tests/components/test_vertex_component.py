@@ -233,24 +233,93 @@ def test_token_only_in_model_config_as_secret(as_secret: bool) -> None:
         assert canary not in json.dumps(output.value, default=str), f"stack output {key} holds the token"
 
 
-def test_replacement_options(monkeypatch: pytest.MonkeyPatch) -> None:
+def _spy_options(monkeypatch: pytest.MonkeyPatch, args: VertexVllmEndpointArgs) -> tuple[pulumi.ResourceOptions, RunResult]:
+    """The ResourceOptions the component hands the deployment, and the run (options as the engine saw them)."""
     seen: list[pulumi.ResourceOptions] = []
     real = gcp.vertex.AiEndpointWithModelGardenDeployment
 
     class Spy(real):  # type: ignore[misc, valid-type]
-        def __init__(self, resource_name: str, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, resource_name: str, *rest: Any, **kwargs: Any) -> None:
             seen.append(kwargs["opts"])
-            super().__init__(resource_name, *args, **kwargs)
+            super().__init__(resource_name, *rest, **kwargs)
 
     monkeypatch.setattr(gcp.vertex, "AiEndpointWithModelGardenDeployment", Spy)
-    deploy(make_args())
+    run = deploy(args)
     assert len(seen) == 1, f"llm-deployment: expected one deployment, saw {len(seen)}"
-    opts = seen[0]
-    expect("llm-deployment", "delete_before_replace", opts.delete_before_replace, True)
-    for prop in ("modelConfig", "deployConfig", "endpointConfig", "huggingFaceModelId", "location"):
-        assert prop in (opts.replace_on_changes or []), f"llm-deployment: replace_on_changes lacks {prop}"
-    assert "deletionPolicy" not in (opts.replace_on_changes or []), "llm-deployment: deletionPolicy updates in place"
-    assert "modelConfig" in (opts.additional_secret_outputs or []), "llm-deployment: modelConfig output not secret"
+    return seen[0], run
+
+
+def test_replacement_is_left_to_the_provider_and_creates_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    opts, run = _spy_options(monkeypatch, make_args())
+    reg = the_deployment(run)
+    assert not opts.replace_on_changes, \
+        f"{reg.name}: replace_on_changes {opts.replace_on_changes} would replace on replica changes the provider updates in place"
+    assert not opts.delete_before_replace, f"{reg.name}: replacement deletes first by default (downtime)"
+    assert "replaceOnChanges" not in reg.options and "deleteBeforeReplace" not in reg.options, \
+        f"{reg.name}: the engine saw options {reg.options}"
+    assert "modelConfig" in (opts.additional_secret_outputs or []), f"{reg.name}: modelConfig output not secret"
+    replacement = run.outputs["deployment"].value["replacement"]
+    assert "update in place" in replacement and "created and deployed first" in replacement, \
+        f"{reg.name}: the replacement output says {replacement!r}"
+
+
+def test_delete_first_is_an_explicit_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    opts, run = _spy_options(monkeypatch, make_args(delete_before_replace=True))
+    reg = the_deployment(run)
+    assert opts.delete_before_replace is True, f"{reg.name}: delete_before_replace=True was not passed on"
+    assert reg.options.get("deleteBeforeReplace") is True, f"{reg.name}: the engine saw options {reg.options}"
+    assert not opts.replace_on_changes, f"{reg.name}: replace_on_changes {opts.replace_on_changes}"
+    assert "deleted first" in run.outputs["deployment"].value["replacement"], run.outputs["deployment"].value
+
+
+def _change(before: VertexVllmEndpointArgs, after: VertexVllmEndpointArgs) -> tuple[str, list[str]]:
+    """How the engine would carry the deployment from one set of Args to the other (offline.plan's reading)."""
+    from offline.plan import planned_change
+
+    old, new = the_deployment(deploy(before)), the_deployment(deploy(after))
+    return planned_change(new.type, dict(new.options), unwrap_secrets(old.inputs), unwrap_secrets(new.inputs))
+
+
+# Input classes: replicas and autoscaling update in place; container, model and machine replace.
+IN_PLACE_CHANGES = {
+    "min replicas": {"min_replicas": 2, "max_replicas": 3},
+    "max replicas": {"max_replicas": 4},
+    "autoscaling target": {"duty_cycle_target": 80},
+}
+REPLACING_CHANGES = {
+    "image": {"image": IMAGE.replace("20250710_0916_RC01", "20250620_0916_RC01")},
+    "container args": {"args": ("--host=0.0.0.0", "--port=8080", "--max-model-len=8192")},
+    "container env": {"env": {"MODEL_ID": "meta-llama/Meta-Llama-3.1-8B-Instruct", "DEPLOY_SOURCE": "other"}},
+    "model": {"model": "meta-llama/Llama-3.2-3B-Instruct", "machine": "g2-standard-8"},
+    "machine": {"machine": "g2-standard-24", "count": 2},
+    "spot": {"spot": True},
+    "dedicated endpoint": {"dedicated_endpoint": False},
+}
+
+
+@pytest.mark.parametrize("change", IN_PLACE_CHANGES, ids=list(IN_PLACE_CHANGES))
+def test_replica_and_autoscaling_changes_plan_in_place(change: str) -> None:
+    kind, paths = _change(make_args(), make_args(**IN_PLACE_CHANGES[change]))
+    assert paths, f"llm-deployment: changing {change} changed no input"
+    assert kind == "update", f"llm-deployment: changing {change} ({paths}) plans a {kind}, expected an in-place update"
+    assert all(p.startswith("deployConfig.dedicatedResources.") for p in paths), paths
+
+
+@pytest.mark.parametrize("change", REPLACING_CHANGES, ids=list(REPLACING_CHANGES))
+def test_container_model_and_machine_changes_plan_a_replacement(change: str) -> None:
+    kind, paths = _change(make_args(), make_args(**REPLACING_CHANGES[change]))
+    assert paths, f"llm-deployment: changing {change} changed no input"
+    assert kind == "replace", f"llm-deployment: changing {change} ({paths}) plans a {kind}, expected a replacement"
+
+
+def test_replica_change_with_a_forced_replacement_option_would_replace() -> None:
+    """The reading is not blind to options: a replace_on_changes covering deployConfig turns it into a replacement."""
+    from offline.plan import VERTEX_DEPLOYMENT, planned_change
+
+    old, new = the_deployment(deploy(make_args())), the_deployment(deploy(make_args(max_replicas=4)))
+    kind, _ = planned_change(VERTEX_DEPLOYMENT, {"replaceOnChanges": ["deployConfig"]},
+                             unwrap_secrets(old.inputs), unwrap_secrets(new.inputs))
+    assert kind == "replace", f"llm-deployment: replaceOnChanges=[deployConfig] planned a {kind}"
 
 
 def _problems(**overrides: Any) -> str:

@@ -141,12 +141,21 @@ def test_resource_options_are_shown_in_text_and_json(capsys, out):
     lines = text.splitlines()
     bucket = next(i for i, line in enumerate(lines) if line.strip().endswith("llm-prod-models-bucket"))
     assert "(options) protect" in lines[bucket + 1], lines[bucket:bucket + 3]
-    assert "deleteBeforeReplace, replaceOnChanges=[" in text, "the Vertex deployment's replace options are missing"
+    deployment = next(i for i, line in enumerate(lines) if line.strip().endswith("llm-prod-llama-8b-deployment"))
+    shown = "\n".join(lines[deployment:deployment + 6])
+    assert "(on change) replicas and autoscaling" in shown and "update in place" in shown, shown
+    assert "(on change) container" in shown and "a new endpoint is created and deployed first" in shown, shown
     _, document, _ = run_plan(capsys, "prod", "--json", "--out", out)
     resources = {r["name"]: r for r in json.loads(document)["resources"]}
     assert resources["llm-prod-models-bucket"]["options"].get("protect") is True
-    vertex = resources["llm-prod-llama-8b-deployment"]["options"]
-    assert vertex.get("deleteBeforeReplace") is True and "modelConfig" in vertex.get("replaceOnChanges", []), vertex
+    vertex = resources["llm-prod-llama-8b-deployment"]
+    assert "deleteBeforeReplace" not in vertex["options"] and "replaceOnChanges" not in vertex["options"], vertex["options"]
+    assert vertex["options"].get("protect") is True, vertex["options"]
+    assert [c.split(":")[0] for c in vertex["changes"]] == ["replicas and autoscaling (min/max/required replica count, "
+                                                            "autoscaling metric target)",
+                                                            "container (image, command, args, env, ports, routes), model "
+                                                            "and token, machine, accelerators, spot, endpoint settings"], \
+        vertex["changes"]
     aliased = [r for r in resources.values() if r["options"].get("aliases")]
     assert aliased, "no resource shows its aliases"
     assert all(not r["options"].get("protect") for r in json.loads(run_plan(capsys, "dev", "--json", "--out", out)[1])

@@ -16,7 +16,7 @@ PROTECTED = {
     "gcp:container/cluster:Cluster": "the serving cluster",
     "gcp:container/nodePool:NodePool": "the accelerator capacity (reservations, warm nodes)",
     "gcp:vertex/aiEndpointWithModelGardenDeployment:AiEndpointWithModelGardenDeployment":
-        "any replacement is up to an hour of downtime and a new endpoint id",
+        "a replacement gives callers a new endpoint id and URLs (and downtime when it deletes first)",
     "kubernetes:core/v1:Namespace": "deleting it deletes every workload and Secret in it",
     "kubernetes:core/v1:Secret": "the token and API key the pods read",
     "gcp:compute/router:Router": "private nodes lose egress (weight downloads) without it",

@@ -273,6 +273,19 @@ def test_vertex_deployment_exports_exactly_the_client_contract():
         f"Pulumi.dev.yaml llama-8b: exported keys {sorted(entry)} differ from VertexClientOutputs {sorted(client_output_keys())}"
 
 
+@pytest.mark.parametrize("delete_first", [None, True, False], ids=["unset", "true", "false"])
+def test_vertex_replacement_order_follows_the_stack_key(delete_first):
+    """`vertex.deleteBeforeReplace` (default off: create the new endpoint first) reaches the resource option."""
+    values, secret_keys = stack_values("dev")
+    values = copy.deepcopy(values)
+    if delete_first is not None:
+        values["llm-serving:deployments"]["llama-8b"].setdefault("vertex", {})["deleteBeforeReplace"] = delete_first
+    endpoint = plan_values(values, secret_keys, "dev", "Pulumi.dev.yaml").one(VERTEX, "llm-dev-llama-8b-deployment")
+    assert endpoint.options.get("deleteBeforeReplace", False) is bool(delete_first), \
+        f"{endpoint.name}: vertex.deleteBeforeReplace={delete_first} gave options {endpoint.options}"
+    assert "replaceOnChanges" not in endpoint.options, f"{endpoint.name}: options {endpoint.options}"
+
+
 def test_adopted_vertex_endpoint_is_referenced_not_deployed():
     values, secret_keys = stack_values("dev")
     values = copy.deepcopy(values)
@@ -497,7 +510,7 @@ def test_json_plan_through_the_command_line(tmp_path, capsys):
     assert document["stack"] == "dev"
     assert document["resources"], "--json: no resources"
     for resource in document["resources"]:
-        assert set(resource) == {"type", "name", "parent", "inputs", "options", "invented"}, \
+        assert set(resource) == {"type", "name", "parent", "inputs", "options", "invented", "changes"}, \
             f"--json resource keys: {sorted(resource)}"
     by_name = {r["name"]: r for r in document["resources"]}
     bucket = by_name["llm-dev-models-bucket"]
