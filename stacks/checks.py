@@ -319,18 +319,32 @@ def _supply_chain(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> N
         else:
             out.warn(message)
     ref = d.image.ref
-    if prod and "@sha256:" not in ref:
-        registry_path = ref
-        if "/" in ref and "." not in ref.split("/", 1)[0]:
-            # Docker Hub images are pulled through the stack's remote repository (see compose.upstream_image).
-            registry_path = f"{stack.region}-docker.pkg.dev/{stack.project}/{stack.prefix}-dockerhub/{ref}"
-        message = (f"image {ref} is pinned by tag only, which its publisher can move; prod runs images by digest. "
-                   f"Find the digest with `gcloud artifacts docker images describe {registry_path}` (or "
-                   f"`docker buildx imagetools inspect {ref}`) and set {key}.image to `{ref}@sha256:<digest>`")
-        if stack.settings.access.acknowledge_tag_pinned_images:
-            out.warn(message + " (acknowledged by llm-serving:access.acknowledgeTagPinnedImages)")
-        else:
-            out.error(message)
+    if d.image.unconfirmed:
+        out.warn(f"image {ref} ({key}.image or the platform default) is not confirmed to exist: "
+                 f"{d.image.unconfirmed}. Pin an image the catalog confirms (stacks/catalog/data/images.yaml) "
+                 "once the check fails")
+    digest_pinned(ref, f"{key}.image", f"{key}.image", stack, out)
+
+
+def digest_pinned(ref: str, what: str, key: str, stack: StackConfig, out: Findings) -> None:
+    """Prod runs every image by digest: an error naming the image, the key that sets it and how to
+    find the digest (a warning while ``access.acknowledgeTagPinnedImages`` is set). Elsewhere a tag
+    is allowed, with a warning."""
+    if "@sha256:" in ref:
+        return
+    registry_path = ref
+    if "/" in ref and "." not in ref.split("/", 1)[0]:
+        # Docker Hub images are pulled through the stack's remote repository (see compose.upstream_image).
+        registry_path = f"{stack.region}-docker.pkg.dev/{stack.project}/{stack.prefix}-dockerhub/{ref}"
+    message = (f"image {ref} ({what}) is pinned by tag only, which its publisher can move; prod runs images by "
+               f"digest. Find the digest with `gcloud artifacts docker images describe {registry_path}` (or "
+               f"`docker buildx imagetools inspect {ref}`) and set {key} in {stack.source} to `{ref}@sha256:<digest>`")
+    if stack.environment is not Environment.PROD:
+        out.warn(message + " (allowed outside prod)")
+    elif stack.settings.access.acknowledge_tag_pinned_images:
+        out.warn(message + " (acknowledged by llm-serving:access.acknowledgeTagPinnedImages)")
+    else:
+        out.error(message)
 
 
 def _weights_in_bucket(d: ResolvedDeployment) -> bool:

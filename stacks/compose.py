@@ -530,7 +530,8 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, 
             gcs_volume=gcs_volume,
             deletion_protection=stack.protections.deletion_protection,
             labels=_deployment_labels(stack, d),
-            metrics_sidecar_image=METRICS_SIDECAR_IMAGE if stack.settings.monitoring.enabled else None,
+            metrics_sidecar_image=((stack.settings.monitoring.cloud_run_sidecar_image or METRICS_SIDECAR_IMAGE)
+                                   if stack.settings.monitoring.enabled else None),
         ),
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis]
                                     + ([foundation.registry] if foundation.registry else [])
@@ -609,11 +610,13 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
 
 def _metrics_adapter(foundation: Foundation, cluster):
     """One custom-metrics adapter per cluster, shared by every deployment's HPA."""
-    from components.metrics_adapter import CustomMetricsAdapter, CustomMetricsAdapterArgs
+    from components.metrics_adapter import DEFAULT_ADAPTER_IMAGE, CustomMetricsAdapter, CustomMetricsAdapterArgs
 
+    gke = foundation.stack.settings.gke
     return CustomMetricsAdapter(
         f"{foundation.stack.prefix}-metrics-adapter",
         CustomMetricsAdapterArgs(provider=cluster.provider, project=foundation.stack.project,
+                                 image=(gke.metrics_adapter_image if gke else None) or DEFAULT_ADAPTER_IMAGE,
                                  project_number=foundation.project_number,
                                  protect=foundation.stack.protections.protect_stateful),
         opts=pulumi.ResourceOptions(depends_on=[cluster]),

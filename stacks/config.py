@@ -236,6 +236,14 @@ class GkeClusterConfig:
     node_pools: Mapping[str, NodePoolConfig] = setting(
         "Accelerator node pools keyed by a stable name.", EMPTY, key_pattern=NAME_PATTERN
     )
+    metrics_adapter_image: Optional[str] = setting(
+        "Image of the custom-metrics adapter the HPAs read vLLM metrics through; default: the pinned upstream release "
+        "(components/metrics_adapter.py). A tag or `<tag>@sha256:<digest>` (required in prod), never `latest`.", None
+    )
+
+    def validate(self, path: str, problems: Problems) -> None:
+        if self.metrics_adapter_image is not None:
+            _validate_image(self.metrics_adapter_image, join(path, "metricsAdapterImage"), problems)
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,14 @@ class MonitoringConfig:
         pattern_hint="give a channel as projects/<project>/notificationChannels/<id> (gcloud beta monitoring channels list)",
     )
     alerts: AlertThresholds = setting("Alert thresholds for every deployment of the stack.", AlertThresholds())
+    cloud_run_sidecar_image: Optional[str] = setting(
+        "Image of the Prometheus sidecar that scrapes vLLM on Cloud Run; default: the pinned Google release "
+        "(components/cloudrun.py). A tag or `<tag>@sha256:<digest>` (required in prod), never `latest`.", None
+    )
+
+    def validate(self, path: str, problems: Problems) -> None:
+        if self.cloud_run_sidecar_image is not None:
+            _validate_image(self.cloud_run_sidecar_image, join(path, "cloudRunSidecarImage"), problems)
 
 
 # ---------------------------------------------------------------------------

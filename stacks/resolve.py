@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from typing import Optional
 
 from components.cloudrun import CONCURRENCY_MAX as CLOUD_RUN_MAX_CONCURRENCY
 from components.container import ServingContainer
 from stacks import defaults
 from stacks.catalog import CATALOG, ImageSpec, ModelSpec, hardware_defaults, parse_version
-from stacks.checks import deployment_checks
+from stacks.checks import deployment_checks, digest_pinned
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
@@ -75,7 +76,27 @@ def resolve_stack(stack: StackConfig) -> ResolvedStack:
                             f"applies); set {NAMESPACE}:gke.masterAuthorizedNetworks to the ranges that run kubectl "
                             f"and pulumi (e.g. your CI runners)")
         checks.extend(stack_findings.items)
+    support = Findings("")
+    for ref, what, key in support_images(stack, deployments.values()):
+        digest_pinned(ref, what, key, stack, support)
+    checks.extend(support.items)
     return ResolvedStack(config=stack, names=names, deployments=deployments, checks=tuple(checks))
+
+
+def support_images(stack: StackConfig, deployments: Iterable[ResolvedDeployment]) -> list[tuple[str, str, str]]:
+    """(image, what it is, the key that sets it) of every image the stack runs besides the serving images."""
+    from components.cloudrun import METRICS_SIDECAR_IMAGE
+    from components.metrics_adapter import DEFAULT_ADAPTER_IMAGE
+
+    platforms = {d.platform for d in deployments}
+    images = []
+    if Platform.GKE in platforms and stack.settings.gke is not None:
+        images.append((stack.settings.gke.metrics_adapter_image or DEFAULT_ADAPTER_IMAGE,
+                       "the custom-metrics adapter the HPAs read", f"{NAMESPACE}:gke.metricsAdapterImage"))
+    if Platform.CLOUDRUN in platforms and stack.settings.monitoring.enabled:
+        images.append((stack.settings.monitoring.cloud_run_sidecar_image or METRICS_SIDECAR_IMAGE,
+                       "the Prometheus sidecar of the Cloud Run services", f"{NAMESPACE}:monitoring.cloudRunSidecarImage"))
+    return images
 
 
 def private_nodes(stack: StackConfig) -> bool:

@@ -127,6 +127,8 @@ class ImageSpec:
     released: str
     default_for: tuple[str, ...]
     sources: tuple[str, ...]
+    # Empty when a public source shows the tag exists; otherwise what is unconfirmed and where to check.
+    unconfirmed: str = ""
 
 
 @dataclass(frozen=True)
@@ -510,6 +512,7 @@ def _load_images() -> dict[str, ImageSpec]:
             released=_iso(item.get("released", (str, _dt.date))),
             default_for=item.strings("default_for"),
             sources=mg_sources + ((note,) if note else ()),
+            unconfirmed=item.get("unconfirmed", str, ""),
         ), item.path)
     for index, raw in enumerate(doc.get("upstream", list)):
         item = _Reader(raw, "images.yaml", f"upstream[{index}]")
@@ -522,7 +525,12 @@ def _load_images() -> dict[str, ImageSpec]:
             released=_iso(item.get("released", (str, _dt.date))),
             default_for=item.strings("default_for"),
             sources=item.strings("sources"),
+            unconfirmed=item.get("unconfirmed", str, ""),
         ), item.path)
+    for ref, spec in images.items():
+        if spec.default_for and spec.unconfirmed:
+            raise CatalogError(f"images.yaml: {ref} is the default for {list(spec.default_for)} but unconfirmed "
+                               f"({spec.unconfirmed}); a default image must be confirmed by a public source.")
     for platform in PLATFORMS:
         owners = [ref for ref, spec in images.items() if platform in spec.default_for]
         if len(owners) != 1:

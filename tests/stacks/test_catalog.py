@@ -195,7 +195,9 @@ def test_default_images():
         image = CATALOG.default_image(platform)
         assert image.ref == "vllm/vllm-openai:v0.32.0" and image.server == "openai"
     tpu = CATALOG.default_image("gke-tpu")
-    assert tpu.accelerator_kind == "tpu" and tpu.vllm_version == (0, 32, 0)
+    # The newest vllm/vllm-tpu tag a public source shows; v0.32.0 stays in the catalog, unconfirmed.
+    assert tpu.ref == "vllm/vllm-tpu:v0.26.0" and tpu.accelerator_kind == "tpu" and tpu.vllm_version == (0, 26, 0)
+    assert not tpu.unconfirmed and CATALOG.images["vllm/vllm-tpu:v0.32.0"].unconfirmed
     with pytest.raises(KeyError):
         CATALOG.default_image("lambda")
 

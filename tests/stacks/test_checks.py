@@ -324,7 +324,9 @@ def test_few_full_length_sequences_no_longer_warn():
     fit = resolved.deployments["model"].fit
     assert 1 <= fit.sequences_at_max_model_len < 4, fit
     assert fit.sequences_at_typical_length > 20 * fit.sequences_at_max_model_len / 2, fit
-    assert not messages(resolved, "warning") and not messages(resolved, "error"), resolved.checks
+    # The tag-pinned image warning outside prod is about provenance, not fit.
+    fit_warnings = [m for m in messages(resolved, "warning") if "pinned by tag only" not in m]
+    assert not fit_warnings and not messages(resolved, "error"), resolved.checks
 
 
 def test_typical_request_length_is_set_per_deployment():
@@ -464,3 +466,47 @@ def test_nothing_vanishes_a_deployment_resolve_drops_silently_becomes_an_error(m
         assert name not in resolved.deployments
         assert any(c.deployment == name and c.level == "error" and "could not be resolved" in c.message
                    for c in resolved.checks), f"{name} vanished without an error: {resolved.checks}"
+
+
+# ---------------------------------------------------------------------------- image provenance
+
+
+def test_an_image_the_catalog_marks_unconfirmed_warns_with_the_image_and_where_to_check():
+    from stacks.catalog import CATALOG
+
+    unconfirmed = [spec for spec in CATALOG.images.values() if spec.unconfirmed]
+    assert unconfirmed, "the image catalog marks no image unconfirmed; the test cannot tell"
+    spec = unconfirmed[0]
+    platform = "vertex" if spec.server == "model-garden" else ("gke" if spec.accelerator_kind == "tpu" else "cloudrun")
+    deployment = {"platform": platform, "model": "meta-llama/Llama-3.1-8B-Instruct", "image": spec.ref}
+    gke = TPU_CLUSTER if platform == "gke" else None
+    if platform == "gke":
+        deployment["hardware"] = {"nodePool": "tpu"}
+    resolved = resolve(deployment, gke=gke)
+    message = only(resolved, "warning", "not confirmed to exist")
+    assert spec.ref in message and spec.unconfirmed in message, message
+    assert "llm-serving:deployments.model.image" in message, message
+
+
+def test_every_default_image_is_confirmed_and_plans_without_the_warning():
+    from stacks.catalog import CATALOG, PLATFORMS
+
+    for platform in PLATFORMS:
+        spec = CATALOG.default_image(platform)
+        assert not spec.unconfirmed, f"images.yaml: the {platform} default {spec.ref} is unconfirmed: {spec.unconfirmed}"
+    resolved = resolve({"platform": "gke", "model": "meta-llama/Llama-3.1-8B-Instruct", "hardware": {"nodePool": "tpu"}},
+                       gke=TPU_CLUSTER)
+    assert not [m for m in messages(resolved, "warning") if "not confirmed to exist" in m], \
+        [c.render() for c in resolved.checks]
+
+
+def test_an_unconfirmed_default_is_refused_by_the_catalog(monkeypatch):
+    import stacks.catalog as catalog
+
+    real = catalog._load
+    data = copy.deepcopy(real("images.yaml").data)
+    default = next(item for item in data["upstream"] if "gke-tpu" in item.get("default_for", []))
+    default["unconfirmed"] = "no public reference found"
+    monkeypatch.setattr(catalog, "_load", lambda name: catalog._Reader(data, name) if name == "images.yaml" else real(name))
+    with pytest.raises(catalog.CatalogError, match="must be confirmed by a public source"):
+        catalog._load_images()

@@ -177,25 +177,75 @@ def test_missing_revision_is_an_error_in_prod_and_a_warning_elsewhere():
     assert [(c.deployment, c.level) for c in staging] == [("llama-70b", WARNING)], staging
 
 
-def test_tag_pinned_image_is_an_error_in_prod_without_the_acknowledgement():
-    def unacknowledge(v):
-        v.pop(f"{NS}access")
-    errors = [c for c in _checks("prod", unacknowledge) if c.level == ERROR]
-    assert any(c.deployment == "llama-70b" and "image vllm/vllm-tpu:v0.32.0 is pinned by tag only" in c.message
-               and "docker buildx imagetools inspect vllm/vllm-tpu:v0.32.0" in c.message
-               and "gcloud artifacts docker images describe "
-                   "europe-west4-docker.pkg.dev/acme-llm-prod/llm-prod-dockerhub/vllm/vllm-tpu:v0.32.0" in c.message
-               for c in errors), errors
+DIGEST = "sha256:" + "ab" * 32
+# Every image the committed prod stack runs, by the key that sets it (serving images default from the catalog).
+PROD_IMAGE_KEYS = {
+    f"{NS}deployments.gemma-1b.image": ("gemma-1b", "vllm/vllm-openai:v0.32.0"),
+    f"{NS}deployments.llama-8b.image": ("llama-8b", "pytorch-vllm-serve:"),
+    f"{NS}deployments.llama-70b.image": ("llama-70b", "vllm/vllm-tpu:v0.26.0"),
+    f"{NS}gke.metricsAdapterImage": ("", "custom-metrics-stackdriver-adapter:"),
+    f"{NS}monitoring.cloudRunSidecarImage": ("", "cloud-run-gmp-sidecar:"),
+}
 
 
-def test_image_by_digest_satisfies_prod():
-    digest = "sha256:" + "ab" * 32
+def _unacknowledge(v):
+    v.pop(f"{NS}access", None)
 
-    def pin(v):
-        v.pop(f"{NS}access")
-        v[f"{NS}deployments"]["llama-70b"]["image"] = f"vllm/vllm-tpu:v0.32.0@{digest}"
-    checks = _checks("prod", pin)
-    assert not [c for c in checks if c.deployment == "llama-70b" and "pinned by tag only" in c.message], checks
+
+def test_every_tag_pinned_image_is_an_error_in_prod_naming_the_file_key_and_how_to_find_its_digest():
+    errors = [c for c in _checks("prod", _unacknowledge) if c.level == ERROR and "pinned by tag only" in c.message]
+    for key, (deployment, image) in PROD_IMAGE_KEYS.items():
+        found = [c for c in errors if c.deployment == deployment and f"set {key} in Pulumi.prod.yaml" in c.message]
+        assert len(found) == 1, f"Pulumi.prod.yaml: no single digest error for {key}; errors: {[e.render() for e in errors]}"
+        message = found[0].message
+        assert image in message and "docker buildx imagetools inspect" in message \
+            and "gcloud artifacts docker images describe" in message and "@sha256:<digest>" in message, message
+    assert len(errors) == len(PROD_IMAGE_KEYS), [e.render() for e in errors]
+    tpu = next(c.message for c in errors if c.deployment == "llama-70b")
+    assert ("gcloud artifacts docker images describe "
+            "europe-west4-docker.pkg.dev/acme-llm-prod/llm-prod-dockerhub/vllm/vllm-tpu:v0.26.0") in tpu, tpu
+
+
+def test_tag_pinned_images_are_allowed_outside_prod_with_a_warning():
+    found = [c for c in _checks("staging", _unacknowledge) if "pinned by tag only" in c.message]
+    assert found and all(c.level == WARNING and "allowed outside prod" in c.message for c in found), \
+        [c.render() for c in found]
+    for key in PROD_IMAGE_KEYS:  # staging runs the same deployments
+        assert any(f"set {key.replace('prod', 'staging')} in Pulumi.staging.yaml" in c.message for c in found), \
+            (key, [c.render() for c in found])
+
+
+def _pin_everything(v):
+    from components.cloudrun import METRICS_SIDECAR_IMAGE
+    from components.metrics_adapter import DEFAULT_ADAPTER_IMAGE
+    from stacks.catalog import CATALOG
+
+    _unacknowledge(v)
+    deployments = v[f"{NS}deployments"]
+    for name, platform in (("gemma-1b", "cloudrun"), ("llama-8b", "vertex"), ("llama-70b", "gke-tpu")):
+        deployments[name]["image"] = f"{CATALOG.default_image(platform).ref}@{DIGEST}"
+    v[f"{NS}gke"]["metricsAdapterImage"] = f"{DEFAULT_ADAPTER_IMAGE}@{DIGEST}"
+    v.setdefault(f"{NS}monitoring", {})["cloudRunSidecarImage"] = f"{METRICS_SIDECAR_IMAGE}@{DIGEST}"
+
+
+def test_images_by_digest_satisfy_prod_and_reach_the_resources():
+    checks = _checks("prod", _pin_everything)
+    assert not [c for c in checks if "pinned by tag only" in c.message], [c.render() for c in checks]
+    values, secret_keys = _variant("prod", _pin_everything)
+    result = plan(values, secret_keys, stack="prod", source="Pulumi.prod.yaml")
+    assert result.run is not None, [c.render() for c in result.checks]
+    adapter = next(r for r in result.run.registrations
+                   if r.type == "kubernetes:apps/v1:Deployment" and "custom-metrics" in json.dumps(r.inputs.get("metadata")))
+    image = adapter.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith(DIGEST), f"{adapter.name}: image {image}"
+    service = next(r for r in result.run.registrations if r.name == "llm-prod-gemma-1b-service")
+    images = [c["image"] for c in service.inputs["template"]["containers"]]
+    assert any("cloud-run-gmp-sidecar" in i and i.endswith(DIGEST) for i in images), f"{service.name}: {images}"
+
+
+def test_a_support_image_pinned_to_latest_is_a_config_error_naming_the_key():
+    text = _config_error("staging", lambda v: v[f"{NS}gke"].update(metricsAdapterImage="gcr.io/x/adapter:latest"))
+    assert f"{NS}gke.metricsAdapterImage" in text and "latest" in text, text
 
 
 def test_cloud_run_reading_weights_from_the_bucket_sees_only_its_model():

@@ -20,7 +20,7 @@ def example() -> pulumi.Output:
         project_number="123456789012",
         model_bucket="my-project-llm-models",
         container=ServingContainer(
-            image="vllm/vllm-tpu:v0.32.0",
+            image="vllm/vllm-tpu:v0.26.0",
             command=("python3", "-m", "vllm.entrypoints.openai.api_server"),
             args=("--host=0.0.0.0", "--port=8000", "--model=meta-llama/Llama-3.1-70B",
                   "--tensor-parallel-size=8", "--max-model-len=8192", "--download-dir=/data"),
