@@ -254,6 +254,26 @@ def quota_requirements(resolved: ResolvedStack) -> dict[tuple[str, str], int]:
     return needs
 
 
+def replacement_needs(resolved: ResolvedStack) -> dict[tuple[str, str], tuple[int, str]]:
+    """(service, quota id) -> (extra accelerators, deployment) while the largest Vertex AI endpoint
+    that replaces create-first runs next to its successor."""
+    table = quota_table()
+    extra: dict[tuple[str, str], tuple[int, str]] = {}
+    for d in resolved.deployments.values():
+        options = d.config.vertex_options
+        if d.platform is not Platform.VERTEX or options.existing_endpoint or options.delete_before_replace:
+            continue
+        section = table[d.platform.value]
+        quota_id = section["ids"].get(d.hardware.accelerator.key)
+        if quota_id is None:
+            continue
+        count = d.scaling.max_replicas * d.hardware.devices
+        key = (section["service"], quota_id)
+        if count > extra.get(key, (0, ""))[0]:
+            extra[key] = (count, d.name)
+    return extra
+
+
 # How the offline engine refuses a quota read (it knows no real quota); said as such, never as a number.
 QUOTA_NOT_READ_OFFLINE = "not read offline"
 
@@ -264,7 +284,11 @@ def quota_checks(resolved: ResolvedStack) -> list[Check]:
     before the Cloud Quotas API is enabled on a first deploy)."""
     stack = resolved.config
     checks: list[Check] = []
+    switching = replacement_needs(resolved)
     for (service, quota_id), needed in sorted(quota_requirements(resolved).items()):
+        extra, endpoint = switching.get((service, quota_id), (0, ""))
+        during = (f"; {needed + extra} while the Vertex AI endpoint of {endpoint} is replaced (the new endpoint is "
+                  f"deployed before the old one is deleted)") if extra else ""
         try:
             info = gcp.cloudquota.get_s_quota_info(parent=f"projects/{stack.project}", service=service, quota_id=quota_id)
             limit = _regional_limit(info, stack.region)
@@ -274,16 +298,25 @@ def quota_checks(resolved: ResolvedStack) -> list[Check]:
             reason = "no value for this region"
         if limit is None and QUOTA_NOT_READ_OFFLINE in reason:
             checks.append(Check("", INFO, f"quota {service}/{quota_id} in {stack.region}: {QUOTA_NOT_READ_OFFLINE}; "
-                                          f"the stack needs {needed} at max replicas (`pulumi preview` reads the quota "
-                                          "and refuses a deploy it cannot hold)"))
+                                          f"the stack needs {needed} at max replicas{during} (`pulumi preview` reads "
+                                          "the quota and refuses a deploy it cannot hold)"))
         elif limit is None:
             checks.append(Check("", WARNING, f"quota {service}/{quota_id} in {stack.region} could not be read "
                                              f"({reason}); the stack needs {needed} at max replicas. Check it before deploying"))
         elif limit < needed:
             checks.append(Check("", ERROR, f"quota {service}/{quota_id} in {stack.region} is {limit}, but the stack "
                                            f"needs {needed} accelerators at max replicas; request more quota or lower maxReplicas"))
+        elif limit < needed + extra:
+            checks.append(Check("", WARNING, f"quota {service}/{quota_id} in {stack.region} is {limit}: enough for the "
+                                             f"{needed} accelerators the stack needs at max replicas, not for "
+                                             f"{needed + extra} while the Vertex AI endpoint of {endpoint} is replaced "
+                                             "(the new endpoint is deployed before the old one is deleted), so a change "
+                                             "that replaces it would fail. Request more quota, or set "
+                                             f"llm-serving:deployments.{endpoint}.vertex.deleteBeforeReplace: true "
+                                             "(downtime while it is replaced)"))
         else:
-            checks.append(Check("", INFO, f"quota {service}/{quota_id} in {stack.region}: {limit} available, {needed} needed"))
+            checks.append(Check("", INFO, f"quota {service}/{quota_id} in {stack.region}: {limit} available, {needed} needed"
+                                          f"{during}"))
     return checks
 
 

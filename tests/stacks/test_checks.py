@@ -208,6 +208,23 @@ def test_quota_below_max_replica_needs_fails_the_plan_and_unreadable_quota_warns
     assert any("could not be read" in c.message for c in result.checks if c.level == "warning"), result.checks
 
 
+@pytest.mark.parametrize("delete_first", [False, True], ids=["create-first", "delete-first"])
+def test_quota_that_cannot_hold_a_create_first_replacement_warns_and_names_the_key(delete_first):
+    values = dict(BASE)
+    values["llm-serving:deployments"] = {"model": {"platform": "vertex", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                                                    "scaling": {"maxReplicas": 2},
+                                                    "vertex": {"deleteBeforeReplace": delete_first}}}
+    mocks = CloudMocks(project="acme-llm-test", quotas={"CustomModelServingL4GPUsPerProjectPerRegion": QuotaAnswer(3)})
+    result = plan(copy.deepcopy(values), set(), stack="test", source="Pulumi.test.yaml", mocks=mocks)
+    assert not result.failed, [c.render() for c in result.checks]
+    warned = [c.message for c in result.checks if c.level == "warning" and "is replaced" in c.message]
+    if delete_first:
+        assert not warned, warned
+    else:
+        assert len(warned) == 1 and "not for 4 while the Vertex AI endpoint of model is replaced" in warned[0], warned
+        assert "llm-serving:deployments.model.vertex.deleteBeforeReplace: true" in warned[0], warned[0]
+
+
 # ---------------------------------------------------------------------------- warnings
 
 
