@@ -281,12 +281,12 @@ def _change(before: VertexVllmEndpointArgs, after: VertexVllmEndpointArgs) -> tu
 
 
 # Input classes: replicas and autoscaling update in place; container, model and machine replace.
-IN_PLACE_CHANGES = {
+IN_PLACE_CHANGES: dict[str, dict[str, Any]] = {
     "min replicas": {"min_replicas": 2, "max_replicas": 3},
     "max replicas": {"max_replicas": 4},
     "autoscaling target": {"duty_cycle_target": 80},
 }
-REPLACING_CHANGES = {
+REPLACING_CHANGES: dict[str, dict[str, Any]] = {
     "image": {"image": IMAGE.replace("20250710_0916_RC01", "20250620_0916_RC01")},
     "container args": {"args": ("--host=0.0.0.0", "--port=8080", "--max-model-len=8192")},
     "container env": {"env": {"MODEL_ID": "meta-llama/Meta-Llama-3.1-8B-Instruct", "DEPLOY_SOURCE": "other"}},
