@@ -101,7 +101,7 @@ class VllmGkeWorkloadArgs:
     hf_token: Optional[pulumi.Input[str]] = None  # Hugging Face token (a Pulumi secret); gated models only
     hf_secret_name: Optional[str] = None  # Kubernetes Secret with key hf_api_token; default "<app_name>-hf-token"
     pods_per_node: int = 1  # replicas sharing one node; devices per pod = count_per_node / pods_per_node
-    startup_timeout_seconds: int  # startup probe budget: weight download + XLA compilation
+    startup_timeout_seconds: int  # startup probe budget: weight load + XLA compilation
     probe_period_seconds: int = 10  # startup probe period; failureThreshold = budget / period
     min_replicas: int  # HPA lower bound
     max_replicas: int  # HPA upper bound; at most max nodes x pods_per_node
@@ -118,7 +118,8 @@ class VllmGkeWorkloadArgs:
     api_key_secret_name: Optional[str] = None  # Kubernetes Secret with key api_key; default "<app_name>-api-key"
     allowed_namespaces: tuple[str, ...] = ()  # namespaces whose pods may reach the port (plus gmp-system)
     allowed_cidrs: tuple[str, ...] = ()  # client ranges that may reach the port, e.g. ("10.128.0.0/9",)
-    bucket_prefixes: tuple[str, ...] = ()  # object prefixes the pod reads and writes (weights, locks, caches)
+    bucket_prefixes: tuple[str, ...] = ()  # object prefixes the pod reads and writes (compile caches)
+    read_prefixes: tuple[str, ...] = ()  # object prefixes the pod only reads (the weights copy)
     run_as_user: Optional[int] = None  # non-root UID when the image supports it; None: the image's user
     protect: bool = False  # Pulumi protect on the namespace and the Secrets (losing them is an outage)
     public_endpoint_acknowledgements: tuple[str, ...] = ()  # recorded on a public Service for the policy pack
@@ -170,15 +171,16 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
             ipaddress.ip_network(cidr, strict=True)
         except ValueError:
             p.append(f"allowed_cidrs: got {cidr!r}; use a network in CIDR notation such as 10.128.0.0/9")
-    if not args.bucket_prefixes:
-        p.append("bucket_prefixes: give the object prefixes the workload reads and writes (e.g. its weights "
-                 "and compile cache); the pod gets no other object access")
+    if not args.bucket_prefixes and not args.read_prefixes:
+        p.append("bucket_prefixes, read_prefixes: give the object prefixes the workload writes (its compile cache) "
+                 "or reads (its weights); the pod gets no other object access")
     if not args.cpu_request or not args.memory_request:
         p.append("cpu_request and memory_request: both are required; without them the pod is BestEffort, the "
                  "first evicted when the node's in-memory file cache grows")
-    for prefix in args.bucket_prefixes:
-        if not prefix or prefix.startswith("/") or not prefix.endswith("/"):
-            p.append(f"bucket_prefixes: got {prefix!r}; give an object prefix ending in / without a leading /")
+    for fname in ("bucket_prefixes", "read_prefixes"):
+        for prefix in getattr(args, fname):
+            if not prefix or prefix.startswith("/") or not prefix.endswith("/"):
+                p.append(f"{fname}: got {prefix!r}; give an object prefix ending in / without a leading /")
     if args.run_as_user is not None and args.run_as_user < 1:
         p.append(f"run_as_user: got {args.run_as_user}; give a non-root UID (1 or more) or None")
     for key, value in args.container.env.items():
@@ -304,7 +306,8 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             ".svc.id.goog/subject/ns/", ns, "/sa/", ksa_name,
         )
         # Listing is checked on the bucket itself, object access on each object's name: one grant
-        # lets GCS FUSE list, the other reads and writes only the prefixes this workload owns.
+        # lets GCS FUSE and the streamer list, the others read the weights copy and write only the
+        # prefixes this workload owns (its compile cache).
         bucket_grants = [
             gcp.storage.BucketIAMMember(
                 f"{name}-bucket-list",
@@ -316,7 +319,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                     expression=pulumi.Output.from_input(args.model_bucket).apply(bucket_only_condition)),
                 opts=pulumi.ResourceOptions(parent=self),
             ),
-            gcp.storage.BucketIAMMember(
+            *([gcp.storage.BucketIAMMember(
                 f"{name}-bucket-prefixes",
                 bucket=args.model_bucket,
                 role="roles/storage.objectUser",
@@ -327,10 +330,25 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                         lambda bucket: prefix_condition(bucket, args.bucket_prefixes))),
                 # The same objectUser grant as before, now limited to the workload's prefixes.
                 opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-bucket-object-user")]),
-            ),
+            )] if args.bucket_prefixes else []),
+            *([gcp.storage.BucketIAMMember(
+                f"{name}-bucket-read",
+                bucket=args.model_bucket,
+                role="roles/storage.objectViewer",
+                member=self.workload_identity_principal,
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="read-prefixes", description="Objects under " + ", ".join(args.read_prefixes),
+                    expression=pulumi.Output.from_input(args.model_bucket).apply(
+                        lambda bucket: prefix_condition(bucket, args.read_prefixes))),
+                opts=pulumi.ResourceOptions(parent=self),
+            )] if args.read_prefixes else []),
         ]
-        self.bucket_access = (f"list object names in the bucket; read, write and delete objects under "
-                              f"{', '.join(args.bucket_prefixes)} only")
+        access = ["list object names in the bucket"]
+        if args.read_prefixes:
+            access.append(f"read objects under {', '.join(args.read_prefixes)}")
+        if args.bucket_prefixes:
+            access.append(f"read, write and delete objects under {', '.join(args.bucket_prefixes)}")
+        self.bucket_access = "; ".join(access) + " only"
 
         env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in serving.env.items()]
         pod_deps: list[pulumi.Resource] = [ksa, *bucket_grants]

@@ -83,7 +83,10 @@ def _bucket(name: str, inputs: dict, project: str, region: str) -> dict:
 
 
 def _secret(name: str, inputs: dict, project: str, region: str) -> dict:
-    return {"name": f"projects/{MOCK_PROJECT_NUMBER}/secrets/{inputs.get('secretId', name)}"}
+    # The provider's id is projects/{{project}}/secrets/{{secret_id}} (pulumi-gcp Secret, Import).
+    secret_id = inputs.get("secretId", name)
+    return {"name": f"projects/{MOCK_PROJECT_NUMBER}/secrets/{secret_id}",
+            "id": f"projects/{inputs.get('project', project)}/secrets/{secret_id}"}
 
 
 def _secret_version(name: str, inputs: dict, project: str, region: str) -> dict:

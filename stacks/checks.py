@@ -348,7 +348,11 @@ def digest_pinned(ref: str, what: str, key: str, stack: StackConfig, out: Findin
 
 
 def _weights_in_bucket(d: ResolvedDeployment) -> bool:
-    return d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS
+    """Weights placed in the bucket by hand (`cloudrun.gcsPrefix`): no token and no revision involved.
+    The weights-copy job's copy is not such a case: the job reads the token and copies the pinned revision."""
+    options = d.config.cloudrun_options
+    return (d.platform is Platform.CLOUDRUN and options.weights in (WeightsSource.GCS, WeightsSource.STREAM)
+            and options.gcs_prefix is not None)
 
 
 def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:

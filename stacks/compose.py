@@ -31,6 +31,8 @@ from stacks.config import (
     StackConfig,
     WeightsSource,
     build_account_id,
+    copies_weights,
+    copy_account_id,
     memory_gib,
     runtime_account_id,
 )
@@ -59,6 +61,7 @@ class Foundation:
     hf_token: Optional[HuggingFaceToken]
     identities: dict[str, WorkloadServiceAccount]
     build_identities: dict[str, WorkloadServiceAccount]
+    copy_identities: dict[str, WorkloadServiceAccount]  # the weights-copy jobs: the only token readers but Vertex AI's
     project_number: pulumi.Output[str]
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +79,8 @@ def required_apis(resolved: ResolvedStack) -> tuple[str, ...]:
         apis.update(PLATFORM_APIS[d.platform])
         if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.IMAGE:
             apis.add("cloudbuild.googleapis.com")
+        if copies_weights(d.config):
+            apis.update(("run.googleapis.com", "artifactregistry.googleapis.com"))  # the copy job and its image
     if stack.has_hf_token:
         apis.add("secretmanager.googleapis.com")
     if stack.settings.check_quota and resolved.deployments:
@@ -86,12 +91,16 @@ def required_apis(resolved: ResolvedStack) -> tuple[str, ...]:
 
 
 def _needs_registry(resolved: ResolvedStack) -> bool:
-    return any(d.platform in (Platform.CLOUDRUN, Platform.GKE) for d in resolved.deployments.values())
+    return any(d.platform in (Platform.CLOUDRUN, Platform.GKE) or copies_weights(d.config)
+               for d in resolved.deployments.values())
 
 
 def _needs_token(d: ResolvedDeployment) -> bool:
-    """Does this deployment's runtime (or build) read the Hugging Face token?"""
-    if not d.model.gated:
+    """Does this deployment's serving (or image build) read the Hugging Face token? Not when the
+    weights-copy job puts the weights into the bucket: then the job alone reads it. Vertex AI does:
+    its Model Garden deployment resource takes the model from the Hub only (README "How weights and
+    caches reach a replica")."""
+    if not d.model.gated or copies_weights(d.config):
         return False
     if d.platform is Platform.CLOUDRUN:
         return d.config.cloudrun_options.weights in (WeightsSource.HUB, WeightsSource.IMAGE)
@@ -107,7 +116,21 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
 
     identities: dict[str, WorkloadServiceAccount] = {}
     build_identities: dict[str, WorkloadServiceAccount] = {}
+    copy_identities: dict[str, WorkloadServiceAccount] = {}
     for name, d in resolved.deployments.items():
+        if copies_weights(d.config):
+            copy_identities[name] = WorkloadServiceAccount(
+                f"{prefix}-{name}-copy",
+                WorkloadServiceAccountArgs(
+                    project=stack.project,
+                    account_id=copy_account_id(prefix, name),
+                    display_name=f"Weights copy for {name}",
+                    description=f"Copies {d.model.hf_id} from the Hugging Face Hub into the model bucket; the only "
+                                "reader of the token.",
+                    protect=protect,
+                ),
+                opts=after_apis,
+            )
         if d.platform is not Platform.CLOUDRUN:
             # GKE workloads use their Kubernetes service account's own principal; a Vertex AI
             # Model Garden deployment takes no service account (it runs as Vertex's agent).
@@ -146,8 +169,9 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
     bucket_name = resolved.names.bucket
     bucket_grants: dict[str, Grant] = {}
     for name, d in resolved.deployments.items():
-        if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights is WeightsSource.GCS:
-            # Read its own model's objects, and list names (checked on the bucket) for the mount.
+        if d.platform is Platform.CLOUDRUN and d.config.cloudrun_options.weights in (WeightsSource.GCS,
+                                                                                      WeightsSource.STREAM):
+            # Read its own model's objects, and list names (checked on the bucket) for the mount or the streamer.
             member = identities[name].member
             bucket_grants[f"{name}-list"] = Grant("roles/storage.objectViewer", member,
                                                   bucket_only_condition(bucket_name), "list-only")
@@ -171,7 +195,8 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
 
     hf_token = None
     if stack.has_hf_token:
-        accessors = {}
+        accessors = {f"{name}-copy": Grant(ACCESSOR, sa.member) for name, sa in copy_identities.items()
+                     if resolved.deployments[name].model.gated}
         for name, d in resolved.deployments.items():
             if d.platform is Platform.CLOUDRUN and _needs_token(d):
                 if d.config.cloudrun_options.weights is WeightsSource.HUB:
@@ -199,6 +224,8 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                    for name, d in resolved.deployments.items() if d.platform is Platform.CLOUDRUN}
         readers.update({f"{name}-build": Grant("roles/artifactregistry.reader", sa.member)
                         for name, sa in build_identities.items()})
+        readers.update({f"{name}-copy": Grant("roles/artifactregistry.reader", sa.member)
+                        for name, sa in copy_identities.items()})
         writers = {f"{name}-build": Grant("roles/artifactregistry.writer", sa.member)
                    for name, sa in build_identities.items()}
         settings = stack.settings.registry
@@ -222,7 +249,7 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
 
     foundation = Foundation(stack=stack, names=resolved.names, apis=apis, bucket=bucket, registry=registry,
                             hf_token=hf_token, identities=identities, build_identities=build_identities,
-                            project_number=project_number)
+                            copy_identities=copy_identities, project_number=project_number)
     foundation.outputs.update({
         "project": stack.project,
         "region": stack.region,
@@ -348,15 +375,19 @@ def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]])
     namespaces: set[str] = set()
     targets: dict[str, monitoring.Target] = {}
     for name, d in resolved.deployments.items():
+        copy_job = _weights_copy(foundation, d) if copies_weights(d.config) else None
         if d.platform is Platform.VERTEX:
             deployments[name], targets[name] = _vertex(foundation, d)
         elif d.platform is Platform.CLOUDRUN:
-            deployments[name], targets[name] = _cloudrun(foundation, d)
+            deployments[name], targets[name] = _cloudrun(foundation, d, copy_job)
         else:
             namespace = d.config.gke_options.namespace
-            deployments[name], targets[name] = _gke_workload(foundation, cluster, adapter, d,
+            deployments[name], targets[name] = _gke_workload(foundation, cluster, adapter, d, copy_job,
                                                              create_namespace=namespace not in namespaces)
             namespaces.add(namespace)
+        if copy_job is not None:
+            deployments[name]["weights"] = {"uri": copy_job.uri, "copy_job": copy_job.job_name,
+                                            "execution_token": copy_job.execution_token}
     outputs = dict(foundation.outputs)
     outputs["deployments"] = deployments
     if cluster is not None:
@@ -487,7 +518,40 @@ def _vertex(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, An
     return endpoint.client_outputs(), monitoring.vertex_target(d, stack, endpoint.endpoint_id, endpoint.logs_url)
 
 
-def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, Any], monitoring.Target]:
+def _weights_copy(foundation: Foundation, d: ResolvedDeployment):
+    """The deployment's weights-copy job: the pinned revision into the bucket, once, before serving starts."""
+    from components.weights_copy import WeightsCopyJob, WeightsCopyJobArgs
+    from stacks.catalog import CATALOG
+    from stacks.resolve import pulled_image
+
+    stack = foundation.stack
+    hf_token = foundation.hf_token
+    token_secret = hf_token.secret_name if (hf_token is not None and d.model.gated) else None
+    # The job runs on the pinned vLLM GPU serving image (Python, huggingface_hub, google-cloud-storage):
+    # an image the stack already pins and pulls through its registry.
+    image = pulled_image(CATALOG.default_image("cloudrun").ref, Platform.CLOUDRUN, foundation.names)
+    waits_for: list[pulumi.Resource] = [foundation.apis, foundation.bucket]
+    waits_for += [r for r in (foundation.registry, hf_token if token_secret is not None else None) if r is not None]
+    return WeightsCopyJob(
+        f"{stack.prefix}-{d.name}-weights",
+        WeightsCopyJobArgs(
+            project=stack.project,
+            region=stack.region,
+            job_name=defaults.WEIGHTS_COPY_JOB.format(prefix=stack.prefix, deployment=d.name),
+            model_id=d.config.model,
+            revision=d.config.model_revision or defaults.WEIGHTS_UNPINNED_REVISION,
+            bucket=foundation.bucket.name,
+            prefix=gcs_prefix(d.config),
+            image=image,
+            service_account_email=foundation.copy_identities[d.name].email,
+            hf_token_secret=token_secret,
+            labels=_deployment_labels(stack, d),
+            depends_on=tuple(waits_for),
+        ),
+    )
+
+
+def _cloudrun(foundation: Foundation, d: ResolvedDeployment, copy_job=None) -> tuple[dict[str, Any], monitoring.Target]:
     from components.cloudrun import (
         METRICS_SIDECAR_IMAGE,
         CloudRunVllmService,
@@ -569,7 +633,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, 
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis]
                                     + ([foundation.registry] if foundation.registry else [])
                                     + ([foundation.hf_token] if foundation.hf_token else [])
-                                    + [foundation.bucket]),
+                                    + [foundation.bucket] + ([copy_job] if copy_job is not None else [])),
     )
     outputs = {
         "platform": "cloudrun",
@@ -581,7 +645,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment) -> tuple[dict[str, 
         "curl_example": service.curl_example,
         "openai_example": service.openai_example,
     }
-    if gcs_volume is not None:
+    if options.weights in (WeightsSource.GCS, WeightsSource.STREAM):
         outputs["bucket_access"] = pulumi.Output.concat(
             foundation.identities[d.name].email, f" may list object names and read objects under {gcs_prefix(d.config)}/ only")
     return outputs, monitoring.cloudrun_target(d, stack, service_name=name)
@@ -670,7 +734,7 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     return cluster.placement(d.hardware.node_pool)
 
 
-def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, *,
+def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, copy_job, *,
                   create_namespace: bool) -> tuple[dict[str, Any], monitoring.Target]:
     from components.api_key import ServingApiKey, ServingApiKeyArgs
     from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
@@ -717,13 +781,15 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
             allowed_namespaces=options.allowed_namespaces,
             allowed_cidrs=options.allowed_cidrs,
             bucket_prefixes=gke_bucket_prefixes(d),
+            read_prefixes=(gcs_prefix(d.config) + "/",),
             cpu_request=cpu,
             memory_request=memory,
             protect=stack.protections.protect_stateful,
             public_endpoint_acknowledgements=(("acknowledged",) * options.acknowledge_public_endpoint
                                               + ("prod-acknowledged",) * options.acknowledge_public_endpoint_in_prod),
         ),
-        opts=pulumi.ResourceOptions(depends_on=[cluster, adapter, foundation.bucket]),
+        opts=pulumi.ResourceOptions(depends_on=[cluster, adapter, foundation.bucket]
+                                    + ([copy_job] if copy_job is not None else [])),
     )
     base_url = f"http://localhost:{d.container.port}/v1"
     calling: dict[str, Any] = {}

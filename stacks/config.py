@@ -76,8 +76,9 @@ class Platform(str, enum.Enum):
 
 
 class WeightsSource(str, enum.Enum):
+    STREAM = "stream"  # the bucket copy streamed by vLLM's Run:ai model streamer from gs:// (the default)
+    GCS = "gcs"  # the bucket copy, mounted read-only as a Cloud Storage volume
     IMAGE = "image"  # weights baked into an image built by Cloud Build (the Cloud Run tutorial's way)
-    GCS = "gcs"  # weights in the model bucket, mounted read-only
     HUB = "hub"  # downloaded from Hugging Face when the container starts
 
 
@@ -535,7 +536,11 @@ class VertexConfig:
 class CloudRunConfig:
     """Cloud Run GPU service options."""
 
-    weights: WeightsSource = setting("Where the weights come from: `image`, `gcs` or `hub`.", WeightsSource.IMAGE)
+    weights: WeightsSource = setting(
+        "Where the weights come from: `stream` (the bucket copy made by the weights-copy job, streamed from gs:// by "
+        "vLLM's Run:ai streamer), `gcs` (the same copy on a read-only Cloud Storage volume), `image` (baked into an "
+        "image by Cloud Build) or `hub` (downloaded by every instance; the service holds the token).",
+        WeightsSource.STREAM)
     gpu_zonal_redundancy: bool = setting(
         "Reserve capacity for zonal failover (dearer; separate quota). Off = best effort.", True
     )
@@ -551,7 +556,9 @@ class CloudRunConfig:
     invokers: tuple[str, ...] = setting(
         "IAM members allowed to invoke, e.g. `group:ml@example.com`. Public members need `access.allowPublicInvokers`.", ()
     )
-    gcs_prefix: Optional[str] = setting("With `weights: gcs`: object prefix of the model in the bucket; default `models/<model id>`.", None)
+    gcs_prefix: Optional[str] = setting(
+        "With `weights: stream` or `gcs`: object prefix of weights placed in the bucket by hand (no copy job); "
+        "default: the weights-copy job's `models/<model id>/<modelRevision>`.", None)
 
 
 @dataclass(frozen=True)
@@ -881,6 +888,21 @@ def runtime_account_id(prefix: str, name: str) -> str:
     return f"{prefix}-{name}"
 
 
+def copy_account_id(prefix: str, name: str) -> str:
+    """The weights-copy job's account id: the only identity that reads the Hugging Face token."""
+    return f"{prefix}-{name}"[:25].rstrip("-") + "-copy"
+
+
+def copies_weights(d: DeploymentConfig) -> bool:
+    """Does a weights-copy job put this deployment's weights into the bucket? GKE always; Cloud Run when it
+    reads from the bucket and no hand-placed prefix is given; Vertex AI never (its Model Garden deployment
+    resource takes the model from the Hub only: README "How weights and caches reach a replica")."""
+    if d.platform is Platform.GKE:
+        return True
+    return (d.platform is Platform.CLOUDRUN and d.cloudrun_options.weights in (WeightsSource.STREAM, WeightsSource.GCS)
+            and d.cloudrun_options.gcs_prefix is None)
+
+
 def build_account_id(prefix: str, name: str) -> str:
     """The image-build account's id: distinct from the runtime's, at most 30 characters."""
     return f"{prefix}-{name}"[:24].rstrip("-") + "-build"
@@ -1047,15 +1069,18 @@ def _validate_stack(settings: Settings, project: str, region: str, problems: Pro
     has_gke = any(d.platform is Platform.GKE for d in settings.deployments.values())
     for name, deployment in settings.deployments.items():
         path = f"{ns}deployments.{name}"
-        if deployment.platform is Platform.CLOUDRUN:
-            accounts = [runtime_account_id(prefix, name)]
-            if deployment.cloudrun_options.weights is WeightsSource.IMAGE:
+        if deployment.platform in (Platform.CLOUDRUN, Platform.GKE):
+            accounts = [runtime_account_id(prefix, name)] if deployment.platform is Platform.CLOUDRUN else []
+            if deployment.platform is Platform.CLOUDRUN and deployment.cloudrun_options.weights is WeightsSource.IMAGE:
                 accounts.append(build_account_id(prefix, name))
+            if copies_weights(deployment):
+                accounts.append(copy_account_id(prefix, name))
             for account in accounts:
                 problem = service_account_id_problem(account)
                 if problem:
                     problems.add(path, f"the service account id derived from namePrefix {prefix!r} and the name "
                                        f"{name!r} is invalid: {problem}. Change the deployment name or {ns}namePrefix")
+        if deployment.platform is Platform.CLOUDRUN:
             _validate_cloudrun_hardware(deployment, path, region, problems)
         if deployment.platform is Platform.GKE:
             _validate_gke_access(deployment.gke_options, env, f"{path}.gke", problems)

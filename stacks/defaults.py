@@ -41,12 +41,23 @@ ALERT_IDLE_MINUTES = 60
 # fills, a CPU limit throttles tokenisation.
 GKE_POD_REQUEST_SHARE = 0.5
 
+# Weights streamed from the bucket copy by vLLM's Run:ai model streamer (`--load-format runai_streamer`,
+# https://docs.vllm.ai/en/stable/models/extensions/runai_model_streamer/, "Tunable parameters").
+STREAMER_CONCURRENCY = 16  # reader threads (GCS clients): the streamer's documented default, said explicitly
+# Cloud Run: the streamer's CPU buffer is capped at this share of the instance's memory (its own default is
+# unbounded), so a model larger than the buffer streams through it instead of exhausting the instance.
+STREAMER_CLOUDRUN_MEMORY_SHARE = 0.25
+# Where the weights-copy job puts a model revision, and where serving reads it.
+WEIGHTS_PREFIX = "models/{model}/{revision}"
+WEIGHTS_UNPINNED_REVISION = "main"  # copied once as it is on the first run: pin modelRevision
+
 # Names of shared resources, as templates over the project id and the stack's name prefix.
 NAME_PREFIX = "llm-{environment}"
 BUCKET_NAME = "{project}-{prefix}-models"  # cut to 63 characters, the bucket-name limit
 CLUSTER_NAME = "{prefix}-gke"
 HF_TOKEN_SECRET = "{prefix}-hf-token"  # Secret Manager secret id, when the stack creates it from `hfToken`
 API_KEY_SECRET = "{prefix}-{deployment}-api-key"  # Secret Manager secret of a generated GKE API key
+WEIGHTS_COPY_JOB = "{prefix}-{deployment}-weights"  # Cloud Run job that copies a deployment's weights
 
 
 def shown(template: str) -> str:

@@ -165,6 +165,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
 
     lora = d.lora
     model_arg, env, download_dir = _model_source(name, d, model, stack)
+    streamed = model_arg.startswith("gs://")
     settings = VllmSettings(
         model=model_arg,
         served_model_name=v.served_model_name or d.model,
@@ -184,6 +185,8 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
         model_type=v.model_type,
         revision=d.model_revision if model_arg == d.model else None,
         download_dir=download_dir,
+        load_format="runai_streamer" if streamed else None,
+        model_loader_extra_config=_streamer_config(d, hardware, tp) if streamed else None,
         enable_lora=bool(lora.adapters),
         max_loras=lora.max_loras if lora.adapters else None,
         max_cpu_loras=lora.max_cpu_loras if lora.adapters else None,
@@ -390,8 +393,28 @@ def _hardware(d: DeploymentConfig, stack: StackConfig, key: str, out: Findings) 
                     node_pool=pool_name, tpu_topology=topology)
 
 
+def _streamer_config(d: DeploymentConfig, hardware: Hardware, tensor_parallel: int) -> dict[str, object]:
+    """The Run:ai streamer's settings: its concurrency always; on Cloud Run a CPU buffer bounded by the
+    instance's memory; on GPUs with tensor parallelism, each rank streaming its own part."""
+    config: dict[str, object] = {"concurrency": defaults.STREAMER_CONCURRENCY}
+    if d.platform is Platform.CLOUDRUN and hardware.memory:
+        config["memory_limit"] = int(memory_gib(hardware.memory) * defaults.STREAMER_CLOUDRUN_MEMORY_SHARE * 2**30)
+    if hardware.accelerator.kind == "gpu" and tensor_parallel > 1:
+        config["distributed"] = True
+    return config
+
+
 def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: StackConfig) -> tuple[str, dict, Optional[str]]:
-    """What --model points at, the plain environment, and vLLM's download dir, per platform."""
+    """What --model points at, the plain environment, and vLLM's download dir, per platform.
+
+    Cloud Run (default) and GKE read the weights-copy job's copy from the bucket with vLLM's Run:ai
+    model streamer (``gs://``; the serving identity has read access to that prefix only and no
+    token). Chosen over a read-only GCS FUSE mount on both accelerators: the streamer reads
+    tensors concurrently straight into memory, with no FUSE sidecar or file cache to size, and it
+    is what Google's llm-d GPU overlays use (accelerated-platforms, ``--model=gs://...
+    --load-format=runai_streamer``); on TPU, a Hugging Face cache on GCS FUSE is the slow path
+    reported in vllm-project/vllm issue #23115, and the TPU backend implements the streamer
+    (vllm-project/tpu-inference PR #955)."""
     if d.platform is Platform.VERTEX:
         return d.model, {"MODEL_ID": d.model, "DEPLOY_SOURCE": VERTEX_DEPLOY_SOURCE}, None
     if d.platform is Platform.CLOUDRUN:
@@ -401,6 +424,8 @@ def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: Stack
             return d.model, {"HF_HOME": BAKED_HF_HOME, "HF_HUB_OFFLINE": "1"}, None
         if weights is WeightsSource.GCS:
             return f"{GCS_MOUNT}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
+        if weights is WeightsSource.STREAM:
+            return f"gs://{_bucket(stack)}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
         return d.model, {}, None
     env = {}
     accelerator = _node_pool(d, stack)
@@ -408,11 +433,21 @@ def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: Stack
     if machine and CATALOG.accelerators[machine.accelerator].kind == "tpu" and d.gke_options.xla_cache:
         # Per deployment: replicas of one deployment share a compiled graph; others must not collide.
         env["VLLM_XLA_CACHE_PATH"] = f"{GKE_DATA_DIR}/xla-cache/{name}"
-    return d.model, env, GKE_DATA_DIR
+    env["HF_HUB_OFFLINE"] = "1"  # everything comes from the bucket copy; the pod holds no token
+    return f"gs://{_bucket(stack)}/{gcs_prefix(d)}", env, None
+
+
+def _bucket(stack: StackConfig) -> str:
+    return stack.settings.bucket.name or default_bucket_name(stack.project, stack.prefix)
 
 
 def gcs_prefix(d: DeploymentConfig) -> str:
-    return (d.cloudrun_options.gcs_prefix or f"models/{d.model}").strip("/")
+    """Object prefix of a deployment's weights in the bucket: a hand-placed Cloud Run prefix, or where the
+    weights-copy job puts the pinned revision."""
+    if d.platform is Platform.CLOUDRUN and d.cloudrun_options.gcs_prefix:
+        return d.cloudrun_options.gcs_prefix.strip("/")
+    return defaults.WEIGHTS_PREFIX.format(model=d.model,
+                                          revision=d.model_revision or defaults.WEIGHTS_UNPINNED_REVISION)
 
 
 def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware: Hardware,
@@ -454,16 +489,9 @@ def gke_pod_requests(d: ResolvedDeployment) -> tuple[str, str]:
     return str(cpu), f"{memory}Gi"
 
 
-def hub_cache_dir(model_id: str) -> str:
-    """huggingface_hub's cache folder of a model repository: `models--<org>--<name>`."""
-    return "models--" + model_id.replace("/", "--")
-
-
 def gke_bucket_prefixes(d: ResolvedDeployment) -> tuple[str, ...]:
-    """Object prefixes a GKE deployment writes: vLLM downloads into the bucket root (``--download-dir``)
-    in huggingface_hub's cache layout (the model folder and its lock folder), plus its XLA cache."""
-    model_dir = hub_cache_dir(d.config.model)
-    prefixes = [f"{model_dir}/", f".locks/{model_dir}/"]
+    """Object prefixes a GKE deployment writes: its XLA cache only (weights are read from the copy)."""
+    prefixes = []
     xla = d.container.env.get("VLLM_XLA_CACHE_PATH", "")
     if xla.startswith(GKE_DATA_DIR + "/"):
         prefixes.append(xla.removeprefix(GKE_DATA_DIR + "/").rstrip("/") + "/")

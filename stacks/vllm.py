@@ -57,6 +57,8 @@ class VllmSettings:
     model_type: Optional[str] = None
     revision: Optional[str] = None
     download_dir: Optional[str] = None
+    load_format: Optional[str] = None  # e.g. runai_streamer for a gs:// model
+    model_loader_extra_config: Optional[Mapping[str, object]] = None  # the streamer's concurrency and memory limit
     enable_lora: bool = False
     max_loras: Optional[int] = None
     max_cpu_loras: Optional[int] = None
@@ -113,6 +115,11 @@ def server_flags(settings: VllmSettings, *, host: str, port: int, server: str) -
         flags.append(("--kv-cache-dtype", s.kv_cache_dtype))
     if s.download_dir:
         flags.append(("--download-dir", s.download_dir))
+    if s.load_format:
+        flags.append(("--load-format", s.load_format))
+    if s.model_loader_extra_config:
+        flags.append(("--model-loader-extra-config",
+                      json.dumps(dict(s.model_loader_extra_config), separators=(",", ":"), sort_keys=True)))
     if s.enable_lora:
         flags.append(("--enable-lora", None))
         if s.max_loras is not None:

@@ -30,6 +30,8 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "vertex": lambda v: re.fullmatch(r"https://.+/v1beta1/projects/\d+/locations/us-central1/endpoints/\d+", v) is not None,
     "gke_cluster": lambda v: v == "llm-dev-gke",
     "gke_workload": lambda v: v == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge",
+    "weights_copy": lambda v: v == ("gs://my-project-llm-models/models/google/gemma-3-1b-it/"
+                                    "dcc83ea841ab6100d6b47a070329e1ba4cf78752"),
     "observability": lambda v: re.fullmatch(r"https://console\.cloud\.google\.com/monitoring/dashboards/builder/[0-9a-f]+\?project=my-project", v) is not None,
     "metrics_adapter": lambda v: v == ("principal://iam.googleapis.com/projects/123456789012/locations/global/"
                                        "workloadIdentityPools/my-project.svc.id.goog/subject/ns/custom-metrics/"

@@ -321,7 +321,7 @@ def test_token_created_as_secret_and_version_with_the_value_wrapped():
     data = version.inputs["secretData"]
     assert is_wrapped_secret(data), f"hf-version: secretData is not registered as a secret: {type(data)}"
     assert unwrap_secrets(data) == CANARY, "hf-version: secretData does not carry the token"
-    assert version.inputs["secret"] == "hf-secret-id", f"hf-version: secret {version.inputs.get('secret')}"
+    assert version.inputs["secret"] == f"projects/{PROJECT}/secrets/llm-dev-hf-token", f"hf-version: secret {version.inputs.get('secret')}"
 
     for r in result.registrations:
         leaks = find_text(dict(r.inputs), CANARY)
@@ -353,7 +353,7 @@ def test_token_accessors_are_members_on_this_secret_only():
     result = run_token(token_args(token=pulumi.Output.secret(CANARY), accessors=accessors))
     assert names_of(result, SECRET_MEMBER) == ["hf-gemma-accessor", "hf-gemma-build-accessor"]
     grant = result.named("hf-gemma-accessor")
-    assert grant.inputs == {"project": PROJECT, "secretId": "hf-secret-id", "role": ACCESSOR, "member": MEMBER_A}, \
+    assert grant.inputs == {"project": PROJECT, "secretId": f"projects/{PROJECT}/secrets/llm-dev-hf-token", "role": ACCESSOR, "member": MEMBER_A}, \
         f"hf-gemma-accessor: {grant.inputs}"
     version_urn = result.named("hf-version").urn
     assert version_urn in grant.dependencies, "hf-gemma-accessor: does not wait for the secret version"

@@ -234,7 +234,20 @@ def test_bucket_access_is_listing_plus_own_prefixes(tutorial):
 
 
 def test_bucket_prefixes_are_required():
-    assert "bucket_prefixes: give the object prefixes" in error_of(bucket_prefixes=())
+    assert "bucket_prefixes, read_prefixes: give the object prefixes" in error_of(bucket_prefixes=(), read_prefixes=())
+    assert "read_prefixes: got '/models/x'" in error_of(read_prefixes=("/models/x",))
+
+
+def test_read_prefixes_get_read_only_object_access():
+    result = run_tutorial(read_prefixes=("models/meta-llama/Llama-3.1-70B/abc/",), bucket_prefixes=("xla-cache/llama/",))
+    grant = result.named("llama-bucket-read")
+    assert grant.inputs["role"] == "roles/storage.objectViewer", f"llama-bucket-read: {grant.inputs['role']}"
+    assert grant.inputs["condition"]["expression"].endswith('/objects/models/meta-llama/Llama-3.1-70B/abc/")'), \
+        f"llama-bucket-read: {grant.inputs['condition']}"
+    writers = [r for r in result.registrations if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember"
+               and r.inputs["role"] == "roles/storage.objectUser"]
+    assert all("/objects/models/" not in w.inputs["condition"]["expression"] for w in writers), \
+        f"the weights prefix must not be writable: {[w.name for w in writers]}"
 
 
 API_KEY_CANARY = "CANARYapikeyCANARYapikey0123456789"

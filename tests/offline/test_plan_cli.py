@@ -174,9 +174,7 @@ def test_invented_values_are_marked_in_text_and_json(capsys, out):
     assert "deployments.gemma-1b.url" in document["invented_outputs"], document["invented_outputs"]
     assert "project" not in document["invented_outputs"]
     assert "invented" in document["note"]
-    cloud_run = next(r for r in document["resources"] if r["name"] == "llm-dev-gemma-1b-service")
-    assert any(path.startswith("template.containers[0].image") for path in cloud_run["invented"]), \
-        f"llm-dev-gemma-1b-service: the built image digest is not marked invented: {cloud_run['invented']}"
+    # (The baked image's invented digest: tests/stacks/test_invalid_values.py, weights: image.)
 
 
 def test_quota_is_not_read_offline(capsys, out):

@@ -189,10 +189,14 @@ def test_a_public_model_with_weights_in_the_image_plans(tmp_path, capsys):
               "chatTemplate": True, "gated": False}
     config = mutated("dev", (f"{CLOUDRUN_DEPLOYMENT}.model", "acme/tiny-chat"),
                      (f"{CLOUDRUN_DEPLOYMENT}.customModel", public),
-                     (f"{CLOUDRUN_DEPLOYMENT}.vllm.maxModelLen", 2048))
+                     (f"{CLOUDRUN_DEPLOYMENT}.vllm.maxModelLen", 2048),
+                     (f"{CLOUDRUN_DEPLOYMENT}.cloudrun.weights", "image"))
     code, out, err = run_plan(tmp_path, config, capsys, "--json")
     assert code == 0, f"gemma-1b with a public model: exit {code}\n{err}\n{out[-1500:]}"
     resources = json.loads(out)["resources"]
+    cloud_run = next(r for r in resources if r["name"] == "llm-dev-gemma-1b-service")
+    assert any(path.startswith("template.containers[0].image") for path in cloud_run["invented"]), \
+        f"llm-dev-gemma-1b-service: the built image digest is not marked invented: {cloud_run['invented']}"
     build = next(r for r in resources if r["name"] == "llm-dev-gemma-1b-image-build")
     script = str(build["inputs"].get("create", ""))
     assert "--config=cloudbuild-public.yaml" in script and "_HF_SECRET" not in script, \

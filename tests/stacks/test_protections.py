@@ -27,6 +27,8 @@ DELETION_PROTECTED = {"gcp:cloudrunv2/service:Service": "a Cloud Run service wit
 # Types that hold no state: pulumi up recreates them as they were.
 REPLACEABLE = {
     "command:local:Command": "an image build; the image it pushed stays in the protected repository",
+    "gcp:cloudrunv2/job:Job": "the weights-copy job, stateless: the copy stays in the protected bucket and a rerun is a no-op",
+    "gcp:storage/bucketObject:BucketObject": "the copy job's code, uploaded again from the repository",
     "gcp:projects/service:Service": "API enablement, left enabled on destroy",
     "gcp:projects/iAMMember:IAMMember": "additive grant",
     "gcp:storage/bucketIAMMember:BucketIAMMember": "additive grant",

@@ -100,8 +100,18 @@ def test_every_committed_deployment_pins_its_weights(stack: str):
         assert len(deployment.get("modelRevision", "")) == 40, f"Pulumi.{stack}.yaml: {name} has no modelRevision"
     resolved = planned(stack).result.resolved
     assert resolved is not None, f"Pulumi.{stack}.yaml did not resolve"
+    jobs = {r.name: r for r in planned(stack).registrations if r.type == "gcp:cloudrunv2/job:Job"}
     for d in resolved.deployments.values():
-        assert f"--revision={d.config.model_revision}" in d.container.args, f"{d.name}: {d.container.args}"
+        revision = d.config.model_revision
+        model = next(a for a in d.container.args if a.startswith("--model="))
+        if model.startswith("--model=gs://"):
+            # Served from the bucket copy of that revision, which the deployment's copy job copies.
+            assert model.endswith(f"/models/{d.config.model}/{revision}"), f"{d.name}: {model}"
+            job = jobs[f"llm-{stack}-{d.name}-weights-job"]
+            args = job.inputs["template"]["template"]["containers"][0]["args"]
+            assert args[args.index("--revision") + 1] == revision, f"{job.name}: {args}"
+        else:
+            assert f"--revision={revision}" in d.container.args, f"{d.name}: {d.container.args}"
 
 
 # ---------------------------------------------------------------------------
@@ -254,15 +264,18 @@ def test_cloud_run_reading_weights_from_the_bucket_sees_only_its_model():
     values, secret_keys = _variant("staging", gcs)
     result = plan(values, secret_keys, stack="staging", source="Pulumi.staging.yaml")
     bucket = "acme-llm-staging-llm-staging-models"
+    service_account = "serviceAccount:llm-staging-gemma-1b@acme-llm-staging.iam.gserviceaccount.com"
     grants = {r.name: r.inputs for r in result.run.registrations
-              if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember" and "gemma" in r.name}
+              if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember" and r.inputs["member"] == service_account}
     assert {g["role"] for g in grants.values()} == {"roles/storage.objectViewer"}, grants
+    revision = values[f"{NS}deployments"]["gemma-1b"]["modelRevision"]
     assert sorted(g["condition"]["expression"] for g in grants.values()) == sorted([
         f'resource.name == "projects/_/buckets/{bucket}"',
-        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/models/google/gemma-3-1b-it/")',
+        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/models/google/gemma-3-1b-it/{revision}/")',
     ]), grants
     assert result.outputs["deployments"]["gemma-1b"]["bucket_access"].endswith(
-        "may list object names and read objects under models/google/gemma-3-1b-it/ only"), result.outputs["deployments"]
+        f"may list object names and read objects under models/google/gemma-3-1b-it/{revision}/ only"), \
+        result.outputs["deployments"]
 
 
 def test_existing_api_key_secret_is_read_not_created():

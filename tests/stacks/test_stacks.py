@@ -116,14 +116,15 @@ def test_committed_stack_plans_cleanly(stack: str):
 
 
 EXPECTED_APIS = {
-    # cloudrun (image weights: Cloud Build) + vertex, a token secret and the quota check.
-    # monitoring: the dashboard, the alert policies and the Cloud Run metrics sidecar.
-    "dev": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "iam", "monitoring", "run",
+    # cloudrun (weights streamed from the bucket copy; run: also the weights-copy job) + vertex, a token
+    # secret and the quota check. monitoring: the dashboard, the alert policies and the Cloud Run metrics
+    # sidecar. No Cloud Build: no stack bakes weights into an image.
+    "dev": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "iam", "monitoring", "run",
             "secretmanager", "storage"},
     # staging and prod: the same plus GKE and its managed Prometheus.
-    "staging": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "container", "iam",
+    "staging": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "container", "iam",
                 "monitoring", "run", "secretmanager", "storage"},
-    "prod": {"aiplatform", "artifactregistry", "cloudbuild", "cloudquotas", "compute", "container", "iam",
+    "prod": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "container", "iam",
              "monitoring", "run", "secretmanager", "storage"},
 }
 
@@ -214,9 +215,12 @@ def test_one_dedicated_service_account_per_workload(stack: str):
     p = planned(stack)
     account_ids = [r.inputs["accountId"] for r in p.of_type(ACCOUNT)]
     assert len(account_ids) == len(set(account_ids)), f"Pulumi.{stack}.yaml: account ids repeat: {account_ids}"
-    # The Cloud Run service runs as its own account; its image build as another.
+    # The Cloud Run service runs as its own account; its weights-copy job as another (the token reader).
     assert f"llm-{stack}-gemma-1b" in account_ids, f"Pulumi.{stack}.yaml: no runtime account for gemma-1b: {account_ids}"
-    assert f"llm-{stack}-gemma-1b-build" in account_ids, f"Pulumi.{stack}.yaml: no build account for gemma-1b: {account_ids}"
+    assert f"llm-{stack}-gemma-1b-copy" in account_ids, f"Pulumi.{stack}.yaml: no copy account for gemma-1b: {account_ids}"
+    job = p.one("gcp:cloudrunv2/job:Job", f"llm-{stack}-gemma-1b-weights-job")
+    assert job.inputs["template"]["template"]["serviceAccount"] == \
+        f"llm-{stack}-gemma-1b-copy@acme-llm-{stack}.iam.gserviceaccount.com", f"{job.name}: {job.inputs['template']}"
     cloud_run = p.one(CLOUD_RUN)
     assert cloud_run.inputs["template"]["serviceAccount"] == f"llm-{stack}-gemma-1b@acme-llm-{stack}.iam.gserviceaccount.com", \
         f"{cloud_run.name}: runs as {cloud_run.inputs['template'].get('serviceAccount')}"
@@ -406,9 +410,10 @@ def _wrapped_paths(value: Any, needle: str, path: str = "") -> list[str]:
     return []
 
 
-# Where the token may be, always wrapped as a secret: the version that stores it, and the two
-# runtimes that take the value itself (Vertex AI's access-token field, the GKE Kubernetes Secret).
-TOKEN_CONSUMERS = {SECRET_VERSION, VERTEX, K8S_SECRET}
+# Where the token's value may be, always wrapped as a secret: the version that stores it, and the one
+# runtime that takes the value itself (Vertex AI's access-token field). The weights-copy job reads it
+# from Secret Manager by reference (tests/stacks/test_token_consumers.py lists every consumer).
+TOKEN_CONSUMERS = {SECRET_VERSION, VERTEX}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -437,7 +442,8 @@ def test_token_canary_never_appears_in_plaintext(stack: str):
     # Llama 3.1 8B is gated: Vertex AI reads the token, wrapped.
     assert f"llm-{stack}-llama-8b-deployment" in carriers, f"Pulumi.{stack}.yaml: the Vertex endpoint lacks the token"
     if stack == "prod":
-        assert "llm-prod-llama-70b-hf-token" in carriers, "llm-prod-llama-70b-hf-token: the GKE Secret lacks the token"
+        assert not p.of_type(K8S_SECRET) or all("hf" not in r.name for r in p.of_type(K8S_SECRET)), \
+            f"Pulumi.prod.yaml: a Kubernetes Secret for the token: {[r.name for r in p.of_type(K8S_SECRET)]}"
 
 
 def test_token_canary_secret_resources_are_created_with_accessors():
@@ -445,9 +451,9 @@ def test_token_canary_secret_resources_are_created_with_accessors():
     secret = p.one(SECRET, "llm-dev-hf-token-secret")
     assert secret.inputs["secretId"] == "llm-dev-hf-token", f"{secret.name}: secretId {secret.inputs.get('secretId')}"
     accessors = [r for r in p.registrations if r.type == "gcp:secretmanager/secretIamMember:SecretIamMember"]
-    assert [a.name for a in accessors] == ["llm-dev-hf-token-gemma-1b-build-accessor"], \
+    assert [a.name for a in accessors] == ["llm-dev-hf-token-gemma-1b-copy-accessor"], \
         f"Pulumi.dev.yaml: token accessors {[a.name for a in accessors]}"
-    assert accessors[0].inputs["member"] == "serviceAccount:llm-dev-gemma-1b-build@acme-llm-dev.iam.gserviceaccount.com", \
+    assert accessors[0].inputs["member"] == "serviceAccount:llm-dev-gemma-1b-copy@acme-llm-dev.iam.gserviceaccount.com", \
         f"{accessors[0].name}: member {accessors[0].inputs.get('member')}"
 
 
