@@ -6,10 +6,11 @@ Args (built from the cluster's outputs, never the ambient kubeconfig):
 - Namespace and Kubernetes ServiceAccount (no token mounted: neither vLLM nor the GCS FUSE
   driver needs it, the driver gets its own token through the CSIDriver's tokenRequests); on the
   model bucket, granted to that ServiceAccount's Workload Identity principal (no Google service
-  account): listing object names, and ``roles/storage.objectUser`` only on the object prefixes
-  the workload owns (IAM conditions on ``resource.name``);
-- the Hugging Face token and the API key as Kubernetes Secrets fed from Pulumi secrets, read
-  through ``secretKeyRef`` (vLLM reads ``VLLM_API_KEY``, so the key is never in argv);
+  account): listing object names, ``roles/storage.objectViewer`` on the prefixes it only reads
+  (its weights copy) and ``roles/storage.objectUser`` only on the prefixes it writes (its compile
+  cache), through IAM conditions on ``resource.name``;
+- the API key (and, only when given, a Hugging Face token) as Kubernetes Secrets fed from Pulumi
+  secrets, read through ``secretKeyRef`` (vLLM reads ``VLLM_API_KEY``, so the key is never in argv);
 - a NetworkPolicy admitting the serving port only from the configured namespaces and CIDRs and
   from Managed Prometheus (namespace ``gmp-system``); enforced by Dataplane V2;
 - the Deployment: accelerator nodeSelectors, tolerations and limits from the node pool, the model

@@ -527,9 +527,12 @@ def _weights_copy(foundation: Foundation, d: ResolvedDeployment):
     stack = foundation.stack
     hf_token = foundation.hf_token
     token_secret = hf_token.secret_name if (hf_token is not None and d.model.gated) else None
-    # The job runs on the pinned vLLM GPU serving image (Python, huggingface_hub, google-cloud-storage):
-    # an image the stack already pins and pulls through its registry.
-    image = pulled_image(CATALOG.default_image("cloudrun").ref, Platform.CLOUDRUN, foundation.names)
+    # The job runs on a vLLM GPU serving image the stack already pins and pulls through its registry
+    # (Python, huggingface_hub, google-cloud-storage): a Cloud Run deployment's own image (so a digest
+    # pinned there pins the job too), else the catalog's Cloud Run image.
+    own = d.container.image
+    image = (own if d.platform is Platform.CLOUDRUN and isinstance(own, str)
+             else pulled_image(CATALOG.default_image("cloudrun").ref, Platform.CLOUDRUN, foundation.names))
     waits_for: list[pulumi.Resource] = [foundation.apis, foundation.bucket]
     waits_for += [r for r in (foundation.registry, hf_token if token_secret is not None else None) if r is not None]
     return WeightsCopyJob(

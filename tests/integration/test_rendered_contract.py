@@ -49,7 +49,7 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 DEPLOYMENTS = {"cloudrun": "gemma-1b", "gke": "llama-70b"}
 
 
-def _expected_argv_changes(name: str, python: Path, model: Path, port: int) -> list[str]:
+def _expected_argv_changes(name: str, python: Path, model: Path, port: int, rendered_model: str) -> list[str]:
     """Every rewrite ``replace_for_cpu`` must make to the prod render of *name*, in order."""
     python_change = f"python executable python3 -> {python}"
     host_change = "--host 0.0.0.0 -> 127.0.0.1"
@@ -59,7 +59,7 @@ def _expected_argv_changes(name: str, python: Path, model: Path, port: int) -> l
             python_change,
             host_change,
             f"--port 8080 -> {port}",
-            f"--model google/gemma-3-1b-it -> {model}",
+            f"--model {rendered_model} -> {model}",
             "dropped --gpu-memory-utilization 0.9 (CPU backend sizes the KV cache with "
             "VLLM_CPU_KVCACHE_SPACE)",
             len_change,
@@ -69,24 +69,27 @@ def _expected_argv_changes(name: str, python: Path, model: Path, port: int) -> l
             python_change,
             host_change,
             f"--port 8000 -> {port}",
-            f"--model meta-llama/Llama-3.1-70B -> {model}",
+            f"--model {rendered_model} -> {model}",
             "--tensor-parallel-size 8 -> 1 (one CPU worker)",
             "dropped --gpu-memory-utilization 0.98 (CPU backend sizes the KV cache with "
             "VLLM_CPU_KVCACHE_SPACE)",
             len_change,
-            "dropped --download-dir /data (model weights come from the local model directory)",
         ]
     raise AssertionError(f"no expected rewrite list for {name}")
 
 
 EXPECTED_ENV_CHANGES = {
-    "gemma-1b": [],  # HF_HOME=/model-cache and HF_HUB_OFFLINE=1 reach the server unchanged
+    "gemma-1b": [],  # HF_HUB_OFFLINE=1 reaches the server unchanged
     "llama-70b": ["dropped env VLLM_XLA_CACHE_PATH (accelerator-specific)"],
 }
 # Rendered flags that must reach the local server untouched (no --max-num-seqs: vLLM's own default runs).
+# Both deployments serve the weights-copy job's bucket copy with the Run:ai streamer: here the real
+# server loads the tiny model's safetensors through the streamer, with the rendered loader settings.
 EXPECTED_KEPT_ARGS = {
-    "gemma-1b": ["--served-model-name=google/gemma-3-1b-it", "--tensor-parallel-size=1"],
-    "llama-70b": ["--served-model-name=meta-llama/Llama-3.1-70B"],
+    "gemma-1b": ["--served-model-name=google/gemma-3-1b-it", "--tensor-parallel-size=1", "--load-format=runai_streamer",
+                 '--model-loader-extra-config={"concurrency":16,"memory_limit":8589934592}'],
+    "llama-70b": ["--served-model-name=meta-llama/Llama-3.1-70B", "--load-format=runai_streamer",
+                  '--model-loader-extra-config={"concurrency":16}'],
 }
 
 
@@ -121,7 +124,9 @@ def rendered(request, prod, vllm_python, tiny_model, tmp_path_factory):
     print(f"\n[integration] {name} ({platform}) rendered: {d.container.argv} env {dict(d.container.env)}")
     for change in [*argv_changes, *env_changes]:
         print(f"[integration]   rewrite: {change}")
-    assert argv_changes == _expected_argv_changes(name, vllm_python, tiny_model, port)
+    rendered_model = next(a for a in d.container.args if a.startswith("--model=")).removeprefix("--model=")
+    assert rendered_model.startswith("gs://") and rendered_model.endswith(f"/{d.config.model_revision}"), rendered_model
+    assert argv_changes == _expected_argv_changes(name, vllm_python, tiny_model, port, rendered_model)
     assert env_changes == EXPECTED_ENV_CHANGES[name]
     assert argv[:3] == [str(vllm_python), "-m", SERVER_MODULE]
     for arg in EXPECTED_KEPT_ARGS[name]:
@@ -131,6 +136,9 @@ def rendered(request, prod, vllm_python, tiny_model, tmp_path_factory):
     with LocalServer(argv, env, port, start_timeout=START_TIMEOUT_S, log_path=log) as srv:
         print(f"[integration] {name}: vLLM healthy after {srv.startup_seconds:.1f} s "
               f"on {srv.base_url}")
+        # The weights went through the Run:ai streamer with the rendered loader settings (vLLM logs it).
+        assert "Loading safetensors using Runai Model Streamer" in log.read_text(errors="replace"), \
+            f"{name}: the server did not load through the streamer; see {log}"
         client = openai.OpenAI(base_url=f"{srv.base_url}/v1", api_key="unused", timeout=120,
                                max_retries=0)
         yield Rendered(name, d, srv, client)

@@ -66,6 +66,8 @@ def test_cloud_run_streams_the_copied_revision_from_the_bucket(stack: str):
     assert p.result.outputs["deployments"]["gemma-1b"]["weights"]["uri"] == uri
     # The service is rolled out only after its copy job (the job is ready once the copy completed).
     job = p.one(COPY_JOB, f"llm-{stack}-gemma-1b-weights-job")
+    assert job.inputs["template"]["template"]["containers"][0]["image"] == vllm["image"], \
+        f"{job.name}: runs another image than the service it fills: {job.inputs['template']}"
     job_component = next(r for r in p.registrations if r.urn == job.parent)
     assert job_component.urn in service.dependencies or job.urn in service.dependencies, \
         f"{service.name} does not wait for {job.name}: {service.dependencies}"
