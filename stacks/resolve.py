@@ -164,7 +164,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     fit = estimate(request)
 
     lora = d.lora
-    model_arg, env, download_dir = _model_source(name, d, model, stack)
+    model_arg, env, download_dir = _model_source(name, d, stack, names.bucket)
     streamed = model_arg.startswith("gs://")
     settings = VllmSettings(
         model=model_arg,
@@ -404,7 +404,7 @@ def _streamer_config(d: DeploymentConfig, hardware: Hardware, tensor_parallel: i
     return config
 
 
-def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: StackConfig) -> tuple[str, dict, Optional[str]]:
+def _model_source(name: str, d: DeploymentConfig, stack: StackConfig, bucket: str) -> tuple[str, dict, Optional[str]]:
     """What --model points at, the plain environment, and vLLM's download dir, per platform.
 
     Cloud Run (default) and GKE read the weights-copy job's copy from the bucket with vLLM's Run:ai
@@ -425,7 +425,7 @@ def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: Stack
         if weights is WeightsSource.GCS:
             return f"{GCS_MOUNT}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
         if weights is WeightsSource.STREAM:
-            return f"gs://{_bucket(stack)}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
+            return f"gs://{bucket}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
         return d.model, {}, None
     env = {}
     accelerator = _node_pool(d, stack)
@@ -434,11 +434,7 @@ def _model_source(name: str, d: DeploymentConfig, model: ModelSpec, stack: Stack
         # Per deployment: replicas of one deployment share a compiled graph; others must not collide.
         env["VLLM_XLA_CACHE_PATH"] = f"{GKE_DATA_DIR}/xla-cache/{name}"
     env["HF_HUB_OFFLINE"] = "1"  # everything comes from the bucket copy; the pod holds no token
-    return f"gs://{_bucket(stack)}/{gcs_prefix(d)}", env, None
-
-
-def _bucket(stack: StackConfig) -> str:
-    return stack.settings.bucket.name or default_bucket_name(stack.project, stack.prefix)
+    return f"gs://{bucket}/{gcs_prefix(d)}", env, None
 
 
 def gcs_prefix(d: DeploymentConfig) -> str:

@@ -357,6 +357,10 @@ def server_command(argv: Sequence[str], env: Mapping[str, str], *, python: str,
             changes.append(f"dropped env {key} (container path; the dummy model is local)")
     argv = set_flag(argv, "--load-format", "dummy")
     changes.append("--load-format dummy (no weights; throughput does not depend on them)")
+    if has_flag(argv, "--model-loader-extra-config"):
+        # The streamer's settings (deployments that stream the bucket copy); the dummy loader refuses any.
+        argv = remove_flag(argv, "--model-loader-extra-config", takes_value=True)
+        changes.append("dropped --model-loader-extra-config (settings of the weights loader the dummy one replaces)")
     return argv, new_env, changes
 
 

@@ -135,3 +135,23 @@ def test_weights_placed_by_hand_need_no_copy_job():
     assert "llm-dev-gemma-1b-weights-job" not in names and "llm-dev-gemma-1b-copy-sa" not in names, sorted(names)
     service = _one(result.run.registrations, CLOUD_RUN, "llm-dev-gemma-1b-service")
     assert "--model=/models/hand/gemma" in service.inputs["template"]["containers"][0]["args"], service.name
+
+
+def test_gpu_tensor_parallel_ranks_stream_their_own_parts():
+    """On a GKE GPU pool with two L4s (tensor parallel 2), each rank streams its part ("distributed")."""
+    from stacks.config import load
+    from stacks.resolve import resolve_stack
+
+    values, secret_keys = stack_values("staging")
+    values = copy.deepcopy(values)
+    values[f"{NS}gke"]["nodePools"]["l4x2"] = {"machineType": "g2-standard-24", "minNodes": 0, "maxNodes": 1}
+    values[f"{NS}deployments"]["llama-8b-gke"] = {
+        "platform": "gke", "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "modelRevision": "0e9e39f249a16976918f6564b8830bc894c89659", "vllm": {"maxModelLen": 4096},
+        "hardware": {"nodePool": "l4x2"}, "gke": {"allowedCidrs": ["10.128.0.0/9"]}}
+    resolved = resolve_stack(load(values, secret_keys, source="Pulumi.staging.yaml", stack="staging"))
+    d = resolved.deployments["llama-8b-gke"]
+    args = _args({"args": list(d.container.args)})
+    assert args["--tensor-parallel-size"] == "2", d.container.args
+    assert json.loads(args["--model-loader-extra-config"]) == {"concurrency": defaults.STREAMER_CONCURRENCY,
+                                                               "distributed": True}, d.container.args

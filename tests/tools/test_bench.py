@@ -179,6 +179,19 @@ def test_server_command_cpu_swaps_model_host_port_and_adds_dummy_load():
     assert any("HF_HOME" in c for c in changes)
 
 
+def test_server_command_replaces_the_streamer_with_the_dummy_loader():
+    """A deployment streaming the bucket copy: the dummy loader replaces the streamer and its settings."""
+    rendered = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--host=0.0.0.0", "--port=8080",
+                "--model=gs://b/models/google/gemma-3-1b-it/abc", "--max-model-len=8192",
+                "--load-format=runai_streamer", '--model-loader-extra-config={"concurrency":16}']
+    argv, _, changes = server_command(rendered, {"HF_HUB_OFFLINE": "1"}, python="/py", model_dir="/tmp/model",
+                                      port=4321, device_kept=False, max_model_len=1024)
+    assert [a for a in argv if "load-format" in a or "loader" in a] in (["--load-format=dummy"], ["--load-format"]), argv
+    assert "dummy" in argv or "--load-format=dummy" in argv, argv
+    assert not any(a.startswith("--model-loader-extra-config") for a in argv), argv
+    assert any("--model-loader-extra-config" in c for c in changes), changes
+
+
 def test_server_command_gpu_keeps_device_flags_and_uses_openai_server():
     rendered = ["python", "-m", "vllm.entrypoints.api_server", "--host=0.0.0.0", "--port=8080",
                 "--model=meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size=1",
