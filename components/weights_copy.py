@@ -130,7 +130,9 @@ class WeightsCopyJob(pulumi.ComponentResource):
             f"{name}-code",
             bucket=args.bucket,
             name=f"{code_dir}/{JOB_SOURCE.name}",
-            source=pulumi.FileAsset(str(JOB_SOURCE)),
+            # Relative to the project root (Pulumi runs the program there), as the image build's directory
+            # is: the same stack run from another checkout sees no change.
+            source=pulumi.FileAsset(str(JOB_SOURCE.relative_to(PROJECT_ROOT))),
             content_type="text/x-python",
             opts=pulumi.ResourceOptions(parent=self),
         )

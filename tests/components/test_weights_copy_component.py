@@ -38,6 +38,8 @@ def test_the_job_runs_the_repository_code_with_the_token_by_reference():
     assert template["serviceAccount"] == ARGS.service_account_email and template["maxRetries"] == 1, job.name
     code = result.named("gemma-weights-code")
     assert code.inputs["name"] == "jobs/weights-copy/llm-dev-gemma-weights/weights_copy.py", code.inputs
+    # The repository's file, by a path relative to the project root: another checkout plans no change.
+    assert code.inputs["source"]["path"] == "jobs/weights_copy.py", f"{code.name}: {code.inputs['source']}"
     assert template["volumes"][0]["gcs"] == {"bucket": "mock-models", "readOnly": True,
                                              "mountOptions": ["only-dir=jobs/weights-copy/llm-dev-gemma-weights"]}
     expected_token = execution_token(ARGS, hashlib.sha256(JOB_SOURCE.read_bytes()).hexdigest())
