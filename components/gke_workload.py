@@ -24,9 +24,11 @@ Args (built from the cluster's outputs, never the ambient kubeconfig):
   HPA on ``prometheus.googleapis.com|<metric>|gauge`` (served by the custom-metrics adapter, see
   ``components/metrics_adapter.py``).
 
-Replicas: the HPA owns them. The Deployment's manifest leaves ``spec.replicas`` out, so Kubernetes
-starts one pod, the HPA raises it to ``min_replicas``, and a later ``pulumi up`` (server-side apply,
-where Pulumi only owns fields it sets) never resets what the HPA chose. No ``ignore_changes`` needed.
+Replicas: the HPA owns them, or, with ``external_autoscaler``, KEDA's ScaledObject (scale to zero,
+``components/keda_scaling.py``) and no HPA is created here. The Deployment's manifest leaves
+``spec.replicas`` out, so Kubernetes starts one pod, the autoscaler moves it to its own bounds, and a
+later ``pulumi up`` (server-side apply, where Pulumi only owns fields it sets) never resets what the
+autoscaler chose. No ``ignore_changes`` needed.
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ PUBLIC_ACK_ANNOTATION = "llm-serving/public-endpoint"
 CONTAINER_NAME = "vllm"  # the serving container; dashboards and logs select it by name
 
 
+@dataclass(frozen=True)
+class PodPeer:
+    """Pods in one namespace, selected by labels, as a NetworkPolicy source."""
+
+    namespace: str
+    match_labels: Mapping[str, str]
+
+
 @dataclass(frozen=True, kw_only=True)
 class VllmGkeWorkloadArgs:
     """Inputs of ``VllmGkeWorkload``. The caller decides the container; this component places it."""
@@ -124,6 +134,11 @@ class VllmGkeWorkloadArgs:
     run_as_user: Optional[int] = None  # non-root UID when the image supports it; None: the image's user
     protect: bool = False  # Pulumi protect on the namespace and the Secrets (losing them is an outage)
     public_endpoint_acknowledgements: tuple[str, ...] = ()  # recorded on a public Service for the policy pack
+    # Another controller owns the replicas (KEDA's ScaledObject, components/keda_scaling.py): no HPA here,
+    # and min_replicas may be 0. Two autoscalers on one Deployment would fight over spec.replicas.
+    external_autoscaler: bool = False
+    load_balancer: bool = True  # False: a ClusterIP Service (clients come through the KEDA interceptor)
+    allowed_pods: tuple[PodPeer, ...] = ()  # pods (by namespace and labels) that may reach the port
 
 
 def hpa_metric_name(metric: str) -> str:
@@ -160,6 +175,8 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
                  f"(read from a Kubernetes Secret as {API_KEY_ENV})")
     if API_KEY_ENV in args.container.env:
         p.append(f"container.env.{API_KEY_ENV}: the API key must not be a plain env value; pass it as api_key")
+    if args.public_load_balancer and not args.load_balancer:
+        p.append("public_load_balancer: needs load_balancer; a ClusterIP Service has no load balancer to make public")
     if args.public_load_balancer and args.api_key is None:
         p.append("public_load_balancer: an external load balancer without api_key is an unauthenticated "
                  "internet endpoint; give api_key")
@@ -208,8 +225,8 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     if args.pods_per_node < 1 or acc.count_per_node % max(args.pods_per_node, 1) != 0:
         p.append(f"pods_per_node: got {args.pods_per_node}; it must divide the {acc.count_per_node} devices per node "
                  f"of pool {acc.pool!r}")
-    if args.min_replicas < 1:
-        p.append(f"min_replicas: got {args.min_replicas}; the HPA needs at least 1")
+    if args.min_replicas < (0 if args.external_autoscaler else 1):
+        p.append(f"min_replicas: got {args.min_replicas}; the HPA needs at least 1 (0 only with external_autoscaler)")
     if args.max_replicas < args.min_replicas:
         p.append(f"max_replicas: got {args.max_replicas}, below min_replicas {args.min_replicas}; raise it")
     capacity = acc.max_nodes * args.pods_per_node
@@ -481,7 +498,9 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             )),
         )
 
-        if args.public_load_balancer:
+        if not args.load_balancer:
+            annotations = {}
+        elif args.public_load_balancer:
             annotations = ({PUBLIC_ACK_ANNOTATION: ",".join(args.public_endpoint_acknowledgements)}
                            if args.public_endpoint_acknowledgements else {})
         else:
@@ -490,10 +509,10 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             f"{name}-service",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels, annotations=annotations),
             spec=k8s.core.v1.ServiceSpecArgs(
-                type="LoadBalancer",
+                type="LoadBalancer" if args.load_balancer else "ClusterIP",
                 # Deliver to local pods only, so the pod sees the client's address (no SNAT) and
                 # the NetworkPolicy's CIDR rules apply to clients, not to node addresses.
-                external_traffic_policy="Local",
+                external_traffic_policy="Local" if args.load_balancer else None,
                 selector=selector,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", protocol="TCP", port=serving.port, target_port="http")],
             ),
@@ -505,6 +524,10 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             (*args.allowed_namespaces, PROMETHEUS_NAMESPACE)]
         sources += [k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
                     for cidr in args.allowed_cidrs]
+        sources += [k8s.networking.v1.NetworkPolicyPeerArgs(
+            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": peer.namespace}),
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(peer.match_labels)))
+            for peer in args.allowed_pods]
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
@@ -534,25 +557,26 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         metric = args.autoscaling_metric
         target = args.autoscaling_target
         self.hpa_metric_name = hpa_metric_name(metric)
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
-            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=args.app_name),
-                min_replicas=args.min_replicas,
-                max_replicas=args.max_replicas,
-                metrics=[k8s.autoscaling.v2.MetricSpecArgs(
-                    type="Pods",
-                    pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
-                        metric=k8s.autoscaling.v2.MetricIdentifierArgs(name=self.hpa_metric_name),
-                        target=k8s.autoscaling.v2.MetricTargetArgs(type="AverageValue",
-                                                                   average_value=_quantity(target)),
-                    ),
-                )],
-            ),
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[deployment])),
-        )
+        if not args.external_autoscaler:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
+                spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                    scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                        api_version="apps/v1", kind="Deployment", name=args.app_name),
+                    min_replicas=args.min_replicas,
+                    max_replicas=args.max_replicas,
+                    metrics=[k8s.autoscaling.v2.MetricSpecArgs(
+                        type="Pods",
+                        pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
+                            metric=k8s.autoscaling.v2.MetricIdentifierArgs(name=self.hpa_metric_name),
+                            target=k8s.autoscaling.v2.MetricTargetArgs(type="AverageValue",
+                                                                       average_value=_quantity(target)),
+                        ),
+                    )],
+                ),
+                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[deployment])),
+            )
 
         xla = serving.env.get("VLLM_XLA_CACHE_PATH", "")
         if xla.startswith(args.mount_path) and args.max_replicas > 1:

@@ -27,8 +27,8 @@ _TOKEN = re.compile(r"kubernetes:(?P<group>[^/]+)/(?P<version>[^:]+):(?P<kind>\w
 
 def api_version_of(type_token: str, inputs: Mapping[str, Any]) -> tuple[str, str] | None:
     """(apiVersion, kind) of a Kubernetes registration; None for anything else."""
-    if type_token.startswith("pulumi:providers:"):
-        return None
+    if type_token.startswith(("pulumi:providers:", "kubernetes:helm.sh/")):
+        return None  # a provider, or a Helm release (the chart's objects are rendered in the cluster, not here)
     api_version, kind = inputs.get("apiVersion"), inputs.get("kind")
     if isinstance(api_version, str) and isinstance(kind, str):
         return api_version, kind

@@ -371,7 +371,11 @@ def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]])
     foundation = build_foundation(resolved, hf_token_value)
     deployments: dict[str, Any] = {}
     cluster = _gke_cluster(foundation, resolved)
-    adapter = _metrics_adapter(foundation, cluster) if cluster is not None else None
+    gke = [d for d in resolved.deployments.values() if d.platform is Platform.GKE]
+    # The custom-metrics adapter serves the HPAs; a deployment scaled by KEDA has none.
+    needs_adapter = any(not d.config.gke_options.scale_to_zero for d in gke)
+    adapter = _metrics_adapter(foundation, cluster) if cluster is not None and needs_adapter else None
+    keda = _keda(foundation, cluster, [d for d in gke if d.config.gke_options.scale_to_zero]) if cluster else None
     namespaces: set[str] = set()
     targets: dict[str, monitoring.Target] = {}
     for name, d in resolved.deployments.items():
@@ -382,7 +386,7 @@ def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]])
             deployments[name], targets[name] = _cloudrun(foundation, d, copy_job)
         else:
             namespace = d.config.gke_options.namespace
-            deployments[name], targets[name] = _gke_workload(foundation, cluster, adapter, d, copy_job,
+            deployments[name], targets[name] = _gke_workload(foundation, cluster, adapter, keda, d, copy_job,
                                                              create_namespace=namespace not in namespaces)
             namespaces.add(namespace)
         if copy_job is not None:
@@ -723,6 +727,28 @@ def _metrics_adapter(foundation: Foundation, cluster):
     )
 
 
+def _keda(foundation: Foundation, cluster, scaled: list[ResolvedDeployment]):
+    """KEDA and its HTTP add-on, once per cluster, when a GKE deployment scales to zero. The
+    interceptor waits as long as the slowest of them takes to wake."""
+    if not scaled:
+        return None
+    from components.keda import HttpAddOnValues, InterceptorValues, KedaInstall, KedaInstallArgs
+    from stacks.resolve import wake_timings
+
+    stack = foundation.stack
+    timings = [wake_timings(d) for d in scaled]
+    interceptor = InterceptorValues(condition_wait_seconds=max(t.wait_seconds for t in timings),
+                                    response_header_seconds=max(t.response_header_seconds for t in timings))
+    clients = sorted({ns for d in scaled for ns in d.config.gke_options.allowed_namespaces})
+    return KedaInstall(
+        f"{stack.prefix}-keda",
+        KedaInstallArgs(provider=cluster.provider, project=stack.project, project_number=foundation.project_number,
+                        http_add_on_values=HttpAddOnValues(interceptor=interceptor),
+                        proxy_client_namespaces=tuple(clients), labels=stack.labels()),
+        opts=pulumi.ResourceOptions(depends_on=[cluster, foundation.apis]),
+    )
+
+
 def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     from components.gke_cluster import autopilot_placement
     from stacks.catalog.gke import gke_hardware
@@ -737,15 +763,21 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
     return cluster.placement(d.hardware.node_pool)
 
 
-def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeployment, copy_job, *,
+def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDeployment, copy_job, *,
                   create_namespace: bool) -> tuple[dict[str, Any], monitoring.Target]:
     from components.api_key import ServingApiKey, ServingApiKeyArgs
     from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
-    from components.gke_workload import VllmGkeWorkload, VllmGkeWorkloadArgs
+    from components.gke_workload import PodPeer, VllmGkeWorkload, VllmGkeWorkloadArgs
     from stacks.resolve import GKE_DATA_DIR, gke_bucket_prefixes, gke_pod_requests
 
     stack = foundation.stack
     options = d.config.gke_options
+    scale_to_zero = options.scale_to_zero
+    interceptor: tuple[PodPeer, ...] = ()
+    if scale_to_zero:
+        from components.keda import INTERCEPTOR_POD_LABELS
+        assert keda is not None  # built whenever a GKE deployment scales to zero
+        interceptor = (PodPeer(namespace=keda.namespace, match_labels=INTERCEPTOR_POD_LABELS),)
     assert d.scaling.metric is not None  # resolve picks the HPA metric of every GKE deployment
     app_name = f"vllm-{d.name}"
     api_key = None
@@ -790,22 +822,38 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
             protect=stack.protections.protect_stateful,
             public_endpoint_acknowledgements=(("acknowledged",) * options.acknowledge_public_endpoint
                                               + ("prod-acknowledged",) * options.acknowledge_public_endpoint_in_prod),
+            external_autoscaler=scale_to_zero,
+            load_balancer=not scale_to_zero,
+            allowed_pods=interceptor,
         ),
-        opts=pulumi.ResourceOptions(depends_on=[cluster, adapter, foundation.bucket]
-                                    + ([copy_job] if copy_job is not None else [])),
+        opts=pulumi.ResourceOptions(depends_on=[r for r in (cluster, adapter, keda, foundation.bucket, copy_job)
+                                                if r is not None]),
     )
+    scaling: dict[str, Any] = {"hpa_metric": workload.hpa_metric_name}
+    port_forward = workload.port_forward_command
     base_url = f"http://localhost:{d.container.port}/v1"
+    host_header = ""
+    in_cluster_url = workload.in_cluster_url
+    if scale_to_zero:
+        scaler = _scale_to_zero(foundation, cluster, keda, d, workload)
+        port_forward = scaler.port_forward_command
+        base_url = f"http://localhost:{keda.interceptor_port}/v1"
+        host_header = scaler.hosts[0]
+        in_cluster_url = scaler.wake_url
+        scaling = {"scale_to_zero": _wake_summary(d, scaler)}
     calling: dict[str, Any] = {}
     if api_key is not None:
+        host = f" -H \"Host: {host_header}\"" if host_header else ""
+        client_headers = f", default_headers={{\"Host\": \"{host_header}\"}}" if host_header else ""
         calling = {
             "api_key_secret": api_key.secret_name,
             "api_key_command": api_key.access_command,
             "curl_example": api_key.access_command.apply(lambda command: (
-                f"{workload.port_forward_command} & curl {base_url}/models "
+                f"{port_forward} & curl {base_url}/models{host} "
                 f"-H \"Authorization: Bearer $({command})\"")),
             "openai_example": api_key.access_command.apply(lambda command: (
                 f"OPENAI_API_KEY=$({command}) python -c 'from openai import OpenAI; "
-                f"print(OpenAI(base_url=\"{base_url}\").models.list())'  # after: {workload.port_forward_command}")),
+                f"print(OpenAI(base_url=\"{base_url}\"{client_headers}).models.list())'  # after: {port_forward}")),
         }
     else:
         calling = {"authentication": "none: apiKey is false, any client the NetworkPolicy admits can call it"}
@@ -815,10 +863,53 @@ def _gke_workload(foundation: Foundation, cluster, adapter, d: ResolvedDeploymen
         "served_model_name": d.container.served_model_name,
         "namespace": workload.namespace,
         "service": workload.service_name,
-        "in_cluster_url": workload.in_cluster_url,
-        "hpa_metric": workload.hpa_metric_name,
-        "port_forward_command": workload.port_forward_command,
+        "in_cluster_url": in_cluster_url,
+        **scaling,
+        "port_forward_command": port_forward,
         "bucket_access": pulumi.Output.concat(workload.workload_identity_principal, " may ", workload.bucket_access),
         **calling,
     }, monitoring.gke_target(d, stack, cluster.cluster_name, namespace=options.namespace, job=app_name,
                              container=VLLM_CONTAINER)
+
+
+def _scale_to_zero(foundation: Foundation, cluster, keda, d: ResolvedDeployment, workload):
+    """The HTTPScaledObject and ScaledObject that own this deployment's replicas, from zero."""
+    from components.keda import prometheus_query_url
+    from components.keda_scaling import PrometheusQueueTrigger, ScaleToZero, ScaleToZeroArgs
+    from stacks.resolve import wake_timings
+
+    stack = foundation.stack
+    timings = wake_timings(d)
+    assert d.scaling.metric is not None and foundation.names.cluster is not None  # resolve sets both for GKE
+    selector = f'cluster="{foundation.names.cluster}",namespace="{workload.namespace}",job="{workload.service_name}"'
+    queue = PrometheusQueueTrigger(server_address=prometheus_query_url(stack.project),
+                                   query=f"sum({d.scaling.metric}{{{selector}}})", threshold=d.scaling.target,
+                                   trigger_authentication=keda.trigger_authentication)
+    return ScaleToZero(
+        f"{stack.prefix}-{d.name}-scale-to-zero",
+        ScaleToZeroArgs(provider=cluster.provider, namespace=workload.namespace,
+                        app_name=workload.service_name, service_port=workload.service_port,
+                        max_replicas=d.scaling.max_replicas, idle_seconds=timings.idle_seconds,
+                        wake_timeout_seconds=timings.wait_seconds,
+                        response_header_seconds=timings.response_header_seconds,
+                        interceptor_service=keda.interceptor_service, interceptor_namespace=keda.namespace,
+                        interceptor_port=keda.interceptor_port, external_scaler_address=keda.external_scaler_address,
+                        queue_trigger=queue, labels=_deployment_labels(stack, d)),
+        opts=pulumi.ResourceOptions(depends_on=[workload, keda]),
+    )
+
+
+def _wake_summary(d: ResolvedDeployment, scaler) -> dict[str, Any]:
+    from stacks.resolve import wake_timings
+
+    t = wake_timings(d)
+    return {
+        "replicas": f"0 to {d.scaling.max_replicas}, owned by KEDA (ScaledObject {scaler.wake_service.removesuffix('-wake')}); "
+                    "no HorizontalPodAutoscaler of the stack's own",
+        "wake_url": scaler.wake_url,
+        "first_request_waits_seconds": t.wait_seconds,
+        "first_request": (f"waits in the interceptor up to {t.wait_seconds} s: a node ({t.node_seconds} s budget) "
+                          f"and the model's start-up ({t.startup_seconds} s budget); set the client's timeout above it"),
+        "idle_seconds_before_zero": t.idle_seconds,
+        "scale_up_metric": d.scaling.metric,
+    }

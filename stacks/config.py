@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from components.keda import NAMESPACE as KEDA_NAMESPACE
 from components.lora import adapter_source_problem
 from components.metrics_adapter import NAMESPACE as METRICS_ADAPTER_NAMESPACE
 from components.rules import (
@@ -597,6 +598,20 @@ class GkeWorkloadConfig:
         "Startup probe budget for download plus XLA compilation (s).", 3600, minimum=60, maximum=14400
     )
     xla_cache: bool = setting("Keep the XLA compile cache in the bucket (TPU).", True)
+    scale_to_zero: bool = setting(
+        "Scale the Deployment to zero replicas when idle and wake it on the first request (KEDA and its HTTP "
+        "add-on; the node pool then scales to zero nodes). Clients call the wake URL inside the cluster; the first "
+        "request waits for a node and the model to load. KEDA then owns the replicas instead of the HPA. Prod "
+        "needs `acknowledgeScaleToZeroInProd`.", defaults.SCALE_TO_ZERO
+    )
+    scale_to_zero_idle_seconds: Optional[int] = setting(
+        f"With `scaleToZero`: seconds without a request before the replicas go to zero; default "
+        f"{defaults.SCALE_TO_ZERO_IDLE_SECONDS}.", None, minimum=60, maximum=86400
+    )
+    acknowledge_scale_to_zero_in_prod: bool = setting(
+        "Confirms `scaleToZero` in a prod stack, where the first request after an idle period waits for a node "
+        "and a model load.", False
+    )
 
 
 @dataclass(frozen=True)
@@ -659,8 +674,9 @@ class DeploymentConfig:
             where = join(path, "gke.namespace")
             if dns_label_problem(namespace):
                 problems.add(where, str(dns_label_problem(namespace)))
-            elif namespace in SYSTEM_NAMESPACES or namespace == METRICS_ADAPTER_NAMESPACE:
+            elif namespace in SYSTEM_NAMESPACES or namespace in (METRICS_ADAPTER_NAMESPACE, KEDA_NAMESPACE):
                 owner = ("the custom-metrics adapter this stack installs" if namespace == METRICS_ADAPTER_NAMESPACE
+                         else "KEDA, which this stack installs for scale to zero" if namespace == KEDA_NAMESPACE
                          else "Kubernetes itself")
                 problems.add(where, f"got {namespace!r}, a namespace owned by {owner}; choose your own, "
                                     "e.g. llm-serving")
@@ -677,10 +693,15 @@ class DeploymentConfig:
                 problems.add(join(path, "target"), f"got {s.target:g}; Vertex AI scales on accelerator duty cycle, "
                                                    f"a whole percent from 1 to 100{hint}")
         elif self.platform is Platform.GKE:
-            if s.min_replicas is not None and s.min_replicas < 1:
+            scale_to_zero = self.gke_options.scale_to_zero
+            if s.min_replicas is not None and s.min_replicas < 1 and not scale_to_zero:
                 problems.add(join(path, "minReplicas"), f"got {s.min_replicas}; the HorizontalPodAutoscaler keeps at "
-                                                        "least 1 replica (scaling to zero needs extra tooling this "
-                                                        "stack does not install). Set 1 or more")
+                                                        "least 1 replica. Set 1 or more, or set gke.scaleToZero: true "
+                                                        "to scale to zero with KEDA")
+            elif s.min_replicas is not None and s.min_replicas > 0 and scale_to_zero:
+                problems.add(join(path, "minReplicas"), f"got {s.min_replicas} with gke.scaleToZero true, which scales "
+                                                        "to 0 when idle; remove minReplicas (or set 0), or turn "
+                                                        "scaleToZero off to keep replicas running")
             if s.target is not None:
                 if s.metric is AutoscalingMetric.KV_CACHE_USAGE and not 0 < s.target <= 1:
                     problems.add(join(path, "target"), f"got {s.target:g}; kv_cache_usage is a fraction of the KV "
@@ -1022,6 +1043,7 @@ def _validate_gke_access(options: GkeWorkloadConfig, env: Environment, path: str
             problems.add(path + ".allowedNamespaces", problem)
     if options.api_key_secret is not None and not options.api_key:
         problems.add(path + ".apiKeySecret", "is set but apiKey is false; remove one of them")
+    _validate_scale_to_zero(options, env, path, problems)
     if not options.public_load_balancer:
         return
     if not options.api_key:
@@ -1040,6 +1062,31 @@ def _validate_gke_access(options: GkeWorkloadConfig, env: Environment, path: str
         problems.add(path + ".allowedCidrs",
                      "is empty, so the NetworkPolicy would drop every client of the public load balancer; list the "
                      "client ranges (0.0.0.0/0 for everyone)")
+
+
+def _validate_scale_to_zero(options: GkeWorkloadConfig, env: Environment, path: str, problems: Problems) -> None:
+    """Scale to zero wakes on requests that pass through the in-cluster interceptor, so only in-cluster
+    clients can wake it; prod confirms the cold start on purpose."""
+    if not options.scale_to_zero:
+        if options.scale_to_zero_idle_seconds is not None:
+            problems.add(path + ".scaleToZeroIdleSeconds", "is set but scaleToZero is false; remove it or set "
+                                                           "scaleToZero: true")
+        if options.acknowledge_scale_to_zero_in_prod:
+            problems.add(path + ".acknowledgeScaleToZeroInProd", "is set but scaleToZero is false; remove it")
+        return
+    if env is Environment.PROD and not options.acknowledge_scale_to_zero_in_prod:
+        problems.add(path + ".scaleToZero", "is true in a prod stack: after an idle period the first request waits "
+                                            "for a node and a model load (many minutes). Set `" + path +
+                                            ".acknowledgeScaleToZeroInProd: true` if that is intended, or keep "
+                                            "minReplicas of 1 or more")
+    if options.public_load_balancer:
+        problems.add(path + ".publicLoadBalancer", "is true with scaleToZero: a load balancer has no backend while the "
+                                                   "deployment is at zero and cannot wake it (the wake-up path is the "
+                                                   "in-cluster interceptor). Remove one of them")
+    if options.allowed_cidrs:
+        problems.add(path + ".allowedCidrs", "is set with scaleToZero: clients outside the cluster reach the load "
+                                             "balancer, which cannot wake a deployment at zero. Call it from the "
+                                             "namespaces in allowedNamespaces (the wake URL), or turn scaleToZero off")
 
 
 def _validate_stack(settings: Settings, project: str, region: str, problems: Problems, *,

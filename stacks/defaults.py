@@ -28,6 +28,17 @@ WAITING_REQUESTS_TARGET = 10.0  # GKE HPA on vllm:num_requests_waiting
 KV_CACHE_USAGE_TARGET = 0.8  # GKE HPA on KV-cache usage (a 0-1 fraction)
 DUTY_CYCLE_TARGET_PERCENT = 60.0  # Vertex AI accelerator duty cycle
 
+# GKE scale to zero (`gke.scaleToZero`, KEDA and its HTTP add-on; components/keda*.py).
+SCALE_TO_ZERO = False  # on per deployment; the dev stack turns it on
+SCALE_TO_ZERO_IDLE_SECONDS = 900  # no request for 15 minutes: back to zero replicas, then zero nodes
+# Budget for the cluster autoscaler to add an accelerator node from zero (VM creation, GPU driver or
+# TPU runtime, node ready). An assumption, not a measurement: GKE publishes no figure; raise it for
+# scarce accelerators. The first request waits this plus the deployment's start-up budget.
+NODE_PROVISIONING_SECONDS = 600
+# How long the interceptor waits for response headers once it has forwarded a request: a whole
+# non-streamed completion (streamed responses send headers at once).
+WAKE_RESPONSE_HEADER_SECONDS = 600
+
 # Alert thresholds when neither `monitoring.alerts` nor a deployment's `alerts` sets them.
 ALERT_QUEUE_WAITING = WAITING_REQUESTS_TARGET  # past the HPA's target a replica should have been added
 ALERT_KV_CACHE_USAGE = 0.95  # past this vLLM preempts and recomputes sequences

@@ -467,7 +467,8 @@ def _scaling(d: DeploymentConfig, stack: StackConfig, image: ImageSpec, hardware
     else:
         metric = "vllm:num_requests_waiting"
         target = s.target if s.target is not None else defaults.WAITING_REQUESTS_TARGET
-    minimum = s.min_replicas if s.min_replicas is not None else defaults.MIN_REPLICAS
+    floor = 0 if d.gke_options.scale_to_zero else defaults.MIN_REPLICAS
+    minimum = s.min_replicas if s.min_replicas is not None else floor
     return Scaling(minimum, s.max_replicas or max(defaults.MAX_REPLICAS, minimum), metric, target)
 
 
@@ -492,3 +493,28 @@ def gke_bucket_prefixes(d: ResolvedDeployment) -> tuple[str, ...]:
     if xla.startswith(GKE_DATA_DIR + "/"):
         prefixes.append(xla.removeprefix(GKE_DATA_DIR + "/").rstrip("/") + "/")
     return tuple(prefixes)
+
+
+@dataclasses.dataclass(frozen=True)
+class WakeTimings:
+    """What the first request after an idle period waits for, on a GKE deployment with scaleToZero."""
+
+    node_seconds: int  # the cluster autoscaler adds an accelerator node (defaults.NODE_PROVISIONING_SECONDS)
+    startup_seconds: int  # the replica downloads, loads and compiles: the startup probe's budget
+    idle_seconds: int  # no request for this long sends the deployment back to zero
+    response_header_seconds: int  # forwarded request to first response header
+
+    @property
+    def wait_seconds(self) -> int:
+        """How long a request waits in the interceptor for the first replica: node + start-up."""
+        return self.node_seconds + self.startup_seconds
+
+
+def wake_timings(d: ResolvedDeployment) -> WakeTimings:
+    options = d.config.gke_options
+    return WakeTimings(
+        node_seconds=defaults.NODE_PROVISIONING_SECONDS,
+        startup_seconds=options.startup_timeout_seconds,
+        idle_seconds=options.scale_to_zero_idle_seconds or defaults.SCALE_TO_ZERO_IDLE_SECONDS,
+        response_header_seconds=defaults.WAKE_RESPONSE_HEADER_SECONDS,
+    )

@@ -33,6 +33,8 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "weights_copy": lambda v: v == ("gs://my-project-llm-models/models/google/gemma-3-1b-it/"
                                     "dcc83ea841ab6100d6b47a070329e1ba4cf78752"),
     "observability": lambda v: re.fullmatch(r"https://console\.cloud\.google\.com/monitoring/dashboards/builder/[0-9a-f]+\?project=my-project", v) is not None,
+    "keda": lambda v: v == "keda-add-ons-http-external-scaler.keda:9090",
+    "keda_scaling": lambda v: v == "http://vllm-gemma-wake.llm-serving.svc.cluster.local:8080",
     "metrics_adapter": lambda v: v == ("principal://iam.googleapis.com/projects/123456789012/locations/global/"
                                        "workloadIdentityPools/my-project.svc.id.goog/subject/ns/custom-metrics/"
                                        "sa/custom-metrics-stackdriver-adapter"),

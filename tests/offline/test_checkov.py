@@ -70,7 +70,7 @@ def failures(tmp_path_factory) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_there_are_gke_stacks_to_scan():
-    assert GKE_STACKS == ("prod", "staging"), GKE_STACKS
+    assert GKE_STACKS == ("dev", "prod", "staging"), GKE_STACKS
 
 
 def test_committed_gke_stacks_fail_no_check_beyond_the_allowlist(failures):

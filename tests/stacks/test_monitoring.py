@@ -181,9 +181,11 @@ def test_every_alert_query_parses_and_names_only_exported_metrics(stack: str):
 
 
 EXPECTED_ALERTS = {
-    # dev: Cloud Run scales to zero (no "no replica" alert), idle alerts on; Vertex has no vLLM series.
+    # dev: Cloud Run and the GKE deployment scale to zero (no "no replica" alert), idle alerts on;
+    # Vertex has no vLLM series.
     "dev": {"gemma-1b": {"queue", "kv-cache", "ttft-p95", "errors", "idle"},
-            "llama-8b": {"no-replica", "errors", "idle"}},
+            "llama-8b": {"no-replica", "errors", "idle"},
+            "gemma-1b-gke": {"queue", "kv-cache", "ttft-p95", "errors", "idle"}},
     "prod": {"gemma-1b": {"no-replica", "queue", "kv-cache", "ttft-p95", "errors"},
              "llama-8b": {"no-replica", "errors"},
              "llama-70b": {"no-replica", "queue", "kv-cache", "ttft-p95", "errors"}},
@@ -287,7 +289,8 @@ def test_monitoring_can_be_switched_off():
 
 def test_cloud_run_identity_may_write_metrics_for_its_sidecar():
     p = planned("dev")
-    grants = [r for r in p.of_type("gcp:projects/iAMMember:IAMMember") if r.inputs["role"] == "roles/monitoring.metricWriter"]
+    grants = [r for r in p.of_type("gcp:projects/iAMMember:IAMMember") if r.inputs["role"] == "roles/monitoring.metricWriter"
+              and "-gke-nodes@" not in r.inputs["member"]]  # GKE nodes write their own system metrics
     assert [g.inputs["member"] for g in grants] == \
         ["serviceAccount:llm-dev-gemma-1b@acme-llm-dev.iam.gserviceaccount.com"], grants
 

@@ -116,12 +116,12 @@ def test_committed_stack_plans_cleanly(stack: str):
 
 
 EXPECTED_APIS = {
-    # cloudrun (weights streamed from the bucket copy; run: also the weights-copy job) + vertex, a token
-    # secret and the quota check. monitoring: the dashboard, the alert policies and the Cloud Run metrics
-    # sidecar. No Cloud Build: no stack bakes weights into an image.
-    "dev": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "iam", "monitoring", "run",
+    # cloudrun (weights streamed from the bucket copy; run: also the weights-copy job) + vertex + GKE (scaled
+    # to zero), a token secret and the quota check. monitoring: the dashboard, the alert policies and the
+    # Cloud Run metrics sidecar. No Cloud Build: no stack bakes weights into an image.
+    "dev": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "container", "iam", "monitoring", "run",
             "secretmanager", "storage"},
-    # staging and prod: the same plus GKE and its managed Prometheus.
+    # staging and prod: the same.
     "staging": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "container", "iam",
                 "monitoring", "run", "secretmanager", "storage"},
     "prod": {"aiplatform", "artifactregistry", "cloudquotas", "compute", "container", "iam",
@@ -153,8 +153,13 @@ def test_no_committed_deployment_carries_a_max_num_seqs_it_did_not_ask_for(stack
         assert not capped or asked or vision, f"stack {stack}, deployment {name}: {capped} was not asked for"
 
 
-def test_dev_enables_no_gke_api_and_prod_does():
-    assert "container.googleapis.com" not in service_names(planned("dev")), "dev enables the GKE API without a GKE deployment"
+def test_gke_api_only_with_a_gke_deployment():
+    values, secret_keys = stack_values("dev")
+    values = copy.deepcopy(values)
+    values["llm-serving:deployments"].pop("gemma-1b-gke")
+    values.pop("llm-serving:gke")
+    without = plan_values(values, secret_keys, "dev", "Pulumi.dev.yaml")
+    assert "container.googleapis.com" not in service_names(without), "the GKE API is enabled without a GKE deployment"
     assert "container.googleapis.com" in service_names(planned("prod")), "prod has a GKE deployment but no GKE API"
 
 
@@ -459,8 +464,9 @@ def test_token_canary_secret_resources_are_created_with_accessors():
 
 def test_existing_token_secret_is_referenced_not_created():
     p = planned("dev")
-    assert p.of_type(SECRET) == [] and p.of_type(SECRET_VERSION) == [], \
-        f"Pulumi.dev.yaml: hfTokenSecret set, yet created {[r.name for r in p.of_type(SECRET) + p.of_type(SECRET_VERSION)]}"
+    # The GKE deployment's generated API key has its own secret; no other secret is created.
+    created = [r.name for r in p.of_type(SECRET) + p.of_type(SECRET_VERSION) if "-key-" not in r.name]
+    assert created == [], f"Pulumi.dev.yaml: hfTokenSecret set, yet created {created}"
     accessor = p.one("gcp:secretmanager/secretIamMember:SecretIamMember")
     assert accessor.inputs["secretId"] == "projects/acme-llm-dev/secrets/hf-token", \
         f"{accessor.name}: secretId {accessor.inputs.get('secretId')}"
@@ -527,7 +533,7 @@ def test_json_plan_through_the_command_line(tmp_path, capsys):
         assert set(check) == {"deployment", "level", "message"}, f"--json check keys: {sorted(check)}"
         assert check["level"] in ("error", "warning", "info"), check
     assert document["outputs"]["environment"] == "dev"
-    assert set(document["outputs"]["deployments"]) == {"gemma-1b", "llama-8b"}
+    assert set(document["outputs"]["deployments"]) == {"gemma-1b", "llama-8b", "gemma-1b-gke"}
     # Only the secret is masked: the Vertex model config shows the container spec, not the (placeholder) token.
     vertex = by_name["llm-dev-llama-8b-deployment"]
     model_config = vertex["inputs"]["modelConfig"]

@@ -340,7 +340,12 @@ def test_removal_is_refused_without_allow_removal(stacks: Path, capsys):
     def extra(config: dict) -> None:
         config[DEPLOYMENTS]["llama-8b-canary"] = dict(config[DEPLOYMENTS]["llama-8b"])
 
+    def without_gke(config: dict) -> None:
+        # dev's GKE deployment runs on a node pool staging does not have; this test is about removal.
+        config[DEPLOYMENTS].pop("gemma-1b-gke")
+
     edit(stacks, "staging", extra)
+    edit(stacks, "dev", without_gke)
     original = path_of(stacks, "staging").read_bytes()
 
     code, _, err = run_cli(capsys, "dev", "staging", "--root", str(stacks))
