@@ -499,7 +499,9 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         )
 
         if not args.load_balancer:
-            annotations = {}
+            # Pulumi waits for a Service's endpoints; a Deployment scaled to zero has none, so an
+            # update made while it sleeps would time out.
+            annotations = {"pulumi.com/skipAwait": "true"} if args.external_autoscaler else {}
         elif args.public_load_balancer:
             annotations = ({PUBLIC_ACK_ANNOTATION: ",".join(args.public_endpoint_acknowledgements)}
                            if args.public_endpoint_acknowledgements else {})

@@ -85,11 +85,12 @@ def wake_service_name(app_name: str) -> str:
     return f"{app_name}{WAKE_SUFFIX}"
 
 
-def wake_hosts(app_name: str, namespace: str, port: int) -> tuple[str, ...]:
-    """Every ``Host`` header an in-cluster client sends for the wake Service, with and without the port."""
+def wake_hosts(app_name: str, namespace: str) -> tuple[str, ...]:
+    """The host names an in-cluster client may use for the wake Service. The interceptor matches the
+    ``Host`` header without its port (kedacore/http-add-on pkg/routing/key.go: the request's
+    ``URL.Hostname()``, and ``stripPort`` on each of ``spec.hosts``)."""
     name = wake_service_name(app_name)
-    names = (f"{name}.{namespace}.svc.cluster.local", f"{name}.{namespace}.svc", f"{name}.{namespace}")
-    return names + tuple(f"{host}:{port}" for host in names)
+    return (f"{name}.{namespace}.svc.cluster.local", f"{name}.{namespace}.svc", f"{name}.{namespace}")
 
 
 def validate_args(args: ScaleToZeroArgs) -> list[str]:
@@ -138,7 +139,7 @@ class ScaleToZero(pulumi.ComponentResource):
                   "app.kubernetes.io/component": "autoscaling"}
         self.wake_service = wake_service_name(args.app_name)
         interceptor_host = f"{args.interceptor_service}.{args.interceptor_namespace}.svc.cluster.local"
-        self.hosts = wake_hosts(args.app_name, ns, args.interceptor_port)
+        self.hosts = wake_hosts(args.app_name, ns)
 
         k8s.core.v1.Service(
             f"{name}-wake-service",
