@@ -20,6 +20,7 @@ from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.fit import estimate, largest_fitting_max_num_seqs
 from stacks.monitoring import monitoring_checks
+from stacks.resolved import wake_timings
 
 if TYPE_CHECKING:
     from stacks.findings import Findings
@@ -135,6 +136,8 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
         _gke_capacity(d, stack, out)
+        if d.config.gke_options.scale_to_zero:
+            _scale_to_zero(d, stack, out)
         if not d.config.gke_options.api_key:
             out.warn(f"{key}.gke.apiKey is false: any client the NetworkPolicy admits can call the model without a key")
     monitoring_checks(d, stack, out)
@@ -353,6 +356,21 @@ def _weights_in_bucket(d: ResolvedDeployment) -> bool:
     options = d.config.cloudrun_options
     return (d.platform is Platform.CLOUDRUN and options.weights in (WeightsSource.GCS, WeightsSource.STREAM)
             and options.gcs_prefix is not None)
+
+
+def _scale_to_zero(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
+    """Say what a cold start costs the first caller, and whether the nodes follow the replicas to zero."""
+
+    t = wake_timings(d)
+    out.info(f"scales to zero after {t.idle_seconds} s without a request; the first request after that waits up to "
+             f"{t.wait_seconds} s in the KEDA interceptor (a node: {t.node_seconds} s budget, then start-up: "
+             f"{t.startup_seconds} s, {d.key}.gke.startupTimeoutSeconds). Give clients a longer timeout")
+    gke = stack.settings.gke
+    pool = gke.node_pools.get(d.hardware.node_pool or "") if gke and not gke.autopilot else None
+    if pool is not None and pool.min_nodes > 0:
+        out.warn(f"scales to zero replicas, but node pool {d.hardware.node_pool} keeps minNodes {pool.min_nodes} "
+                 f"({pool.machine_type}) billed while idle; set llm-serving:gke.nodePools.{d.hardware.node_pool}.minNodes "
+                 "to 0 so the accelerator nodes go too")
 
 
 def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:

@@ -733,7 +733,7 @@ def _keda(foundation: Foundation, cluster, scaled: list[ResolvedDeployment]):
     if not scaled:
         return None
     from components.keda import HttpAddOnValues, InterceptorValues, KedaInstall, KedaInstallArgs
-    from stacks.resolve import wake_timings
+    from stacks.resolved import wake_timings
 
     stack = foundation.stack
     timings = [wake_timings(d) for d in scaled]
@@ -876,7 +876,7 @@ def _scale_to_zero(foundation: Foundation, cluster, keda, d: ResolvedDeployment,
     """The HTTPScaledObject and ScaledObject that own this deployment's replicas, from zero."""
     from components.keda import prometheus_query_url
     from components.keda_scaling import PrometheusQueueTrigger, ScaleToZero, ScaleToZeroArgs
-    from stacks.resolve import wake_timings
+    from stacks.resolved import wake_timings
 
     stack = foundation.stack
     timings = wake_timings(d)
@@ -900,7 +900,7 @@ def _scale_to_zero(foundation: Foundation, cluster, keda, d: ResolvedDeployment,
 
 
 def _wake_summary(d: ResolvedDeployment, scaler) -> dict[str, Any]:
-    from stacks.resolve import wake_timings
+    from stacks.resolved import wake_timings
 
     t = wake_timings(d)
     return {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from components.container import ServingContainer
+from stacks import defaults
 from stacks.catalog import AcceleratorSpec, ImageSpec, ModelSpec
 from stacks.config import DeploymentConfig, Platform, StackConfig
 from stacks.findings import ERROR, Check
@@ -86,3 +87,28 @@ class ResolvedStack:
     @property
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.level == ERROR]
+
+
+@dataclass(frozen=True)
+class WakeTimings:
+    """What the first request after an idle period waits for, on a GKE deployment with scaleToZero."""
+
+    node_seconds: int  # the cluster autoscaler adds an accelerator node (defaults.NODE_PROVISIONING_SECONDS)
+    startup_seconds: int  # the replica downloads, loads and compiles: the startup probe's budget
+    idle_seconds: int  # no request for this long sends the deployment back to zero
+    response_header_seconds: int  # forwarded request to first response header
+
+    @property
+    def wait_seconds(self) -> int:
+        """How long a request waits in the interceptor for the first replica: node + start-up."""
+        return self.node_seconds + self.startup_seconds
+
+
+def wake_timings(d: ResolvedDeployment) -> WakeTimings:
+    options = d.config.gke_options
+    return WakeTimings(
+        node_seconds=defaults.NODE_PROVISIONING_SECONDS,
+        startup_seconds=options.startup_timeout_seconds,
+        idle_seconds=options.scale_to_zero_idle_seconds or defaults.SCALE_TO_ZERO_IDLE_SECONDS,
+        response_header_seconds=defaults.WAKE_RESPONSE_HEADER_SECONDS,
+    )

@@ -188,3 +188,18 @@ def test_gke_options_on_another_platform_are_refused():
     values = copy.deepcopy(values)
     values["llm-serving:deployments"]["llama-8b"]["gke"] = {"scaleToZero": True}
     assert_problem(values, "llm-serving:deployments.llama-8b.gke", "platform gke", "platform vertex")
+
+
+def test_plan_says_what_the_first_request_waits():
+    p = planned("dev")
+    lines = [c.render() for c in p.result.checks if "scales to zero after" in c.render()]
+    assert len(lines) == 1 and "waits up to 1500 s" in lines[0], lines
+
+
+def test_warns_when_the_pool_keeps_nodes():
+    values, secret_keys = stack_values("dev")
+    values = copy.deepcopy(values)
+    values["llm-serving:gke"]["nodePools"]["l4"]["minNodes"] = 1
+    p = plan_values(values, secret_keys, "dev", "Pulumi.dev.yaml")
+    warnings = [c.render() for c in p.result.checks if c.level == "warning" and "minNodes 1" in c.render()]
+    assert len(warnings) == 1 and "gke.nodePools.l4.minNodes" in warnings[0], [c.render() for c in p.result.checks]
