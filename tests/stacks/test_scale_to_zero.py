@@ -203,3 +203,25 @@ def test_warns_when_the_pool_keeps_nodes():
     p = plan_values(values, secret_keys, "dev", "Pulumi.dev.yaml")
     warnings = [c.render() for c in p.result.checks if c.level == "warning" and "minNodes 1" in c.render()]
     assert len(warnings) == 1 and "gke.nodePools.l4.minNodes" in warnings[0], [c.render() for c in p.result.checks]
+
+
+def test_dev_kubernetes_objects_validate(tmp_path):
+    """Built-in kinds against Kubernetes' own schemas (kubernetes-validate, strict); KEDA's against their CRDs."""
+    import kubernetes_validate
+    import yaml
+
+    from offline.manifests import write_kubernetes_manifests
+
+    checked = set()
+    for path in write_kubernetes_manifests(planned("dev").registrations, tmp_path):
+        obj = yaml.safe_load(path.read_text())
+        if obj["kind"] in KEDA_KINDS:
+            assert not crd_problems(obj), f"{path.name}: {crd_problems(obj)}"
+        elif obj["kind"] != "PodMonitoring":
+            try:
+                kubernetes_validate.validate(obj, "1.33.0", strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{path.name}: {error}")
+        checked.add(obj["kind"])
+    assert {"ScaledObject", "HTTPScaledObject", "ClusterTriggerAuthentication", "Service", "NetworkPolicy",
+            "Deployment", "Namespace"} <= checked, sorted(checked)
