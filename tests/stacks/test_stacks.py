@@ -456,10 +456,13 @@ def test_token_canary_secret_resources_are_created_with_accessors():
     secret = p.one(SECRET, "llm-dev-hf-token-secret")
     assert secret.inputs["secretId"] == "llm-dev-hf-token", f"{secret.name}: secretId {secret.inputs.get('secretId')}"
     accessors = [r for r in p.registrations if r.type == "gcp:secretmanager/secretIamMember:SecretIamMember"]
-    assert [a.name for a in accessors] == ["llm-dev-hf-token-gemma-1b-copy-accessor"], \
+    # One copy job per deployment serving from the bucket: Cloud Run's gemma-1b and GKE's gemma-1b-gke.
+    assert [a.name for a in accessors] == ["llm-dev-hf-token-gemma-1b-copy-accessor",
+                                           "llm-dev-hf-token-gemma-1b-gke-copy-accessor"], \
         f"Pulumi.dev.yaml: token accessors {[a.name for a in accessors]}"
-    assert accessors[0].inputs["member"] == "serviceAccount:llm-dev-gemma-1b-copy@acme-llm-dev.iam.gserviceaccount.com", \
-        f"{accessors[0].name}: member {accessors[0].inputs.get('member')}"
+    for accessor, account in zip(accessors, ("gemma-1b-copy", "gemma-1b-gke-copy")):
+        assert accessor.inputs["member"] == f"serviceAccount:llm-dev-{account}@acme-llm-dev.iam.gserviceaccount.com", \
+            f"{accessor.name}: member {accessor.inputs.get('member')}"
 
 
 def test_existing_token_secret_is_referenced_not_created():
@@ -467,9 +470,9 @@ def test_existing_token_secret_is_referenced_not_created():
     # The GKE deployment's generated API key has its own secret; no other secret is created.
     created = [r.name for r in p.of_type(SECRET) + p.of_type(SECRET_VERSION) if "-key-" not in r.name]
     assert created == [], f"Pulumi.dev.yaml: hfTokenSecret set, yet created {created}"
-    accessor = p.one("gcp:secretmanager/secretIamMember:SecretIamMember")
-    assert accessor.inputs["secretId"] == "projects/acme-llm-dev/secrets/hf-token", \
-        f"{accessor.name}: secretId {accessor.inputs.get('secretId')}"
+    for accessor in p.of_type("gcp:secretmanager/secretIamMember:SecretIamMember"):
+        assert accessor.inputs["secretId"] == "projects/acme-llm-dev/secrets/hf-token", \
+            f"{accessor.name}: secretId {accessor.inputs.get('secretId')}"
     assert p.result.outputs["hf_token_secret"] == "projects/acme-llm-dev/secrets/hf-token"
 
 

@@ -68,7 +68,7 @@ def _copied(p) -> set[str]:
 
 def _expected(p, stack: str) -> set[str]:
     outputs = p.result.outputs["deployments"]
-    gated_copies = {name for name in _copied(p) if name in ("gemma-1b", "llama-8b", "llama-70b")}  # all gated
+    gated_copies = {name for name in _copied(p) if name in ("gemma-1b", "gemma-1b-gke", "llama-8b", "llama-70b")}  # all gated
     expected = {f"llm-{stack}-{name}-weights-job" for name in gated_copies}
     expected |= {f"llm-{stack}-hf-token-{name}-copy-accessor" for name in gated_copies}
     # Vertex AI: the Model Garden deployment resource takes the model from the Hub only.
