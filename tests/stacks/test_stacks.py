@@ -460,7 +460,7 @@ def test_token_canary_secret_resources_are_created_with_accessors():
     assert [a.name for a in accessors] == ["llm-dev-hf-token-gemma-1b-copy-accessor",
                                            "llm-dev-hf-token-gemma-1b-gke-copy-accessor"], \
         f"Pulumi.dev.yaml: token accessors {[a.name for a in accessors]}"
-    for accessor, account in zip(accessors, ("gemma-1b-copy", "gemma-1b-gke-copy")):
+    for accessor, account in zip(accessors, ("gemma-1b-copy", "gemma-1b-gke-copy"), strict=True):
         assert accessor.inputs["member"] == f"serviceAccount:llm-dev-{account}@acme-llm-dev.iam.gserviceaccount.com", \
             f"{accessor.name}: member {accessor.inputs.get('member')}"
 
