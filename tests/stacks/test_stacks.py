@@ -455,7 +455,8 @@ def test_token_canary_secret_resources_are_created_with_accessors():
     p = planned_with_token("dev")
     secret = p.one(SECRET, "llm-dev-hf-token-secret")
     assert secret.inputs["secretId"] == "llm-dev-hf-token", f"{secret.name}: secretId {secret.inputs.get('secretId')}"
-    accessors = [r for r in p.registrations if r.type == "gcp:secretmanager/secretIamMember:SecretIamMember"]
+    accessors = sorted((r for r in p.registrations if r.type == "gcp:secretmanager/secretIamMember:SecretIamMember"),
+                       key=lambda r: r.name)
     # One copy job per deployment serving from the bucket: Cloud Run's gemma-1b and GKE's gemma-1b-gke.
     assert [a.name for a in accessors] == ["llm-dev-hf-token-gemma-1b-copy-accessor",
                                            "llm-dev-hf-token-gemma-1b-gke-copy-accessor"], \
