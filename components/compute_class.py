@@ -112,7 +112,6 @@ def render_priorities(args: ComputeClassArgs) -> list[dict[str, Any]]:
 
 def render_spec(args: ComputeClassArgs) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "description": f"{args.node_pool} first, then {', '.join(args.fallbacks)}",
         "priorities": render_priorities(args),
         "nodePoolAutoCreation": {"enabled": True},
         "whenUnsatisfiable": "DoNotScaleUp",
