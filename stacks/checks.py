@@ -135,6 +135,10 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
             out.info(f"{d.platform.value} keeps {idle} running while idle in dev; undeploy (remove the deployment) when unused")
     if d.platform is Platform.GKE:
         _gke_capacity(d, stack, out)
+        if d.vllm.shutdown_timeout is None:
+            out.warn(f"vLLM {version} has no --shutdown-timeout (stacks/catalog/data/vllm_flags.yaml): a stopping replica "
+                     f"aborts its running requests on SIGTERM after the preStop sleep; {d.key}.gke.drainSeconds has no "
+                     "effect. Pin a vLLM with the flag (0.32.0 or later) to drain")
         if not d.config.gke_options.api_key:
             out.warn(f"{key}.gke.apiKey is false: any client the NetworkPolicy admits can call the model without a key")
     monitoring_checks(d, stack, out)
@@ -363,7 +367,10 @@ def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> N
     machine = CATALOG.machine_type(pool.machine_type)
     per_node = max(1, (machine.accelerator_count if machine else 1) // max(1, d.hardware.devices))
     capacity = pool.max_nodes * per_node
-    if d.scaling.max_replicas > capacity:
+    if d.scaling.max_replicas > capacity and pool.fallbacks:
+        out.info(f"max replicas {d.scaling.max_replicas} exceed node pool {d.hardware.node_pool}'s {capacity}; the rest "
+                 f"come from its fallbacks ({', '.join(f.value for f in pool.fallbacks)}) through its ComputeClass")
+    elif d.scaling.max_replicas > capacity:
         out.error(f"max replicas {d.scaling.max_replicas} exceeds what node pool {d.hardware.node_pool} can hold "
                   f"({pool.max_nodes} nodes x {per_node} replica per node = {capacity}); lower {d.key}.scaling.maxReplicas "
                   f"or raise llm-serving:gke.nodePools.{d.hardware.node_pool}.maxNodes")

@@ -799,6 +799,11 @@ class DeploymentConfig:
                                  f"{LORA_FLAGS[flag]}: remove it from extraArgs")
         self._validate_scaling(join(path, "scaling"), problems)
         if self.platform is Platform.GKE:
+            for index, arg in enumerate(self.vllm.extra_args):
+                if extra_arg_flag(arg) == "--shutdown-timeout":
+                    problems.add(f"{path}.vllm.extraArgs[{index}]",
+                                 f"got {arg!r}; on GKE the drain is rendered from gke.drainSeconds (it also sizes the "
+                                 "pod's grace period): set that and remove the flag here")
             namespace = self.gke_options.namespace
             where = join(path, "gke.namespace")
             if dns_label_problem(namespace):

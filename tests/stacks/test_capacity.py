@@ -236,3 +236,36 @@ def test_hpa_windows_refuse_a_negative_start():
 def test_start_estimate_adds_node_weights_and_compile():
     e = estimate_start(10.0, "gpu")
     assert e.weights_seconds == 20 and e.total_seconds == defaults.NODE_PROVISION_SECONDS + 20 + defaults.COMPILE_SECONDS["gpu"]
+
+
+def test_an_old_vllm_on_gke_warns_that_it_cannot_drain(tmp_path):
+    values, secrets = stack_values("prod")
+    values = copy.deepcopy(values)
+    values[f"{NS}deployments"]["llama-70b"]["image"] = "vllm/vllm-tpu:2e33fe419186c65a18da6668972d61d7bbc31564"
+    result = plan(values, secrets, stack="prod", source="Pulumi.prod.yaml", out_dir=tmp_path)
+    d = result.resolved.deployments["llama-70b"]
+    assert d.vllm.shutdown_timeout is None and not any(a.startswith("--shutdown-timeout") for a in d.container.args), \
+        d.container.args
+    warnings = [c.render() for c in result.checks if c.level == "warning" and "--shutdown-timeout" in c.render()]
+    assert len(warnings) == 1 and "0.6.6" in warnings[0], [c.render() for c in result.checks]
+
+
+def test_drain_flag_in_extra_args_on_gke_is_refused():
+    values, _ = stack_values("prod")
+    values = copy.deepcopy(values)
+    values[f"{NS}deployments"]["llama-70b"]["vllm"]["extraArgs"] = ["--shutdown-timeout=30"]
+    assert "deployments.llama-70b.vllm.extraArgs[0]: got '--shutdown-timeout=30'; on GKE the drain is rendered from " \
+           "gke.drainSeconds" in config_problems(values)
+
+
+def test_replicas_beyond_the_pool_come_from_fallbacks(tmp_path):
+    values, _ = stack_values("prod")
+    values = copy.deepcopy(values)
+    values[f"{NS}deployments"]["llama-70b"]["scaling"]["maxReplicas"] = 4
+    result = planned("prod", tmp_path, values)
+    infos = [c.render() for c in result.checks if "come from its fallbacks (spot)" in c.render()]
+    assert infos, [c.render() for c in result.checks]
+    del values[f"{NS}gke"]["nodePools"]["tpu-v6e"]["fallbacks"]
+    _, secrets = stack_values("prod")
+    refused = plan(values, secrets, stack="prod", source="Pulumi.prod.yaml", out_dir=tmp_path)
+    assert any("exceeds what node pool tpu-v6e can hold" in c.render() for c in refused.checks if c.level == "error")
