@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from components.lora import is_hub_adapter
 from stacks.catalog import CATALOG
+from stacks.catalog.capacity import CAPACITY_TYPES
 from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.fit import estimate, largest_fitting_max_num_seqs
@@ -367,6 +368,12 @@ def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> N
     machine = CATALOG.machine_type(pool.machine_type)
     per_node = max(1, (machine.accelerator_count if machine else 1) // max(1, d.hardware.devices))
     capacity = pool.max_nodes * per_node
+    ranks = [CAPACITY_TYPES.index(f.value) for f in pool.fallbacks]
+    if ranks != sorted(ranks):
+        out.warn(f"llm-serving:gke.nodePools.{d.hardware.node_pool}.fallbacks tries "
+                 f"{' before '.join(f.value for f in pool.fallbacks)}; capacity that can be taken back (Spot) or "
+                 f"must wait (Flex-start) ahead of steadier capacity means replicas that restart (a reload and "
+                 f"recompile each). The usual order is {', '.join(CAPACITY_TYPES)}")
     if d.scaling.max_replicas > capacity and pool.fallbacks:
         out.info(f"max replicas {d.scaling.max_replicas} exceed node pool {d.hardware.node_pool}'s {capacity}; the rest "
                  f"come from its fallbacks ({', '.join(f.value for f in pool.fallbacks)}) through its ComputeClass")

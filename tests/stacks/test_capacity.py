@@ -269,3 +269,13 @@ def test_replicas_beyond_the_pool_come_from_fallbacks(tmp_path):
     _, secrets = stack_values("prod")
     refused = plan(values, secrets, stack="prod", source="Pulumi.prod.yaml", out_dir=tmp_path)
     assert any("exceeds what node pool tpu-v6e can hold" in c.render() for c in refused.checks if c.level == "error")
+
+
+def test_spot_before_steadier_capacity_is_a_warning(tmp_path):
+    values, _ = stack_values("staging")
+    values = copy.deepcopy(values)
+    values[f"{NS}gke"]["nodePools"]["tpu-v6e"]["fallbacks"] = ["spot", "on-demand"]
+    result = planned("staging", tmp_path, values)
+    warned = [c.render() for c in result.checks if c.level == "warning" and "tries spot before on-demand" in c.render()]
+    assert len(warned) == 1, [c.render() for c in result.checks]
+    assert not any("tries" in c.render() for c in planned("staging", tmp_path).checks), "the committed order warns"
