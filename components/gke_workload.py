@@ -22,7 +22,12 @@ Args (built from the cluster's outputs, never the ambient kubeconfig):
   key), keeping client addresses (``externalTrafficPolicy: Local``) so CIDR rules see them;
 - a PodMonitoring scraping ``/metrics`` on the container's named port, and an ``autoscaling/v2``
   HPA on ``prometheus.googleapis.com|<metric>|gauge`` (served by the custom-metrics adapter, see
-  ``components/metrics_adapter.py``).
+  ``components/metrics_adapter.py``), with the caller's ``behavior`` (stabilization windows, one
+  replica removed per period) when given;
+- graceful drain: a preStop sleep while load balancers stop sending, the grace period the caller
+  sizes for the server's own drain, and a PodDisruptionBudget (one voluntary eviction at a time);
+- on a pool with a ComputeClass (``AcceleratorPlacement.compute_class``), the class as the node
+  selector (with its taint tolerated) instead of the accelerator selectors.
 
 Replicas: the HPA owns them. The Deployment's manifest leaves ``spec.replicas`` out, so Kubernetes
 starts one pod, the HPA raises it to ``min_replicas``, and a later ``pulumi up`` (server-side apply,
