@@ -13,7 +13,9 @@ What it creates, all children of one ``llm-serving:gke:GkeCluster``:
 - node pools keyed by a stable name: a small general-purpose pool for cluster add-ons (accelerator
   nodes are tainted, so kube-dns and the metrics adapter need somewhere to run), TPU v6e slices and
   GPU pools. Machine type, topology and chip count are checked against each other before anything
-  is registered;
+  is registered; a pool a ComputeClass references carries its label and NoSchedule taint;
+- optionally a maintenance policy: a recurring window and exclusions, so upgrades (which restart
+  replicas that must reload and recompile) stay out of serving hours;
 - a Kubernetes provider built from the cluster's own endpoint and CA with the
   ``gke-gcloud-auth-plugin`` exec user, never the ambient kubeconfig.
 
