@@ -23,14 +23,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from components.gke_workload import HPA_MAX_PERIOD_SECONDS, HPA_MAX_WINDOW_SECONDS
 from stacks import defaults
 
 if TYPE_CHECKING:
     from stacks.resolved import ResolvedDeployment
 
-HPA_MAX_WINDOW_SECONDS = 3600  # autoscaling/v2 HPAScalingRules.stabilizationWindowSeconds
-HPA_MAX_PERIOD_SECONDS = 1800  # autoscaling/v2 HPAScalingPolicy.periodSeconds
-SCRAPE_SECONDS = 15  # the PodMonitoring interval the workload sets
+__all__ = ["HPA_MAX_PERIOD_SECONDS", "HPA_MAX_WINDOW_SECONDS", "HpaWindows", "StartEstimate", "deployment_start",
+           "estimate_start", "hpa_windows"]
+SCRAPE_SECONDS = 15  # the PodMonitoring interval the workload sets (VllmGkeWorkloadArgs.scrape_interval)
 
 
 @dataclass(frozen=True)
