@@ -139,13 +139,18 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         if d.vllm.shutdown_timeout is None:
             out.warn(f"vLLM {version} has no --shutdown-timeout (stacks/catalog/data/vllm_flags.yaml): a stopping replica "
                      f"aborts its running requests on SIGTERM after the preStop sleep; {d.key}.gke.drainSeconds has no "
-                     "effect. Pin a vLLM with the flag (0.32.0 or later) to drain")
+                     f"effect. Pin a vLLM with the flag ({_since('--shutdown-timeout')} or later) to drain")
         if not d.config.gke_options.api_key:
             out.warn(f"{key}.gke.apiKey is false: any client the NetworkPolicy admits can call the model without a key")
     monitoring_checks(d, stack, out)
     if d.platform is Platform.VERTEX:
         _vertex_location(d, stack, out)
     _supply_chain(d, stack, out)
+
+
+def _since(flag: str) -> str:
+    spec = CATALOG.flags.get(flag)
+    return ".".join(map(str, spec.since)) if spec is not None and spec.since is not None else "a newer release"
 
 
 def _vertex_location(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
