@@ -13,7 +13,9 @@ What it creates, all children of one ``llm-serving:gke:GkeCluster``:
 - node pools keyed by a stable name: a small general-purpose pool for cluster add-ons (accelerator
   nodes are tainted, so kube-dns and the metrics adapter need somewhere to run), TPU v6e slices and
   GPU pools. Machine type, topology and chip count are checked against each other before anything
-  is registered;
+  is registered; a pool a ComputeClass references carries its label and NoSchedule taint;
+- optionally a maintenance policy: a recurring window and exclusions, so upgrades (which restart
+  replicas that must reload and recompile) stay out of serving hours;
 - a Kubernetes provider built from the cluster's own endpoint and CA with the
   ``gke-gcloud-auth-plugin`` exec user, never the ambient kubeconfig.
 
@@ -138,6 +140,34 @@ class NodePoolSpec:
     disk_size_gb: int = 200  # boot disk per node
     node_locations: tuple[str, ...] = ()  # zones; default: the cluster's zone
     gpu_driver_version: str = "LATEST"  # GPU pools: driver GKE installs ("LATEST" or "DEFAULT")
+    # A ComputeClass that references this pool: the pool gets its label and NoSchedule taint
+    # (cloud.google.com/compute-class=<name>), so only pods selecting the class land on it.
+    compute_class: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MaintenanceExclusion:
+    """A period without upgrades (GKE: NO_UPGRADES at most 30 days; narrower scopes up to 180)."""
+
+    name: str
+    start_time: str  # RFC 3339
+    end_time: str  # RFC 3339
+    scope: str = "NO_UPGRADES"  # NO_UPGRADES | NO_MINOR_UPGRADES | NO_MINOR_OR_NODE_UPGRADES
+
+
+@dataclass(frozen=True)
+class MaintenancePolicy:
+    """When GKE may upgrade the control plane and nodes: a recurring window and exclusions.
+
+    Upgrades restart every replica on an upgraded node, and a replica reloads its weights and recompiles;
+    keeping them to a window outside serving hours is the only lever GKE gives (auto-upgrade stays on:
+    release channels require it).
+    """
+
+    window_start: Optional[str] = None  # RFC 3339 start of the first occurrence
+    window_end: Optional[str] = None  # RFC 3339 end of the first occurrence
+    window_recurrence: Optional[str] = None  # RRULE, e.g. FREQ=WEEKLY;BYDAY=SA,SU
+    exclusions: tuple[MaintenanceExclusion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +206,7 @@ class GkeClusterArgs:
     private_nodes: bool = False  # nodes without external IPs; egress through Cloud NAT created here
     master_authorized_networks: Sequence[str] = ()  # CIDRs allowed to reach the control plane; empty = any
     master_ipv4_cidr_block: Optional[str] = None  # /28 for a VPC-peered control plane; None = GKE's default
+    maintenance: Optional[MaintenancePolicy] = None  # None: GKE maintains whenever it likes
 
 
 def _pool_problems(key: str, pool: NodePoolSpec, hw: HardwareTable, system: bool = False) -> list[str]:
@@ -311,6 +342,19 @@ def validate_args(args: GkeClusterArgs, hw: HardwareTable) -> list[str]:
     return problems
 
 
+def maintenance_policy(policy: MaintenancePolicy) -> gcp.container.ClusterMaintenancePolicyArgs:
+    """The cluster's ``maintenance_policy`` input for ``policy``."""
+    window = None
+    if policy.window_start and policy.window_end and policy.window_recurrence:
+        window = gcp.container.ClusterMaintenancePolicyRecurringWindowArgs(
+            start_time=policy.window_start, end_time=policy.window_end, recurrence=policy.window_recurrence)
+    exclusions = [gcp.container.ClusterMaintenancePolicyMaintenanceExclusionArgs(
+        exclusion_name=e.name, start_time=e.start_time, end_time=e.end_time,
+        exclusion_options=gcp.container.ClusterMaintenancePolicyMaintenanceExclusionExclusionOptionsArgs(scope=e.scope),
+    ) for e in policy.exclusions]
+    return gcp.container.ClusterMaintenancePolicyArgs(recurring_window=window, maintenance_exclusions=exclusions or None)
+
+
 def cluster_region(location: str) -> str:
     """`europe-west4-a` -> `europe-west4`; a region stays as it is."""
     return location.rsplit("-", 1)[0] if re.fullmatch(r"[a-z]+-[a-z]+\d+-[a-z]", location) else location
@@ -360,6 +404,9 @@ class AcceleratorPlacement:
     tpu_topology: Optional[str]
     hosts: int  # hosts per TPU slice (1 = single host); 1 for GPUs
     max_nodes: int
+    # The pool's ComputeClass, when it has capacity fallbacks: the workload selects the class, and
+    # nodes beyond max_nodes come from the fallbacks.
+    compute_class: Optional[str] = None
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -427,6 +474,8 @@ class GkeCluster(pulumi.ComponentResource):
                 managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True),
             ),
         )
+        if args.maintenance is not None:
+            cluster_args["maintenance_policy"] = maintenance_policy(args.maintenance)
         if args.private_nodes:
             cluster_args["private_cluster_config"] = gcp.container.ClusterPrivateClusterConfigArgs(
                 enable_private_nodes=True, enable_private_endpoint=False,
@@ -545,6 +594,12 @@ class GkeCluster(pulumi.ComponentResource):
                 key="compute.googleapis.com/reservation-name",
                 values=[spec.reservation],
             )
+        node_labels = None
+        taints = None
+        if spec.compute_class:
+            node_labels = {"cloud.google.com/compute-class": spec.compute_class}
+            taints = [gcp.container.NodePoolNodeConfigTaintArgs(
+                key="cloud.google.com/compute-class", value=spec.compute_class, effect="NO_SCHEDULE")]
         return gcp.container.NodePool(
             f"{name}-{key}",
             name=key,
@@ -569,6 +624,8 @@ class GkeCluster(pulumi.ComponentResource):
                 resource_labels=labels,
                 guest_accelerators=guest_accelerators,
                 reservation_affinity=reservation,
+                labels=node_labels,
+                taints=taints,
                 workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
             ),
             opts=pulumi.ResourceOptions(
@@ -595,7 +652,7 @@ class GkeCluster(pulumi.ComponentResource):
         hosts = (self._hw.hosts_for(spec.machine_type, spec.tpu_topology or "") or 1) if shape.kind == "tpu" else 1
         return AcceleratorPlacement(pool=pool, kind=shape.kind, gke_accelerator=shape.gke_accelerator,
                                     count_per_node=shape.count, tpu_topology=spec.tpu_topology, hosts=hosts,
-                                    max_nodes=spec.total_max_node_count)
+                                    max_nodes=spec.total_max_node_count, compute_class=spec.compute_class)
 
 
 def autopilot_placement(machine_type: str, tpu_topology: Optional[str], max_nodes: int,

@@ -22,7 +22,12 @@ Args (built from the cluster's outputs, never the ambient kubeconfig):
   key), keeping client addresses (``externalTrafficPolicy: Local``) so CIDR rules see them;
 - a PodMonitoring scraping ``/metrics`` on the container's named port, and an ``autoscaling/v2``
   HPA on ``prometheus.googleapis.com|<metric>|gauge`` (served by the custom-metrics adapter, see
-  ``components/metrics_adapter.py``).
+  ``components/metrics_adapter.py``), with the caller's ``behavior`` (stabilization windows, one
+  replica removed per period) when given;
+- graceful drain: a preStop sleep while load balancers stop sending, the grace period the caller
+  sizes for the server's own drain, and a PodDisruptionBudget (one voluntary eviction at a time);
+- on a pool with a ComputeClass (``AcceleratorPlacement.compute_class``), the class as the node
+  selector (with its taint tolerated) instead of the accelerator selectors.
 
 Replicas: the HPA owns them, or, with ``external_autoscaler``, KEDA's ScaledObject (scale to zero,
 ``components/keda_scaling.py``) and no HPA is created here. The Deployment's manifest leaves
@@ -83,6 +88,11 @@ PROMETHEUS_NAMESPACE = "gmp-system"
 PUBLIC_ACK_ANNOTATION = "llm-serving/public-endpoint"
 
 CONTAINER_NAME = "vllm"  # the serving container; dashboards and logs select it by name
+# autoscaling/v2 limits (Kubernetes API reference, HPAScalingRules): stabilizationWindowSeconds 0-3600,
+# HPAScalingPolicy periodSeconds 1-1800.
+HPA_MAX_WINDOW_SECONDS = 3600
+HPA_MAX_PERIOD_SECONDS = 1800
+COMPUTE_CLASS_SELECTOR = "cloud.google.com/compute-class"
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,35 @@ class VllmGkeWorkloadArgs:
     external_autoscaler: bool = False
     load_balancer: bool = True  # False: a ClusterIP Service (clients come through the KEDA interceptor)
     allowed_pods: tuple[PodPeer, ...] = ()  # pods (by namespace and labels) that may reach the port
+    # Calm autoscaling: stabilization windows and the scale-down pace (None: Kubernetes' defaults, which add
+    # replicas within 15 s of a spike and remove them 5 minutes after it).
+    hpa_behavior: Optional[HpaBehavior] = None
+    # Graceful drain. On termination the pod leaves the Service's endpoints at once; the preStop hook then
+    # sleeps while load balancers stop sending to it, SIGTERM follows, and vLLM drains (its --shutdown-timeout,
+    # set by the caller in the container args) within the grace period.
+    prestop_sleep_seconds: int = 15
+    termination_grace_period_seconds: int = 60  # at least prestop_sleep_seconds + the server's drain
+    disruption_budget: bool = True  # a PodDisruptionBudget: voluntary evictions take one replica at a time
+
+
+@dataclass(frozen=True)
+class HpaBehavior:
+    """``autoscaling/v2`` behavior: how long a recommendation must hold, and how fast replicas go."""
+
+    scale_up_window_seconds: int  # the queue must stay high this long before a replica is added
+    scale_down_window_seconds: int  # and low this long before one is removed
+    scale_down_period_seconds: int  # at most one replica removed per period
+
+    def problems(self) -> list[str]:
+        p = []
+        for name in ("scale_up_window_seconds", "scale_down_window_seconds"):
+            value = getattr(self, name)
+            if not 0 <= value <= HPA_MAX_WINDOW_SECONDS:
+                p.append(f"hpa_behavior.{name}: got {value}; Kubernetes allows 0-{HPA_MAX_WINDOW_SECONDS}")
+        if not 1 <= self.scale_down_period_seconds <= HPA_MAX_PERIOD_SECONDS:
+            p.append(f"hpa_behavior.scale_down_period_seconds: got {self.scale_down_period_seconds}; Kubernetes "
+                     f"allows 1-{HPA_MAX_PERIOD_SECONDS}")
+        return p
 
 
 def hpa_metric_name(metric: str) -> str:
@@ -225,12 +264,20 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
     if args.pods_per_node < 1 or acc.count_per_node % max(args.pods_per_node, 1) != 0:
         p.append(f"pods_per_node: got {args.pods_per_node}; it must divide the {acc.count_per_node} devices per node "
                  f"of pool {acc.pool!r}")
+    if args.hpa_behavior is not None:
+        p += args.hpa_behavior.problems()
+    if args.prestop_sleep_seconds < 0:
+        p.append(f"prestop_sleep_seconds: got {args.prestop_sleep_seconds}; 0 or more")
+    if args.termination_grace_period_seconds < args.prestop_sleep_seconds + 1:
+        p.append(f"termination_grace_period_seconds: got {args.termination_grace_period_seconds}, which leaves the "
+                 f"server no time after the {args.prestop_sleep_seconds} s preStop sleep; raise it")
     if args.min_replicas < (0 if args.external_autoscaler else 1):
         p.append(f"min_replicas: got {args.min_replicas}; the HPA needs at least 1 (0 only with external_autoscaler)")
     if args.max_replicas < args.min_replicas:
         p.append(f"max_replicas: got {args.max_replicas}, below min_replicas {args.min_replicas}; raise it")
     capacity = acc.max_nodes * args.pods_per_node
-    if args.max_replicas > capacity:
+    # With a ComputeClass, nodes beyond the pool come from its fallbacks.
+    if args.max_replicas > capacity and acc.compute_class is None:
         p.append(f"max_replicas: got {args.max_replicas}, but node pool {acc.pool!r} holds at most {capacity} "
                  f"(max {acc.max_nodes} nodes x {args.pods_per_node} pods per node); lower max_replicas to {capacity} "
                  f"or raise the pool's total_max_node_count")
@@ -401,6 +448,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                 ))
 
         node_selector: dict[str, Any]
+        tolerations: list[k8s.core.v1.TolerationArgs] = []
         if acc.kind == "tpu":
             node_selector = {"cloud.google.com/gke-tpu-accelerator": acc.gke_accelerator,
                              "cloud.google.com/gke-tpu-topology": acc.tpu_topology}
@@ -408,6 +456,12 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         else:
             node_selector = {"cloud.google.com/gke-accelerator": acc.gke_accelerator}
             device_resource = "nvidia.com/gpu"
+        tolerations.append(k8s.core.v1.TolerationArgs(key=device_resource, operator="Exists", effect="NoSchedule"))
+        if acc.compute_class is not None:
+            # The class decides the node (the pool, then its fallbacks), with the same accelerator shape.
+            node_selector = {COMPUTE_CLASS_SELECTOR: acc.compute_class}
+            tolerations.append(k8s.core.v1.TolerationArgs(key=COMPUTE_CLASS_SELECTOR, operator="Equal",
+                                                          value=acc.compute_class, effect="NoSchedule"))
         devices = acc.count_per_node // args.pods_per_node
         limits = {device_resource: str(devices)}
         requests = {device_resource: str(devices)}
@@ -435,6 +489,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                                                   failure_threshold=3),
             liveness_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=15, timeout_seconds=10,
                                                  failure_threshold=4),
+            lifecycle=drain_lifecycle(args.prestop_sleep_seconds),
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="gcs-fuse-csi-ephemeral", mount_path=args.mount_path),
                 k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
@@ -450,8 +505,8 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             )),
         ]
         capacity = acc.max_nodes * args.pods_per_node
-        # Surge only when the pool has room for one more pod; otherwise replace in place.
-        surge = capacity > args.max_replicas
+        # Surge only when the pool (or the class's fallbacks) has room for one more pod; otherwise replace in place.
+        surge = capacity > args.max_replicas or acc.compute_class is not None
         strategy = k8s.apps.v1.DeploymentStrategyArgs(
             type="RollingUpdate",
             rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1 if surge else 0,
@@ -482,11 +537,10 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                         security_context=k8s.core.v1.PodSecurityContextArgs(
                             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
                         node_selector=node_selector,
-                        tolerations=[k8s.core.v1.TolerationArgs(key=device_resource, operator="Exists",
-                                                                effect="NoSchedule")],
+                        tolerations=tolerations,
                         containers=[container],
                         volumes=volumes,
-                        termination_grace_period_seconds=60,
+                        termination_grace_period_seconds=args.termination_grace_period_seconds,
                     ),
                 ),
             ),
@@ -568,6 +622,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                         api_version="apps/v1", kind="Deployment", name=args.app_name),
                     min_replicas=args.min_replicas,
                     max_replicas=args.max_replicas,
+                    behavior=hpa_behavior_args(args.hpa_behavior),
                     metrics=[k8s.autoscaling.v2.MetricSpecArgs(
                         type="Pods",
                         pods=k8s.autoscaling.v2.PodsMetricSourceArgs(
@@ -578,6 +633,20 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                     )],
                 ),
                 opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[deployment])),
+            )
+
+        if args.disruption_budget:
+            # Node drains (upgrades, repairs, consolidation) evict one replica at a time; a replica still
+            # starting (not Ready) may always be evicted, so it never blocks a drain.
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=args.app_name, namespace=ns, labels=labels),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                    max_unavailable=1,
+                    unhealthy_pod_eviction_policy="AlwaysAllow",
+                ),
+                opts=in_ns,
             )
 
         xla = serving.env.get("VLLM_XLA_CACHE_PATH", "")
@@ -605,6 +674,38 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             "workload_identity_principal": self.workload_identity_principal,
             "bucket_access": self.bucket_access,
         })
+
+
+def hpa_behavior_args(behavior: Optional[HpaBehavior]) -> Optional[k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs]:
+    """Scale up once the recommendation held for the up-window; down after the down-window, one replica per period."""
+    if behavior is None:
+        return None
+    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+        scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
+            stabilization_window_seconds=behavior.scale_up_window_seconds,
+            select_policy="Max",
+            policies=[k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1, period_seconds=60)],
+        ),
+        scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
+            stabilization_window_seconds=behavior.scale_down_window_seconds,
+            select_policy="Min",
+            policies=[k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1,
+                                                              period_seconds=behavior.scale_down_period_seconds)],
+        ),
+    )
+
+
+def drain_lifecycle(prestop_sleep_seconds: int) -> Optional[k8s.core.v1.LifecycleArgs]:
+    """preStop: wait while the pod, already out of the Service's endpoints, stops receiving new requests.
+
+    Kubernetes marks a terminating pod not ready at once; kube-proxy and the load balancer's health check
+    (``externalTrafficPolicy: Local``) take some seconds to stop sending. Only then does SIGTERM reach vLLM,
+    which finishes what it has (``--shutdown-timeout``) instead of aborting it.
+    """
+    if prestop_sleep_seconds <= 0:
+        return None
+    return k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+        exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(prestop_sleep_seconds)])))
 
 
 def container_security_context(run_as_user: Optional[int]) -> k8s.core.v1.SecurityContextArgs:

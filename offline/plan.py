@@ -165,6 +165,7 @@ class PlanResult:
             "policy_violations": [{"policy": v.policy, "resource": v.resource, "message": v.message}
                                   for v in self.violations],
             "fit": fit_rows(self.resolved) if self.resolved else [],
+            "capacity_cost": capacity_rows(self.resolved) if self.resolved else [],
         }
 
 
@@ -324,6 +325,7 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
         lines.append("")
     if result.resolved and result.resolved.deployments:
         lines += fit_table(result.resolved)
+        lines += capacity_table_lines(result.resolved)
     if result.manifests:
         lines.append(f"Kubernetes manifests: {len(result.manifests)} files under {result.manifests[0].parent}")
     if result.failed:
@@ -363,6 +365,59 @@ def _price(d) -> Optional[float]:
     item = d.hardware.machine_type or f"cloudrun:{d.hardware.accelerator.cloudrun_gpu}"
     entry = CATALOG.price(item)
     return entry.usd_per_hour if entry else None
+
+
+def capacity_rows(resolved: ResolvedStack) -> list[dict]:
+    """GKE deployments: the order capacity is tried in, and $/h at min and max replicas for each type."""
+    from stacks.catalog.capacity import capacity_prices
+
+    gke = resolved.config.settings.gke
+    table = capacity_prices()
+    rows = []
+    for name, d in resolved.deployments.items():
+        if d.platform.value != "gke" or not d.hardware.machine_type:
+            continue
+        pool = gke.node_pools.get(d.hardware.node_pool or "") if gke is not None else None
+        order = ([f"pool {d.hardware.node_pool} ({pool.own_capacity.value})", *(f.value for f in pool.fallbacks)]
+                 if pool is not None else ["autopilot (on-demand)"])
+        on_demand = CATALOG.price(d.hardware.machine_type)
+        prices: dict[str, Optional[float]] = {"on-demand": on_demand.usd_per_hour if on_demand else None}
+        notes: dict[str, str] = {}
+        for capacity in ("spot", "flex-start"):
+            entry = table.price(d.hardware.machine_type, capacity)
+            prices[capacity] = entry.usd_per_hour if entry else None
+            if entry and entry.note:
+                notes[capacity] = entry.note
+        # A reservation is billed whether or not it is used: its cost is the on-demand (or committed) price.
+        rows.append({
+            "deployment": name,
+            "machine_type": d.hardware.machine_type,
+            "capacity_order": order,
+            "usd_per_hour": {capacity: None if price is None else {
+                "min_replicas": round(price * d.scaling.min_replicas, 2),
+                "max_replicas": round(price * d.scaling.max_replicas, 2)} for capacity, price in prices.items()},
+            "notes": notes,
+        })
+    return rows
+
+
+def capacity_table_lines(resolved: ResolvedStack) -> list[str]:
+    from stacks.catalog.capacity import capacity_prices
+
+    rows = capacity_rows(resolved)
+    if not rows:
+        return []
+    out = [f"GKE capacity (tried in this order) and $/h at min-max replicas by capacity type (on-demand as of "
+           f"{CATALOG.prices_as_of}; spot and flex-start as of {capacity_prices().as_of}, estimates: see "
+           f"stacks/catalog/data/prices.yaml):"]
+    for r in rows:
+        cells = []
+        for capacity, cost in r["usd_per_hour"].items():
+            cells.append(f"{capacity} " + ("n/a" if cost is None else f"{cost['min_replicas']:.2f}-{cost['max_replicas']:.2f}"))
+        out.append(f"  {r['deployment']:<10}  {' -> '.join(r['capacity_order'])}")
+        out.append(f"  {'':<10}  {r['machine_type']}: " + "; ".join(cells))
+    out.append("")
+    return out
 
 
 def fit_table(resolved: ResolvedStack) -> list[str]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from components.lora import is_hub_adapter
 from stacks.catalog import CATALOG
+from stacks.catalog.capacity import CAPACITY_TYPES
 from stacks.catalog.locations import locations
 from stacks.config import Environment, Platform, StackConfig, WeightsSource
 from stacks.fit import estimate, largest_fitting_max_num_seqs
@@ -138,12 +139,21 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         _gke_capacity(d, stack, out)
         if d.config.gke_options.scale_to_zero:
             _scale_to_zero(d, stack, out)
+        if d.vllm.shutdown_timeout is None:
+            out.warn(f"vLLM {version} has no --shutdown-timeout (stacks/catalog/data/vllm_flags.yaml): a stopping replica "
+                     f"aborts its running requests on SIGTERM after the preStop sleep; {d.key}.gke.drainSeconds has no "
+                     f"effect. Pin a vLLM with the flag ({_since('--shutdown-timeout')} or later) to drain")
         if not d.config.gke_options.api_key:
             out.warn(f"{key}.gke.apiKey is false: any client the NetworkPolicy admits can call the model without a key")
     monitoring_checks(d, stack, out)
     if d.platform is Platform.VERTEX:
         _vertex_location(d, stack, out)
     _supply_chain(d, stack, out)
+
+
+def _since(flag: str) -> str:
+    spec = CATALOG.flags.get(flag)
+    return ".".join(map(str, spec.since)) if spec is not None and spec.since is not None else "a newer release"
 
 
 def _vertex_location(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> None:
@@ -381,7 +391,16 @@ def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> N
     machine = CATALOG.machine_type(pool.machine_type)
     per_node = max(1, (machine.accelerator_count if machine else 1) // max(1, d.hardware.devices))
     capacity = pool.max_nodes * per_node
-    if d.scaling.max_replicas > capacity:
+    ranks = [CAPACITY_TYPES.index(f.value) for f in pool.fallbacks]
+    if ranks != sorted(ranks):
+        out.warn(f"llm-serving:gke.nodePools.{d.hardware.node_pool}.fallbacks tries "
+                 f"{' before '.join(f.value for f in pool.fallbacks)}; capacity that can be taken back (Spot) or "
+                 f"must wait (Flex-start) ahead of steadier capacity means replicas that restart (a reload and "
+                 f"recompile each). The usual order is {', '.join(CAPACITY_TYPES)}")
+    if d.scaling.max_replicas > capacity and pool.fallbacks:
+        out.info(f"max replicas {d.scaling.max_replicas} exceed node pool {d.hardware.node_pool}'s {capacity}; the rest "
+                 f"come from its fallbacks ({', '.join(f.value for f in pool.fallbacks)}) through its ComputeClass")
+    elif d.scaling.max_replicas > capacity:
         out.error(f"max replicas {d.scaling.max_replicas} exceeds what node pool {d.hardware.node_pool} can hold "
                   f"({pool.max_nodes} nodes x {per_node} replica per node = {capacity}); lower {d.key}.scaling.maxReplicas "
                   f"or raise llm-serving:gke.nodePools.{d.hardware.node_pool}.maxNodes")

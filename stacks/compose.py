@@ -376,6 +376,7 @@ def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]])
     needs_adapter = any(not d.config.gke_options.scale_to_zero for d in gke)
     adapter = _metrics_adapter(foundation, cluster) if cluster is not None and needs_adapter else None
     keda = _keda(foundation, cluster, [d for d in gke if d.config.gke_options.scale_to_zero]) if cluster else None
+    classes = _compute_classes(foundation, cluster) if cluster is not None else {}
     namespaces: set[str] = set()
     targets: dict[str, monitoring.Target] = {}
     for name, d in resolved.deployments.items():
@@ -387,7 +388,8 @@ def build(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Output[str]])
         else:
             namespace = d.config.gke_options.namespace
             deployments[name], targets[name] = _gke_workload(foundation, cluster, adapter, keda, d, copy_job,
-                                                             create_namespace=namespace not in namespaces)
+                                                             create_namespace=namespace not in namespaces,
+                                                             compute_class=classes.get(d.hardware.node_pool or ""))
             namespaces.add(namespace)
         if copy_job is not None:
             deployments[name]["weights"] = {"uri": copy_job.uri, "copy_job": copy_job.job_name,
@@ -679,6 +681,7 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
             reservation=p.reservation,
             disk_size_gb=p.disk_size_gb,
             node_locations=p.node_locations,
+            compute_class=name if p.fallbacks else None,
         )
         for name, p in gke.node_pools.items()
     }
@@ -705,11 +708,56 @@ def _gke_cluster(foundation: Foundation, resolved: ResolvedStack):
             private_nodes=private_nodes(stack),
             master_authorized_networks=gke.master_authorized_networks,
             master_ipv4_cidr_block=gke.master_ipv4_cidr_block,
+            maintenance=_maintenance(gke.maintenance),
         ),
         # protect is inherited by the cluster, its node pools and the provider.
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis] + ([registry] if registry else []),
                                     protect=stack.protections.protect_stateful),
     )
+
+
+def _maintenance(m):
+    """The cluster's maintenance window and exclusions, or None when the stack sets neither."""
+    from components.gke_cluster import MaintenanceExclusion, MaintenancePolicy
+
+    if not m.has_window and not m.exclusions:
+        return None
+    return MaintenancePolicy(
+        window_start=m.window_start, window_end=m.window_end, window_recurrence=m.window_recurrence,
+        exclusions=tuple(MaintenanceExclusion(name=name, start_time=e.start, end_time=e.end, scope=e.scope.value)
+                         for name, e in m.exclusions.items()),
+    )
+
+
+def _compute_classes(foundation: Foundation, cluster) -> dict[str, Any]:
+    """A ComputeClass per node pool with fallbacks, named after the pool (Standard clusters only)."""
+    from components.compute_class import ComputeClassArgs, GkeComputeClass
+    from stacks.catalog.gke import gke_hardware
+
+    stack = foundation.stack
+    gke = stack.settings.gke
+    assert gke is not None
+    if gke.autopilot:
+        return {}
+    hardware = gke_hardware()
+    classes: dict[str, Any] = {}
+    for name, pool in gke.node_pools.items():
+        shape = hardware.machine_types.get(pool.machine_type)
+        if not pool.fallbacks or shape is None:
+            continue
+        classes[name] = GkeComputeClass(
+            f"{stack.prefix}-{name}-class",
+            ComputeClassArgs(
+                provider=cluster.provider, class_name=name, node_pool=name, accelerator_kind=shape.kind,
+                gke_accelerator=shape.gke_accelerator, accelerator_count=shape.count,
+                machine_type=pool.machine_type, tpu_topology=pool.tpu_topology,
+                fallbacks=tuple(f.value for f in pool.fallbacks), reservation=pool.reservation,
+                node_service_account=cluster.node_service_account_email,
+                labels={"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "llm-serving"},
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[cluster]),
+        )
+    return classes
 
 
 def _metrics_adapter(foundation: Foundation, cluster):
@@ -764,11 +812,12 @@ def _placement(foundation: Foundation, cluster, d: ResolvedDeployment):
 
 
 def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDeployment, copy_job, *,
-                  create_namespace: bool) -> tuple[dict[str, Any], monitoring.Target]:
+                  create_namespace: bool, compute_class=None) -> tuple[dict[str, Any], monitoring.Target]:
     from components.api_key import ServingApiKey, ServingApiKeyArgs
     from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
-    from components.gke_workload import PodPeer, VllmGkeWorkload, VllmGkeWorkloadArgs
+    from components.gke_workload import HpaBehavior, PodPeer, VllmGkeWorkload, VllmGkeWorkloadArgs
     from stacks.resolve import GKE_DATA_DIR, gke_bucket_prefixes, gke_pod_requests
+    from stacks.startup import deployment_start, hpa_windows
 
     stack = foundation.stack
     options = d.config.gke_options
@@ -791,6 +840,9 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
             opts=pulumi.ResourceOptions(depends_on=[foundation.apis]),
         )
     cpu, memory = gke_pod_requests(d)
+    start = deployment_start(d)
+    windows = hpa_windows(start.total_seconds)
+    drain = d.vllm.shutdown_timeout or 0  # 0: the pinned vLLM cannot drain, SIGTERM aborts
     workload = VllmGkeWorkload(
         f"{stack.prefix}-{d.name}",
         VllmGkeWorkloadArgs(
@@ -825,9 +877,15 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
             external_autoscaler=scale_to_zero,
             load_balancer=not scale_to_zero,
             allowed_pods=interceptor,
+            hpa_behavior=None if scale_to_zero else HpaBehavior(
+                scale_up_window_seconds=windows.scale_up_window_seconds,
+                scale_down_window_seconds=windows.scale_down_window_seconds,
+                scale_down_period_seconds=windows.scale_down_period_seconds),
+            prestop_sleep_seconds=defaults.PRESTOP_SLEEP_SECONDS,
+            termination_grace_period_seconds=defaults.PRESTOP_SLEEP_SECONDS + drain + defaults.TERMINATION_MARGIN_SECONDS,
         ),
-        opts=pulumi.ResourceOptions(depends_on=[r for r in (cluster, adapter, keda, foundation.bucket, copy_job)
-                                                if r is not None]),
+        opts=pulumi.ResourceOptions(depends_on=[r for r in (cluster, adapter, keda, foundation.bucket, copy_job,
+                                                            compute_class) if r is not None]),
     )
     scaling: dict[str, Any] = {"hpa_metric": workload.hpa_metric_name}
     port_forward = workload.port_forward_command
@@ -865,6 +923,16 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
         "service": workload.service_name,
         "in_cluster_url": in_cluster_url,
         **scaling,
+        "estimated_start_seconds": start.total_seconds,
+        **({"hpa_windows": {"scale_up_seconds": windows.scale_up_window_seconds,
+                            "scale_down_seconds": windows.scale_down_window_seconds,
+                            "remove_one_replica_every_seconds": windows.scale_down_period_seconds}}
+           if not scale_to_zero else {}),
+        "drain": (f"preStop sleeps {defaults.PRESTOP_SLEEP_SECONDS} s, then vLLM drains up to {drain} s"
+                  if drain else f"preStop sleeps {defaults.PRESTOP_SLEEP_SECONDS} s; vLLM {'.'.join(map(str, d.image.vllm_version))} "
+                                "has no --shutdown-timeout, so SIGTERM aborts running requests"),
+        **({"capacity_order": list(compute_class.order), "compute_class": compute_class.class_name}
+           if compute_class is not None else {}),
         "port_forward_command": port_forward,
         "bucket_access": pulumi.Output.concat(workload.workload_identity_principal, " may ", workload.bucket_access),
         **calling,

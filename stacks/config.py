@@ -12,6 +12,7 @@ the user set from what the project chose.
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 import ipaddress
 import json
@@ -45,6 +46,7 @@ from components.rules import (
 )
 from stacks import defaults
 from stacks.catalog import CATALOG, hardware_defaults
+from stacks.catalog.capacity import capacity_table
 from stacks.catalog.locations import locations
 from stacks.fit import DEFAULT_TYPICAL_REQUEST_TOKENS, GPU_MEMORY_UTILIZATION
 from stacks.schema import (
@@ -62,6 +64,22 @@ from stacks.schema import (
 
 NAME_PATTERN = r"[a-z]([a-z0-9-]{0,18}[a-z0-9])?"
 EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+
+# GKE maintenance rules (https://cloud.google.com/kubernetes-engine/docs/concepts/maintenance-windows-and-exclusions):
+# a window must allow at least 48 hours of maintenance in any 32 days, in stretches of at least 4 hours; a
+# NO_UPGRADES exclusion lasts at most 30 days, the narrower scopes up to 180 days (or the version's end of support).
+RFC3339 = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"
+RFC3339_HINT = "give an RFC 3339 time such as 2026-01-03T00:00:00Z"
+MIN_WINDOW_HOURS = 4
+MIN_WINDOW_HOURS_PER_32_DAYS = 48
+MAX_EXCLUSION_DAYS = {"NO_UPGRADES": 30, "NO_MINOR_UPGRADES": 180, "NO_MINOR_OR_NODE_UPGRADES": 180}
+
+
+def _rfc3339(text: str) -> Optional[_dt.datetime]:
+    try:
+        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class Environment(str, enum.Enum):
@@ -92,6 +110,23 @@ class Ingress(str, enum.Enum):
 class AutoscalingMetric(str, enum.Enum):
     NUM_REQUESTS_WAITING = "num_requests_waiting"
     KV_CACHE_USAGE = "kv_cache_usage"
+
+
+class CapacityType(str, enum.Enum):
+    """A way to obtain GKE nodes (stacks/catalog/data/capacity.yaml says where each exists)."""
+
+    RESERVATION = "reservation"
+    ON_DEMAND = "on-demand"
+    FLEX_START = "flex-start"
+    SPOT = "spot"
+
+
+class ExclusionScope(str, enum.Enum):
+    """What a GKE maintenance exclusion holds back."""
+
+    NO_UPGRADES = "NO_UPGRADES"
+    NO_MINOR_UPGRADES = "NO_MINOR_UPGRADES"
+    NO_MINOR_OR_NODE_UPGRADES = "NO_MINOR_OR_NODE_UPGRADES"
 
 
 class ReleaseChannel(str, enum.Enum):
@@ -195,6 +230,19 @@ class NodePoolConfig:
     node_locations: tuple[str, ...] = setting(
         "Zones for the pool's nodes; default: the cluster's zone.", ()
     )
+    fallbacks: tuple[CapacityType, ...] = setting(
+        "Capacity to fall back to, in order, when the pool is full or its own capacity is out: `reservation` (the "
+        "pool's `reservation`), `on-demand`, `flex-start`, `spot`. Non-empty: a ComputeClass named after the pool "
+        "tries the pool first, then nodes GKE creates from each fallback; the workload selects the class. Each must "
+        "exist in the pool's zones (stacks/catalog/data/capacity.yaml).", ()
+    )
+
+    @property
+    def own_capacity(self) -> CapacityType:
+        """What the pool's own nodes are: its reservation, Spot, or on-demand."""
+        if self.reservation:
+            return CapacityType.RESERVATION
+        return CapacityType.SPOT if self.spot else CapacityType.ON_DEMAND
 
     def validate(self, path: str, problems: Problems) -> None:
         if self.min_nodes > self.max_nodes:
@@ -202,6 +250,93 @@ class NodePoolConfig:
                 join(path, "minNodes"),
                 f"got {self.min_nodes}, above maxNodes {self.max_nodes}; lower minNodes or raise maxNodes",
             )
+        if self.spot and self.reservation:
+            problems.add(join(path, "spot"), "is true with a reservation; a pool consumes its reservation or Spot "
+                                             "capacity, not both: remove one (list the other under fallbacks)")
+        seen: set[CapacityType] = set()
+        for index, capacity in enumerate(self.fallbacks):
+            where = f"{join(path, 'fallbacks')}[{index}]"
+            if capacity in seen:
+                problems.add(where, f"{capacity.value!r} is listed twice; list each capacity type once")
+            seen.add(capacity)
+            if capacity is CapacityType.RESERVATION and not self.reservation:
+                problems.add(where, "is reservation, but the pool names none; set reservation to the reservation's "
+                                    "name or remove this entry")
+
+
+@dataclass(frozen=True)
+class MaintenanceExclusionConfig:
+    """A period in which GKE does not upgrade the cluster (what it holds back depends on `scope`)."""
+
+    start: str = setting("Start, RFC 3339 (`2026-12-20T00:00:00Z`).", pattern=RFC3339, pattern_hint=RFC3339_HINT)
+    end: str = setting("End, RFC 3339.", pattern=RFC3339, pattern_hint=RFC3339_HINT)
+    scope: ExclusionScope = setting(
+        "`NO_UPGRADES` (at most 30 days), `NO_MINOR_UPGRADES` or `NO_MINOR_OR_NODE_UPGRADES` (at most 180 days).",
+        ExclusionScope.NO_UPGRADES,
+    )
+
+    def validate(self, path: str, problems: Problems) -> None:
+        start, end = _rfc3339(self.start), _rfc3339(self.end)
+        if start is None or end is None:
+            return
+        days = (end - start).total_seconds() / 86400
+        longest = MAX_EXCLUSION_DAYS[self.scope.value]
+        if days <= 0:
+            problems.add(join(path, "end"), f"got {self.end!r}, not after start {self.start!r}; give a later end")
+        elif days > longest:
+            problems.add(join(path, "end"), f"the exclusion lasts {days:.1f} days; GKE allows at most {longest} days "
+                                            f"for scope {self.scope.value}; shorten it or use a narrower scope")
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """When GKE may upgrade and repair the cluster: a recurring window plus exclusions. Unset: any time."""
+
+    window_start: Optional[str] = setting(
+        "First occurrence's start, RFC 3339 (`2026-01-03T00:00:00Z`); its time of day repeats.", None,
+        pattern=RFC3339, pattern_hint=RFC3339_HINT,
+    )
+    window_end: Optional[str] = setting(
+        "First occurrence's end, RFC 3339 (the window is `windowEnd - windowStart` long, at least 4 hours).", None,
+        pattern=RFC3339, pattern_hint=RFC3339_HINT,
+    )
+    window_recurrence: Optional[str] = setting(
+        "How the window repeats (RFC 5545 RRULE): `FREQ=DAILY` or `FREQ=WEEKLY;BYDAY=SA,SU`.", None,
+        pattern=r"FREQ=DAILY|FREQ=WEEKLY;BYDAY=(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*",
+        pattern_hint="give FREQ=DAILY or FREQ=WEEKLY;BYDAY=<days> such as FREQ=WEEKLY;BYDAY=SA,SU",
+    )
+    exclusions: Mapping[str, MaintenanceExclusionConfig] = setting(
+        "Periods without upgrades, keyed by a name.", EMPTY, key_pattern=NAME_PATTERN
+    )
+
+    @property
+    def has_window(self) -> bool:
+        return self.window_start is not None
+
+    def validate(self, path: str, problems: Problems) -> None:
+        parts = (self.window_start, self.window_end, self.window_recurrence)
+        if any(p is not None for p in parts) and not all(p is not None for p in parts):
+            problems.add(join(path, "windowStart"), "windowStart, windowEnd and windowRecurrence go together; set all "
+                                                    "three or none")
+            return
+        if self.window_start is None or self.window_end is None or self.window_recurrence is None:
+            return
+        start, end = _rfc3339(self.window_start), _rfc3339(self.window_end)
+        if start is None or end is None:
+            return
+        hours = (end - start).total_seconds() / 3600
+        if hours < MIN_WINDOW_HOURS or hours >= 24:
+            problems.add(join(path, "windowEnd"), f"the window is {hours:g} hours long; GKE needs at least "
+                                                  f"{MIN_WINDOW_HOURS} hours at a stretch, and less than a day")
+            return
+        days_per_week = 7 if self.window_recurrence == "FREQ=DAILY" else len(
+            set(self.window_recurrence.split("BYDAY=", 1)[1].split(",")))
+        # Four whole weeks fit any 32-day period: the least the window can offer in one.
+        available = 4 * days_per_week * hours
+        if available < MIN_WINDOW_HOURS_PER_32_DAYS:
+            problems.add(join(path, "windowRecurrence"),
+                         f"offers {available:g} hours in some 32-day periods; GKE needs at least "
+                         f"{MIN_WINDOW_HOURS_PER_32_DAYS} (more days or a longer window)")
 
 
 @dataclass(frozen=True)
@@ -241,6 +376,10 @@ class GkeClusterConfig:
     metrics_adapter_image: Optional[str] = setting(
         "Image of the custom-metrics adapter the HPAs read vLLM metrics through; default: the pinned upstream release "
         "(components/metrics_adapter.py). A tag or `<tag>@sha256:<digest>` (required in prod), never `latest`.", None
+    )
+    maintenance: MaintenanceConfig = setting(
+        "Maintenance window and exclusions: keep GKE's upgrades (each restarts replicas that reload and recompile) "
+        "out of serving hours.", MaintenanceConfig()
     )
 
     def validate(self, path: str, problems: Problems) -> None:
@@ -612,6 +751,11 @@ class GkeWorkloadConfig:
         "Confirms `scaleToZero` in a prod stack, where the first request after an idle period waits for a node "
         "and a model load.", False
     )
+    drain_seconds: int = setting(
+        f"How long a stopping replica may finish its requests (vLLM `--shutdown-timeout`, when the pinned vLLM has "
+        f"it); the pod's grace period adds the {defaults.PRESTOP_SLEEP_SECONDS} s preStop sleep and "
+        f"{defaults.TERMINATION_MARGIN_SECONDS} s.", defaults.DRAIN_SECONDS, minimum=0, maximum=3600
+    )
 
 
 @dataclass(frozen=True)
@@ -670,6 +814,11 @@ class DeploymentConfig:
                                  f"{LORA_FLAGS[flag]}: remove it from extraArgs")
         self._validate_scaling(join(path, "scaling"), problems)
         if self.platform is Platform.GKE:
+            for index, arg in enumerate(self.vllm.extra_args):
+                if extra_arg_flag(arg) == "--shutdown-timeout":
+                    problems.add(f"{path}.vllm.extraArgs[{index}]",
+                                 f"got {arg!r}; on GKE the drain is rendered from gke.drainSeconds (it also sizes the "
+                                 "pod's grace period): set that and remove the flag here")
             namespace = self.gke_options.namespace
             where = join(path, "gke.namespace")
             if dns_label_problem(namespace):
@@ -1214,6 +1363,51 @@ def _validate_gke(settings: Settings, gke: GkeClusterConfig, problems: Problems)
                              f"{location_region.name}: {zones}{did_you_mean(zone, list(location_region.zones))}")
         _validate_tpu_zones(_machine_accelerator(pool.machine_type), gke, pool.node_locations,
                             f"{pool_path}.nodeLocations", problems)
+        _validate_capacity(pool, gke, pool_path, problems)
+
+
+def _validate_capacity(pool: NodePoolConfig, gke: GkeClusterConfig, pool_path: str, problems: Problems) -> None:
+    """Each capacity a pool may use (its own and its fallbacks) must exist in its zones at the cluster's version."""
+    accelerator = _machine_accelerator(pool.machine_type)
+    if accelerator is None:
+        return
+    table = capacity_table()
+    loc = locations()
+    if pool.node_locations:
+        zones: tuple[str, ...] = pool.node_locations
+    elif gke.location in loc.regions:
+        zones = tuple(loc.tpu_zones_in(accelerator, gke.location)) or loc.regions[gke.location].zones
+    else:
+        zones = (gke.location,)
+    wanted: list[tuple[str, CapacityType]] = []
+    if pool.own_capacity is not CapacityType.ON_DEMAND:  # on-demand zones: _validate_tpu_zones
+        wanted.append((f"{pool_path}.{'reservation' if pool.reservation else 'spot'}", pool.own_capacity))
+    wanted += [(f"{pool_path}.fallbacks[{index}]", capacity) for index, capacity in enumerate(pool.fallbacks)]
+    floors: list[tuple[str, str, str]] = []
+    if pool.fallbacks:
+        floors.append((f"{pool_path}.fallbacks", table.compute_class_min_gke, "ComputeClass"))
+        floors.append((f"{pool_path}.fallbacks", table.auto_creation_min_gke,
+                       "node pool auto-creation from a ComputeClass"))
+    for where, capacity in wanted:
+        offer = table.offer(accelerator, capacity.value)
+        if offer is None:
+            if capacity is not CapacityType.ON_DEMAND:
+                problems.add(where, f"{capacity.value} capacity for {accelerator} is not in the catalog "
+                                    "(stacks/catalog/data/capacity.yaml); add it with its source or remove it")
+            continue
+        if offer.zones is not None:
+            missing = [z for z in zones if z not in offer.zones]
+            if missing:
+                problems.add(where, f"{capacity.value} {accelerator} capacity does not exist in {', '.join(missing)}; "
+                                    f"zones that offer it: {', '.join(offer.zones)}. Remove it, or move the pool "
+                                    "(gke.location or nodeLocations) to one of those zones")
+        if offer.min_gke is not None:
+            floors.append((where, offer.min_gke, f"{capacity.value} {accelerator} capacity"))
+    if gke.min_master_version is not None:
+        for where, needed, why in floors:
+            problem = gke_floor_problem(gke.min_master_version, needed, why)
+            if problem:
+                problems.add(f"{NAMESPACE}:gke.minMasterVersion", f"{problem} (needed by {where})")
 
 
 def _validate_tpu_zones(accelerator: Optional[str], gke: GkeClusterConfig, node_locations: tuple[str, ...],

@@ -75,3 +75,25 @@ def shown(template: str) -> str:
     """A name template as the config reference shows it, e.g. `<project>-<namePrefix>-models`."""
     return template.format(project="<project>", prefix="<namePrefix>", environment="<environment>",
                            deployment="<deployment>")
+
+# GKE graceful drain. preStop sleep: a terminating pod leaves the Service's endpoints at once, and the
+# internal load balancer's health check and kube-proxy need a few probe intervals to stop sending (an
+# estimate, not measured here). Then vLLM gets SIGTERM and drains for up to `gke.drainSeconds` (its
+# --shutdown-timeout): long enough for a typical generation to finish. The grace period covers both plus a margin.
+PRESTOP_SLEEP_SECONDS = 15
+DRAIN_SECONDS = 120
+TERMINATION_MARGIN_SECONDS = 15
+
+# Replica start-time estimate (stacks/startup.py), which sizes the HPA's stabilization windows. Estimates,
+# not measurements; replace them with figures from tools.bench runs when there are some.
+# A new GKE accelerator node: the cluster autoscaler creates the VM, it boots and joins, the device plugin
+# registers the chips; TPU and GPU nodes alike take minutes.
+NODE_PROVISION_SECONDS = 300
+# Weights read through GCS FUSE with parallel downloads into the node's RAM file cache, GiB per second.
+WEIGHTS_READ_GIB_PER_SECOND = 0.5
+# After the weights are on the devices: XLA compilation of every padded shape on TPU (cold cache; the
+# README warns it can take up to an hour), CUDA graph capture and torch.compile warm-up on GPU.
+COMPILE_SECONDS = {"tpu": 1200, "gpu": 180}
+# Scale-up window as a share of the start time: pressure that ends sooner is gone before a new replica serves.
+SCALE_UP_WINDOW_SHARE = 0.25
+SCALE_UP_WINDOW_FLOOR_SECONDS = 60  # at least four Managed Prometheus scrapes (15 s) of sustained pressure

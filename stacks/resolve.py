@@ -192,6 +192,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
         max_cpu_loras=lora.max_cpu_loras if lora.adapters else None,
         max_lora_rank=lora.max_lora_rank if lora.adapters else None,
         limit_mm_per_prompt=dict(v.limit_mm_per_prompt),
+        shutdown_timeout=_shutdown_timeout(d, image),
         extra_args=v.extra_args,
     )
     server = render_server(settings, image, port=PORTS[d.platform], env=env)
@@ -209,6 +210,13 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     return ResolvedDeployment(name=name, config=d, model=model, image=image, hardware=hardware, vllm=settings,
                               container=container, rejected_flags=server.rejected_flags, scaling=scaling, fit=fit,
                               fit_request=request)
+
+
+def _shutdown_timeout(d: DeploymentConfig, image: ImageSpec) -> Optional[int]:
+    """GKE: vLLM drains for ``gke.drainSeconds`` on SIGTERM, when the pinned vLLM has ``--shutdown-timeout``."""
+    if d.platform is not Platform.GKE or not CATALOG.flag_accepted("--shutdown-timeout", image.vllm_version, image.server):
+        return None
+    return d.gke_options.drain_seconds
 
 
 def _v0_vision(model: ModelSpec, image: ImageSpec) -> bool:

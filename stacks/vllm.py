@@ -64,6 +64,7 @@ class VllmSettings:
     max_cpu_loras: Optional[int] = None
     max_lora_rank: Optional[int] = None
     limit_mm_per_prompt: Mapping[str, int] = field(default_factory=dict)
+    shutdown_timeout: Optional[int] = None  # seconds vLLM drains on SIGTERM; None: its default (abort)
     extra_args: tuple[str, ...] = ()
 
 
@@ -144,6 +145,8 @@ def server_flags(settings: VllmSettings, *, host: str, port: int, server: str) -
         flags.append(("--chat-template", s.chat_template))
     if s.model_type:
         flags.append(("--model-type", s.model_type))
+    if s.shutdown_timeout is not None:
+        flags.append(("--shutdown-timeout", str(s.shutdown_timeout)))
     if s.limit_mm_per_prompt:
         flags.append(("--limit-mm-per-prompt", json.dumps(dict(s.limit_mm_per_prompt), separators=(",", ":"))))
     return flags

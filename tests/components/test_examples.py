@@ -29,6 +29,7 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "image_build": lambda v: v.startswith("us-central1-docker.pkg.dev/my-project/llm-dev-images/vllm-gemma-3-1b-it:"),
     "vertex": lambda v: re.fullmatch(r"https://.+/v1beta1/projects/\d+/locations/us-central1/endpoints/\d+", v) is not None,
     "gke_cluster": lambda v: v == "llm-dev-gke",
+    "compute_class": lambda v: v == ["pool tpu", "flex-start", "spot"],
     "gke_workload": lambda v: v == "prometheus.googleapis.com|vllm:num_requests_waiting|gauge",
     "weights_copy": lambda v: v == ("gs://my-project-llm-models/models/google/gemma-3-1b-it/"
                                     "dcc83ea841ab6100d6b47a070329e1ba4cf78752"),

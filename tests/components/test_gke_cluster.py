@@ -14,6 +14,8 @@ from components.gke_cluster import (
     ArtifactRepository,
     GkeCluster,
     GkeClusterArgs,
+    MaintenanceExclusion,
+    MaintenancePolicy,
     NodePoolSpec,
 )
 from offline.mocks import is_wrapped_secret, unwrap_secrets
@@ -307,3 +309,31 @@ def test_bad_control_plane_networks_are_refused():
     assert "master_authorized_networks: got '203.0.113.1/24'" in error_of(tutorial_args(master_authorized_networks=("203.0.113.1/24",)))
     assert "master_ipv4_cidr_block: got '172.16.0.0/24'" in error_of(
         tutorial_args(private_nodes=True, master_ipv4_cidr_block="172.16.0.0/24"))
+
+
+def test_maintenance_window_and_exclusions_reach_the_cluster():
+    result = run_cluster(tutorial_args(maintenance=MaintenancePolicy(
+        window_start="2026-01-03T00:00:00Z", window_end="2026-01-03T08:00:00Z",
+        window_recurrence="FREQ=WEEKLY;BYDAY=SA,SU",
+        exclusions=(MaintenanceExclusion("launch", "2026-12-01T00:00:00Z", "2026-12-20T00:00:00Z"),))))
+    policy = result.named("gke-cluster").inputs["maintenancePolicy"]
+    assert policy["recurringWindow"] == {"startTime": "2026-01-03T00:00:00Z", "endTime": "2026-01-03T08:00:00Z",
+                                         "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}, f"gke-cluster: {policy}"
+    assert policy["maintenanceExclusions"] == [{"exclusionName": "launch", "startTime": "2026-12-01T00:00:00Z",
+                                                "endTime": "2026-12-20T00:00:00Z",
+                                                "exclusionOptions": {"scope": "NO_UPGRADES"}}], f"gke-cluster: {policy}"
+
+
+def test_no_maintenance_policy_unless_asked(tutorial):
+    assert "maintenancePolicy" not in tutorial.named("gke-cluster").inputs, "gke-cluster: a maintenance policy nobody set"
+
+
+def test_a_compute_class_pool_is_labelled_and_tainted_for_it(tutorial):
+    result = run_cluster(tutorial_args(node_pools={"tpu": NodePoolSpec(
+        "ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=1, compute_class="tpu")}))
+    config = result.named("gke-tpu").inputs["nodeConfig"]
+    assert config["labels"] == {"cloud.google.com/compute-class": "tpu"}, f"gke-tpu: labels {config.get('labels')}"
+    assert config["taints"] == [{"key": "cloud.google.com/compute-class", "value": "tpu", "effect": "NO_SCHEDULE"}], \
+        f"gke-tpu: taints {config.get('taints')}"
+    plain = tutorial.named("gke-tpu").inputs["nodeConfig"]
+    assert "labels" not in plain and "taints" not in plain, f"gke-tpu without a class: {plain}"

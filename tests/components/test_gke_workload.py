@@ -14,7 +14,7 @@ import yaml
 
 from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement, GkeCluster, GkeClusterArgs, NodePoolSpec
-from components.gke_workload import DEFAULT_MOUNT_OPTIONS, VllmGkeWorkload, VllmGkeWorkloadArgs
+from components.gke_workload import DEFAULT_MOUNT_OPTIONS, HpaBehavior, VllmGkeWorkload, VllmGkeWorkloadArgs
 from offline.manifests import write_kubernetes_manifests
 from offline.mocks import MOCK_PROJECT_NUMBER, is_wrapped_secret, mask_secrets, unwrap_secrets
 from offline.runner import run_under_mocks
@@ -489,3 +489,53 @@ def test_autopilot_placement():
     with pytest.raises(ValueError) as caught:
         autopilot_placement("ct6e-standard-8t", "4x4", max_nodes=2, hardware=gke_hardware())
     assert "ct6e-standard-8t" in str(caught.value) and "forms 2x4" in str(caught.value), str(caught.value)
+
+
+CALM = HpaBehavior(scale_up_window_seconds=450, scale_down_window_seconds=1800, scale_down_period_seconds=900)
+
+
+def test_hpa_behaviour_is_rendered_and_absent_by_default(tutorial):
+    assert "behavior" not in tutorial.named("llama-hpa").inputs["spec"], "llama-hpa: behaviour nobody asked for"
+    behavior = run_tutorial(hpa_behavior=CALM).named("llama-hpa").inputs["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 450, f"llama-hpa: {behavior}"
+    assert behavior["scaleDown"] == {"stabilizationWindowSeconds": 1800, "selectPolicy": "Min",
+                                     "policies": [{"type": "Pods", "value": 1, "periodSeconds": 900}]}, f"llama-hpa: {behavior}"
+
+
+@pytest.mark.parametrize("behavior,needle", [
+    (HpaBehavior(scale_up_window_seconds=3601, scale_down_window_seconds=0, scale_down_period_seconds=60),
+     "scale_up_window_seconds: got 3601"),
+    (HpaBehavior(scale_up_window_seconds=0, scale_down_window_seconds=60, scale_down_period_seconds=1801),
+     "scale_down_period_seconds: got 1801"),
+])
+def test_hpa_behaviour_outside_the_api_limits_is_refused(behavior, needle):
+    assert needle in error_of(hpa_behavior=behavior)
+
+
+def test_drain_prestop_grace_and_pdb(tutorial):
+    spec = pod_spec(tutorial)
+    assert container(tutorial)["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "15"]}}}, \
+        f"llama-deployment: lifecycle {container(tutorial).get('lifecycle')}"
+    assert spec["terminationGracePeriodSeconds"] == 60, f"llama-deployment: grace {spec['terminationGracePeriodSeconds']}"
+    pdb = tutorial.named("llama-pdb").inputs["spec"]
+    assert pdb["selector"]["matchLabels"] == tutorial.named("llama-deployment").inputs["spec"]["selector"]["matchLabels"], \
+        f"llama-pdb selects {pdb['selector']}"
+    assert pdb["maxUnavailable"] == 1, f"llama-pdb: {pdb}"
+    assert not run_tutorial(disruption_budget=False).of_type("kubernetes:policy/v1:PodDisruptionBudget"), \
+        "a PodDisruptionBudget with disruption_budget=False"
+    assert "termination_grace_period_seconds: got 10" in error_of(prestop_sleep_seconds=15,
+                                                                  termination_grace_period_seconds=10)
+
+
+def test_a_compute_class_pool_is_selected_by_class_and_may_exceed_the_pool():
+    pools = {"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=1, compute_class="tpu")}
+    result = run_tutorial(pools=pools, max_replicas=3)
+    spec = pod_spec(result)
+    assert spec["nodeSelector"] == {"cloud.google.com/compute-class": "tpu"}, f"llama-deployment: {spec['nodeSelector']}"
+    assert {"key": "cloud.google.com/compute-class", "operator": "Equal", "value": "tpu", "effect": "NoSchedule"} in \
+        spec["tolerations"], f"llama-deployment: tolerations {spec['tolerations']}"
+    assert str(container(result)["resources"]["limits"]["google.com/tpu"]) == "8"
+    # Without the class, three replicas cannot fit a one-node pool.
+    plain = {"tpu": NodePoolSpec("ct6e-standard-8t", tpu_topology="2x4", total_max_node_count=1)}
+    with pytest.raises(ValueError, match="holds at most 1"):
+        run_tutorial(pools=plain, max_replicas=3)

@@ -57,8 +57,16 @@ def test_the_tpu_workload_is_planned_on_both_cluster_modes(mode, tmp_path):
     assert cluster.get("minMasterVersion") is None, f"llm-prod-gke-cluster: minMasterVersion {cluster.get('minMasterVersion')!r}"
     spec = workload_pod_spec(result)
     selectors = spec["nodeSelector"]
-    assert selectors.get("cloud.google.com/gke-tpu-accelerator") == "tpu-v6e-slice", f"{mode}: {selectors}"
-    assert selectors.get("cloud.google.com/gke-tpu-topology") == "2x4", f"{mode}: {selectors}"
+    if mode == "standard":
+        # prod's pool has fallbacks: the pod selects the pool's ComputeClass, which carries the slice shape.
+        assert selectors == {"cloud.google.com/compute-class": "tpu-v6e"}, f"{mode}: {selectors}"
+        cc = result.run.named("llm-prod-tpu-v6e-class-computeclass").inputs["spec"]
+        shapes = [p["tpu"] for p in cc["priorities"] if "tpu" in p]
+        assert shapes and all(t == {"type": "tpu-v6e-slice", "count": 8, "topology": "2x4"} for t in shapes), \
+            f"llm-prod-tpu-v6e-class-computeclass: priorities {cc['priorities']}"
+    else:
+        assert selectors.get("cloud.google.com/gke-tpu-accelerator") == "tpu-v6e-slice", f"{mode}: {selectors}"
+        assert selectors.get("cloud.google.com/gke-tpu-topology") == "2x4", f"{mode}: {selectors}"
     limits = spec["containers"][0]["resources"]["limits"]
     assert str(limits.get("google.com/tpu")) == "8", f"{mode}: llm-prod-llama-70b-deployment limits {limits}"
 

@@ -39,6 +39,8 @@ REPLACEABLE = {
     "kubernetes:core/v1:Service": "recreated from the spec (an internal LB address may change)",
     "kubernetes:core/v1:ServiceAccount": "recreated with the same name, so Workload Identity grants still match",
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": "recreated from the spec",
+    "kubernetes:policy/v1:PodDisruptionBudget": "recreated from the spec",
+    "kubernetes:cloud.google.com/v1:ComputeClass": "recreated from the spec; nodes GKE created for it stay until scaled down",
     "kubernetes:monitoring.googleapis.com/v1:PodMonitoring": "recreated from the spec",
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": "recreated from the spec",
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole": "recreated from the spec",

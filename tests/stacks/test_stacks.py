@@ -381,8 +381,18 @@ def test_prod_runs_llama_70b_on_a_tpu_v6e_2x4_pool_with_an_hpa():
         f"{pool.name}: autoscaling {pool.inputs.get('autoscaling')}"
     deployment = p.one(K8S_DEPLOYMENT, "llm-prod-llama-70b-deployment")
     selector = deployment.inputs["spec"]["template"]["spec"]["nodeSelector"]
-    assert selector.get("cloud.google.com/gke-tpu-topology") == "2x4", f"{deployment.name}: nodeSelector {selector}"
-    assert selector.get("cloud.google.com/gke-tpu-accelerator") == "tpu-v6e-slice", f"{deployment.name}: {selector}"
+    assert selector == {"cloud.google.com/compute-class": "tpu-v6e"}, f"{deployment.name}: nodeSelector {selector}"
+    # The pool is labelled and tainted for its ComputeClass, which tries it first, then Spot.
+    assert pool.inputs["nodeConfig"]["labels"] == {"cloud.google.com/compute-class": "tpu-v6e"}, \
+        f"{pool.name}: labels {pool.inputs['nodeConfig'].get('labels')}"
+    assert pool.inputs["nodeConfig"]["taints"] == [{"key": "cloud.google.com/compute-class", "value": "tpu-v6e",
+                                                     "effect": "NO_SCHEDULE"}], f"{pool.name}: taints"
+    cc = p.one("kubernetes:cloud.google.com/v1:ComputeClass", "llm-prod-tpu-v6e-class-computeclass")
+    priorities = cc.inputs["spec"]["priorities"]
+    assert priorities[0] == {"nodepools": ["tpu-v6e"]}, f"{cc.name}: first priority {priorities[0]}"
+    assert [p.get("spot") for p in priorities[1:]] == [True], f"{cc.name}: fallbacks {priorities[1:]}"
+    assert all(p["tpu"] == {"type": "tpu-v6e-slice", "count": 8, "topology": "2x4"} for p in priorities[1:]), \
+        f"{cc.name}: fallback shapes {priorities[1:]}"
     hpa = p.one(HPA, "llm-prod-llama-70b-hpa")
     spec = hpa.inputs["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 2), f"{hpa.name}: replicas {spec}"
