@@ -48,6 +48,8 @@ from typing import Optional, cast
 import pulumi
 import pulumi_gcp as gcp
 
+from components import compile_cache
+from components.compile_cache import CompileCacheSync
 from components.container import ServingContainer
 from components.rules import (
     gcp_label_problem,
@@ -148,6 +150,10 @@ class CloudRunVllmServiceArgs:
     deletion_protection: bool = True  # provider-side guard against deleting the service
     labels: Mapping[str, str] = field(default_factory=dict)  # labels on the service and its revisions
     metrics_sidecar_image: Optional[str] = METRICS_SIDECAR_IMAGE  # Prometheus sidecar scraping vLLM; None: none
+    # torch.compile cache restored from and saved to its keyed prefix of compile_cache_bucket by a sidecar
+    # (components/compile_cache.py); the service's identity needs object access to that prefix.
+    compile_cache: Optional[CompileCacheSync] = None
+    compile_cache_bucket: Optional[pulumi.Input[str]] = None
 
 
 def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
@@ -251,7 +257,38 @@ def _validate(a: CloudRunVllmServiceArgs) -> list[str]:
         problem = gcp_label_problem(key, value)
         if problem:
             add(f"labels.{key}", problem)
+    problems += _compile_cache_problems(a)
     return problems
+
+
+def _compile_cache_problems(a: CloudRunVllmServiceArgs) -> list[str]:
+    sync = a.compile_cache
+    if sync is None:
+        return []
+    found = sync.problems()
+    if a.compile_cache_bucket is None:
+        found.append("compile_cache_bucket: required with compile_cache (the bucket holding the cache's prefix)")
+    for name, value in sync.env:
+        if a.container.env.get(name) != value:
+            found.append(f"container.env.{name}: must be {value!r} so the server compiles into the synced directory")
+    if a.container.port == compile_cache.CLOUD_RUN_READY_PORT:
+        found.append(f"container.port: {a.container.port} is the compile-cache sidecar's ready port; use another")
+    return found
+
+
+def _with_compile_cache(args: CloudRunVllmServiceArgs, server: gcp.cloudrunv2.ServiceTemplateContainerArgsDict,
+                        containers: list,
+                        volumes: Optional[list]) -> Optional[list]:
+    """Add the compile-cache sidecar (the server waits for its restore) and its volume."""
+    sync = args.compile_cache
+    if sync is None or args.compile_cache_bucket is None:
+        return volumes
+    health_url = f"http://127.0.0.1:{args.container.port}{args.container.health_path}"
+    containers.append(compile_cache.cloudrun_sidecar(args.compile_cache_bucket, sync, health_url))
+    server["depends_ons"] = [compile_cache.CLOUD_RUN_CONTAINER]
+    mounts: list = list(server.get("volume_mounts") or [])  # type: ignore[arg-type]
+    server["volume_mounts"] = [*mounts, {"name": compile_cache.VOLUME, "mount_path": sync.local_dir}]
+    return [*(volumes or []), compile_cache.cloudrun_volume()]
 
 
 class CloudRunVllmService(pulumi.ComponentResource):
@@ -311,6 +348,7 @@ class CloudRunVllmService(pulumi.ComponentResource):
             container["volume_mounts"] = [{"name": "model-weights", "mount_path": v.mount_path}]
 
         containers = [container]
+        volumes = _with_compile_cache(args, container, containers, volumes)
         if args.metrics_sidecar_image is not None:
             containers.append({
                 "name": "metrics-collector",

@@ -49,6 +49,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components import compile_cache
+from components.compile_cache import CompileCacheSync
 from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement
 from components.iam import bucket_only_condition, prefix_condition
@@ -158,6 +160,10 @@ class VllmGkeWorkloadArgs:
     prestop_sleep_seconds: int = 15
     termination_grace_period_seconds: int = 60  # at least prestop_sleep_seconds + the server's drain
     disruption_budget: bool = True  # a PodDisruptionBudget: voluntary evictions take one replica at a time
+    # Compile cache on local disk, restored from and saved to its keyed bucket prefix (which
+    # bucket_prefixes must include); None: the server compiles at every start.
+    compile_cache: Optional[CompileCacheSync] = None
+    compile_cache_image: Optional[str] = None  # the sync image as pulled (e.g. through a remote repository)
 
 
 @dataclass(frozen=True)
@@ -313,7 +319,35 @@ def validate_args(args: VllmGkeWorkloadArgs) -> list[str]:
             p.append(f"gcsfuse_mount_options: {option!r} is managed by the CSI driver and rejected; remove it")
     if not args.mount_path.startswith("/") or args.mount_path in ("/", "/dev/shm"):
         p.append(f"mount_path: got {args.mount_path!r}; give an absolute directory such as /data")
+    p += _compile_cache_problems(args)
     return p
+
+
+def _compile_cache_problems(args: VllmGkeWorkloadArgs) -> list[str]:
+    sync = args.compile_cache
+    if sync is None:
+        return []
+    found = sync.problems()
+    if sync.prefix not in args.bucket_prefixes:
+        found.append(f"compile_cache.prefix: {sync.prefix!r} is not among bucket_prefixes; the pod could not save it")
+    if sync.local_dir.startswith(args.mount_path.rstrip("/") + "/") or sync.local_dir == args.mount_path:
+        found.append(f"compile_cache.local_dir: got {sync.local_dir!r}, on the bucket mount {args.mount_path!r}; "
+                     "a cache on GCS FUSE is not reused, give a local directory")
+    for name, value in sync.env:
+        if args.container.env.get(name) != value:
+            found.append(f"container.env.{name}: must be {value!r} so the server compiles into the synced directory")
+    return found
+
+
+def _with_compile_cache(args: VllmGkeWorkloadArgs, volumes: list, mounts: list) -> list:
+    """Add the compile cache's volumes and server mount; return the pod's init containers."""
+    sync = args.compile_cache
+    if sync is None:
+        return []
+    volumes += compile_cache.k8s_volumes()
+    mounts.append(compile_cache.k8s_server_mount(sync))
+    health_url = f"http://127.0.0.1:{args.container.port}{args.container.health_path}"
+    return compile_cache.k8s_init_containers(args.model_bucket, sync, health_url, image=args.compile_cache_image)
 
 
 class VllmGkeWorkload(pulumi.ComponentResource):
@@ -471,6 +505,12 @@ class VllmGkeWorkload(pulumi.ComponentResource):
 
         period = args.probe_period_seconds
         http_get = k8s.core.v1.HTTPGetActionArgs(path=serving.health_path, port="http")
+        server_mounts = [
+            k8s.core.v1.VolumeMountArgs(name="gcs-fuse-csi-ephemeral", mount_path=args.mount_path),
+            k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
+        ]
+        extra_volumes: list[k8s.core.v1.VolumeArgs] = []
+        init_containers = _with_compile_cache(args, extra_volumes, server_mounts)
         container = k8s.core.v1.ContainerArgs(
             name=CONTAINER_NAME,
             image=serving.image,
@@ -490,10 +530,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
             liveness_probe=k8s.core.v1.ProbeArgs(http_get=http_get, period_seconds=15, timeout_seconds=10,
                                                  failure_threshold=4),
             lifecycle=drain_lifecycle(args.prestop_sleep_seconds),
-            volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="gcs-fuse-csi-ephemeral", mount_path=args.mount_path),
-                k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
-            ],
+            volume_mounts=server_mounts,
         )
         volumes = [
             # The gcsfuse sidecar finds this volume by name and keeps its file cache in RAM.
@@ -503,6 +540,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                 driver="gcsfuse.csi.storage.gke.io",
                 volume_attributes={"bucketName": args.model_bucket, "mountOptions": args.gcsfuse_mount_options},
             )),
+            *extra_volumes,
         ]
         capacity = acc.max_nodes * args.pods_per_node
         # Surge only when the pool (or the class's fallbacks) has room for one more pod; otherwise replace in place.
@@ -538,6 +576,7 @@ class VllmGkeWorkload(pulumi.ComponentResource):
                             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
                         node_selector=node_selector,
                         tolerations=tolerations,
+                        init_containers=init_containers or None,
                         containers=[container],
                         volumes=volumes,
                         termination_grace_period_seconds=args.termination_grace_period_seconds,

@@ -24,6 +24,11 @@ class ModelBucketArgs:
     soft_delete_days: int = 7
     protect: bool = False
     grants: Grants = field(default_factory=lambda: types.MappingProxyType({}))
+    # Real folders (set at creation only; needs uniform bucket-level access, always on here; no versioning).
+    hierarchical_namespace: bool = False
+    # Anywhere Cache: zonal SSD read caches in these zones of the bucket's region, and their TTL.
+    anywhere_cache_zones: tuple[str, ...] = ()
+    anywhere_cache_ttl_seconds: int = 86400
 
 
 class ModelBucket(pulumi.ComponentResource):
@@ -40,6 +45,7 @@ class ModelBucket(pulumi.ComponentResource):
             if problem:
                 problems.append(f"{field_name}: {problem}")
         problems += [f"labels: {p}" for p in gcp_labels_problems(args.labels)]
+        problems += _read_path_problems(args)
         if problems:
             raise ValueError(f"ModelBucket {name}: " + "; ".join(problems))
 
@@ -54,8 +60,21 @@ class ModelBucket(pulumi.ComponentResource):
             versioning={"enabled": args.versioning},
             soft_delete_policy={"retention_duration_seconds": args.soft_delete_days * 86400},
             labels=dict(args.labels),
+            hierarchical_namespace={"enabled": True} if args.hierarchical_namespace else None,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
+        # Read caches next to the serving nodes; admit on first miss (the only policy left,
+        # pulumi-gcp 10.2.0 storage.AnywhereCache) so the first replica's load warms it.
+        self.anywhere_caches = [
+            gcp.storage.AnywhereCache(
+                f"{name}-cache-{zone}",
+                bucket=self.bucket.name,
+                zone=zone,
+                ttl=f"{args.anywhere_cache_ttl_seconds}s",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for zone in args.anywhere_cache_zones
+        ]
         self.grants = {
             key: gcp.storage.BucketIAMMember(
                 f"{name}-{key}-{role_slug(grant.role)}",
@@ -72,3 +91,26 @@ class ModelBucket(pulumi.ComponentResource):
         self.name = self.bucket.name
         self.url = self.bucket.url
         self.register_outputs({"name": self.name, "url": self.url})
+
+
+# Anywhere Cache TTL bounds: 1 hour to 7 days (https://cloud.google.com/storage/docs/anywhere-cache#ttl).
+ANYWHERE_CACHE_TTL_MIN, ANYWHERE_CACHE_TTL_MAX = 3600, 7 * 86400
+
+
+def _read_path_problems(args: ModelBucketArgs) -> list[str]:
+    problems = []
+    if args.hierarchical_namespace and args.versioning:
+        problems.append("hierarchical_namespace: buckets with a hierarchical namespace do not support object "
+                        "versioning; turn versioning off")
+    region = args.location.lower()
+    for zone in args.anywhere_cache_zones:
+        if zone.rpartition("-")[0] != region:
+            problems.append(f"anywhere_cache_zones: got {zone!r}; a cache serves the bucket from a zone of its "
+                            f"region {region} (e.g. {region}-a)")
+    if len(set(args.anywhere_cache_zones)) != len(args.anywhere_cache_zones):
+        problems.append("anywhere_cache_zones: a zone is listed twice; a bucket has at most one cache per zone")
+    if not ANYWHERE_CACHE_TTL_MIN <= args.anywhere_cache_ttl_seconds <= ANYWHERE_CACHE_TTL_MAX:
+        problems.append(f"anywhere_cache_ttl_seconds: got {args.anywhere_cache_ttl_seconds}; use "
+                        f"{ANYWHERE_CACHE_TTL_MIN} to {ANYWHERE_CACHE_TTL_MAX} (1 hour to 7 days)")
+    return problems
+

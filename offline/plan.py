@@ -166,6 +166,7 @@ class PlanResult:
                                   for v in self.violations],
             "fit": fit_rows(self.resolved) if self.resolved else [],
             "capacity_cost": capacity_rows(self.resolved) if self.resolved else [],
+            "startup": startup_rows(self.resolved) if self.resolved else [],
         }
 
 
@@ -326,6 +327,7 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
     if result.resolved and result.resolved.deployments:
         lines += fit_table(result.resolved)
         lines += capacity_table_lines(result.resolved)
+        lines += startup_table(result.resolved)
     if result.manifests:
         lines.append(f"Kubernetes manifests: {len(result.manifests)} files under {result.manifests[0].parent}")
     if result.failed:
@@ -439,6 +441,43 @@ def fit_table(resolved: ResolvedStack) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     out = [f"Fit (estimates; seqs@ = sequences whose KV fits at once; max seqs (vLLM) = vLLM's own default; "
            f"prices: on-demand list prices as of {CATALOG.prices_as_of}):"]
+    for row in rows:
+        out.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
+    out.append("")
+    return out
+
+
+def startup_rows(resolved: ResolvedStack) -> list[dict]:
+    """Each deployment's startup budget and the arithmetic behind it (stacks/coldstart.py)."""
+    rows = []
+    for name, d in resolved.deployments.items():
+        b = d.startup
+        if b is None:
+            continue
+        rows.append({
+            "deployment": name, "platform": b.platform_key, "weight_gb": round(b.weight_gb, 1),
+            "load_gb_per_s": b.load_gb_per_s, "load_seconds": b.load_seconds, "compile_seconds": b.compile_seconds,
+            "fixed_seconds": b.fixed_seconds, "safety_factor": b.safety_factor,
+            "estimate_seconds": b.estimate_seconds, "limit_seconds": b.limit_seconds, "seconds": b.seconds,
+            "source": b.source, "setting": b.setting_key,
+            "compile_cache": (f"gs://{resolved.names.bucket}/{d.compile_cache.prefix}" if d.compile_cache else None),
+        })
+    return rows
+
+
+def startup_table(resolved: ResolvedStack) -> list[str]:
+    header = ("deployment", "platform", "weights", "load", "compile", "start", "x", "estimate", "limit", "budget",
+              "from", "compile cache")
+    rows = [header]
+    for r in startup_rows(resolved):
+        rows.append((r["deployment"], r["platform"], f"{r['weight_gb']:.1f} GB @ {r['load_gb_per_s']:g} GB/s",
+                     f"{r['load_seconds']} s", f"{r['compile_seconds']} s", f"{r['fixed_seconds']} s",
+                     f"{r['safety_factor']:g}", f"{r['estimate_seconds']} s", f"{r['limit_seconds']} s",
+                     f"{r['seconds']} s", r["source"], r["compile_cache"] or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    out = ["Startup budgets (startup probe; Vertex AI: deployment timeout) = (start + weights / load rate + cold "
+           "compile) x safety, capped at the platform's limit; figures and their basis in "
+           "stacks/catalog/data/startup.yaml:"]
     for row in rows:
         out.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
     out.append("")

@@ -82,6 +82,7 @@ def deployment_checks(d: ResolvedDeployment, stack: StackConfig, out: Findings) 
         _token_access_hint(d, stack, out)
 
     _lora_checks(d, out)
+    _startup_budget_checks(d, out)
     if _adopted(d):
         _adopted_endpoint_checks(d, stack, out)
 
@@ -404,3 +405,21 @@ def _gke_capacity(d: ResolvedDeployment, stack: StackConfig, out: Findings) -> N
         out.error(f"max replicas {d.scaling.max_replicas} exceeds what node pool {d.hardware.node_pool} can hold "
                   f"({pool.max_nodes} nodes x {per_node} replica per node = {capacity}); lower {d.key}.scaling.maxReplicas "
                   f"or raise llm-serving:gke.nodePools.{d.hardware.node_pool}.maxNodes")
+
+
+def _startup_budget_checks(d: ResolvedDeployment, out: Findings) -> None:
+    """A startup budget below the estimate, or an estimate past the platform's limit, is a warning:
+    the figures are planning figures (stacks/catalog/data/startup.yaml), the deploy is the judge."""
+    budget = d.startup
+    if budget is None or _adopted(d):
+        return
+    key = f"{d.key}.{budget.setting_key}"
+    if budget.configured_seconds is not None and budget.configured_seconds < budget.estimate_seconds:
+        out.warn(f"{key} is {budget.configured_seconds} s, below the estimated cold start of {budget.estimate_seconds} s "
+                 f"({budget.describe()}); the first replica may be killed before it is ready. Raise it, or measure "
+                 f"the load with `python -m tools.load_bench` and keep it if the estimate is pessimistic")
+    elif budget.capped:
+        out.warn(f"the estimated cold start of {budget.estimate_seconds} s ({budget.describe()}) exceeds "
+                 f"{budget.limit_name}, {budget.limit_seconds} s; the budget is capped there. Load faster (weights in "
+                 f"the bucket, streamed) or use a platform without that limit")
+

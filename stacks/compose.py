@@ -37,7 +37,7 @@ from stacks.config import (
     runtime_account_id,
 )
 from stacks.findings import ERROR, INFO, WARNING, Check
-from stacks.resolve import gcs_prefix, private_nodes
+from stacks.resolve import gcs_prefix, private_nodes, pulled_image
 from stacks.resolved import ResolvedDeployment, ResolvedStack, StackNames
 
 COMMON_APIS = ("iam.googleapis.com", "storage.googleapis.com")
@@ -177,6 +177,14 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
                                                   bucket_only_condition(bucket_name), "list-only")
             bucket_grants[name] = Grant("roles/storage.objectViewer", member,
                                         prefix_condition(bucket_name, (gcs_prefix(d.config) + "/",)), "own-model")
+        if d.platform is Platform.CLOUDRUN and d.compile_cache is not None:
+            # The compile-cache sidecar lists, reads and writes its keyed prefix, nothing else.
+            member = identities[name].member
+            bucket_grants[f"{name}-list"] = Grant("roles/storage.objectViewer", member,
+                                                  bucket_only_condition(bucket_name), "list-only")
+            bucket_grants[f"{name}-compile-cache"] = Grant(
+                "roles/storage.objectUser", member, prefix_condition(bucket_name, (d.compile_cache.prefix,)),
+                "compile-cache")
     bucket = ModelBucket(
         f"{prefix}-models",
         ModelBucketArgs(
@@ -187,6 +195,9 @@ def build_foundation(resolved: ResolvedStack, hf_token_value: Optional[pulumi.Ou
             force_destroy=bucket_settings.force_destroy and stack.protections.allow_force_destroy,
             versioning=bucket_settings.versioning,
             soft_delete_days=bucket_settings.soft_delete_days,
+            hierarchical_namespace=bucket_settings.hierarchical_namespace,
+            anywhere_cache_zones=bucket_settings.anywhere_cache_zones,
+            anywhere_cache_ttl_seconds=bucket_settings.anywhere_cache_ttl_seconds,
             protect=protect,
             grants=bucket_grants,
         ),
@@ -629,7 +640,7 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment, copy_job=None) -> t
             max_replicas=d.scaling.max_replicas,
             max_concurrency=d.scaling.max_concurrency,
             request_timeout_seconds=options.request_timeout_seconds,
-            startup_timeout_seconds=options.startup_timeout_seconds,
+            startup_timeout_seconds=_startup_seconds(d),
             ingress=options.ingress.value,
             invokers=options.invokers,
             allow_public=stack.settings.access.allow_public_invokers,
@@ -638,6 +649,10 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment, copy_job=None) -> t
             labels=_deployment_labels(stack, d),
             metrics_sidecar_image=((stack.settings.monitoring.cloud_run_sidecar_image or METRICS_SIDECAR_IMAGE)
                                    if stack.settings.monitoring.enabled else None),
+            compile_cache=(dataclasses.replace(d.compile_cache, image=pulled_image(d.compile_cache.image, d.platform,
+                                                                                   foundation.names))
+                           if d.compile_cache else None),
+            compile_cache_bucket=foundation.bucket.name if d.compile_cache else None,
         ),
         opts=pulumi.ResourceOptions(depends_on=[foundation.apis]
                                     + ([foundation.registry] if foundation.registry else [])
@@ -654,9 +669,14 @@ def _cloudrun(foundation: Foundation, d: ResolvedDeployment, copy_job=None) -> t
         "curl_example": service.curl_example,
         "openai_example": service.openai_example,
     }
+    access = []
     if options.weights in (WeightsSource.GCS, WeightsSource.STREAM):
-        outputs["bucket_access"] = pulumi.Output.concat(
-            foundation.identities[d.name].email, f" may list object names and read objects under {gcs_prefix(d.config)}/ only")
+        access.append(f"list object names and read objects under {gcs_prefix(d.config)}/ only")
+    if d.compile_cache is not None:
+        access.append(("" if access else "list object names; ")
+                      + f"read and write its compile cache under {d.compile_cache.prefix} only")
+    if access:
+        outputs["bucket_access"] = pulumi.Output.concat(foundation.identities[d.name].email, " may ", "; ".join(access))
     return outputs, monitoring.cloudrun_target(d, stack, service_name=name)
 
 
@@ -817,7 +837,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
     from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
     from components.gke_workload import HpaBehavior, PodPeer, VllmGkeWorkload, VllmGkeWorkloadArgs
     from stacks.resolve import GKE_DATA_DIR, gke_bucket_prefixes, gke_pod_requests
-    from stacks.startup import deployment_start, hpa_windows
+    from stacks.startup import deployment_start_seconds, hpa_windows
 
     stack = foundation.stack
     options = d.config.gke_options
@@ -840,8 +860,8 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
             opts=pulumi.ResourceOptions(depends_on=[foundation.apis]),
         )
     cpu, memory = gke_pod_requests(d)
-    start = deployment_start(d)
-    windows = hpa_windows(start.total_seconds)
+    start_seconds = deployment_start_seconds(d)
+    windows = hpa_windows(start_seconds)
     drain = d.vllm.shutdown_timeout or 0  # 0: the pinned vLLM cannot drain, SIGTERM aborts
     workload = VllmGkeWorkload(
         f"{stack.prefix}-{d.name}",
@@ -857,7 +877,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
             app_name=app_name,
             hf_token=_token_for(foundation, d),
             mount_path=GKE_DATA_DIR,
-            startup_timeout_seconds=options.startup_timeout_seconds,
+            startup_timeout_seconds=_startup_seconds(d),
             min_replicas=d.scaling.min_replicas,
             max_replicas=d.scaling.max_replicas,
             autoscaling_metric=d.scaling.metric,
@@ -882,7 +902,11 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
                 scale_down_window_seconds=windows.scale_down_window_seconds,
                 scale_down_period_seconds=windows.scale_down_period_seconds),
             prestop_sleep_seconds=defaults.PRESTOP_SLEEP_SECONDS,
-            termination_grace_period_seconds=defaults.PRESTOP_SLEEP_SECONDS + drain + defaults.TERMINATION_MARGIN_SECONDS,
+            termination_grace_period_seconds=(defaults.PRESTOP_SLEEP_SECONDS + drain + defaults.TERMINATION_MARGIN_SECONDS
+                                              + (defaults.COMPILE_CACHE_FINAL_SAVE_SECONDS if d.compile_cache else 0)),
+            compile_cache=d.compile_cache,
+            compile_cache_image=(pulled_image(d.compile_cache.image, d.platform, foundation.names)
+                                 if d.compile_cache else None),
         ),
         opts=pulumi.ResourceOptions(depends_on=[r for r in (cluster, adapter, keda, foundation.bucket, copy_job,
                                                             compute_class) if r is not None]),
@@ -923,7 +947,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
         "service": workload.service_name,
         "in_cluster_url": in_cluster_url,
         **scaling,
-        "estimated_start_seconds": start.total_seconds,
+        "estimated_start_seconds": start_seconds,
         **({"hpa_windows": {"scale_up_seconds": windows.scale_up_window_seconds,
                             "scale_down_seconds": windows.scale_down_window_seconds,
                             "remove_one_replica_every_seconds": windows.scale_down_period_seconds}}
@@ -981,3 +1005,9 @@ def _wake_summary(d: ResolvedDeployment, scaler) -> dict[str, Any]:
         "idle_seconds_before_zero": t.idle_seconds,
         "scale_up_metric": d.scaling.metric,
     }
+
+
+def _startup_seconds(d: ResolvedDeployment) -> int:
+    """The startup probe budget resolve decided (from the weights' size unless the stack sets one)."""
+    assert d.startup is not None  # resolve decides it for every deployment
+    return d.startup.seconds

@@ -169,10 +169,30 @@ class BucketConfig:
     soft_delete_days: int = setting(
         "Soft-delete retention in days (0 turns it off, 7-90 otherwise).", 7, minimum=0, maximum=90
     )
+    hierarchical_namespace: bool = setting(
+        "Create the bucket with a hierarchical namespace (real folders: faster listing and atomic renames for GCS FUSE, "
+        "higher initial request rates). Set only at creation: changing it replaces the bucket and deletes its objects. "
+        "Not with `versioning`.", False
+    )
+    anywhere_cache_zones: tuple[str, ...] = setting(
+        "Zones, in the stack's region, where Anywhere Cache keeps a zonal SSD read cache of the bucket next to the "
+        "serving nodes, e.g. `us-central1-b` (billed per GiB cached and per read). Empty: no cache.", ()
+    )
+    anywhere_cache_ttl_seconds: int = setting(
+        "How long Anywhere Cache keeps an object after its last read (s): 1 hour to 7 days.", 86400,
+        minimum=3600, maximum=604800,
+    )
 
     def validate(self, path: str, problems: Problems) -> None:
         if self.name is not None and bucket_name_problem(self.name):
             problems.add(join(path, "name"), f"{bucket_name_problem(self.name)}; choose another name")
+        if self.hierarchical_namespace and self.versioning:
+            problems.add(join(path, "hierarchicalNamespace"),
+                         "is true with versioning: buckets with a hierarchical namespace do not support object "
+                         "versioning (https://cloud.google.com/storage/docs/hns-overview); turn one of them off")
+        if len(set(self.anywhere_cache_zones)) != len(self.anywhere_cache_zones):
+            problems.add(join(path, "anywhereCacheZones"), f"got {list(self.anywhere_cache_zones)}; a bucket has at "
+                                                           "most one cache per zone, list each zone once")
         if soft_delete_days_problem(self.soft_delete_days):
             problems.add(join(path, "softDeleteDays"), f"{soft_delete_days_problem(self.soft_delete_days)}; "
                                                        "set 0 to turn soft delete off or a value from 7 to 90")
@@ -688,9 +708,11 @@ class CloudRunConfig:
         "Requests per instance at once; default: vLLM's max_num_seqs (at most 1000) so queuing happens in vLLM.", None, minimum=1, maximum=1000
     )
     request_timeout_seconds: int = setting("Request timeout (s).", 600, minimum=1, maximum=3600)
-    startup_timeout_seconds: int = setting(
-        "How long the startup probe allows for model load (s); Cloud Run allows up to 1800 with a GPU.",
-        1200, minimum=60, maximum=1800,
+    startup_timeout_seconds: Optional[int] = setting(
+        "How long the startup probe allows for model load (s); Cloud Run allows up to 1800 with a GPU. Default: "
+        "estimated from the weights' size, the platform's load rate and the compile time "
+        "(`stacks/catalog/data/startup.yaml`), at most 1800; the plan shows the arithmetic.",
+        None, minimum=60, maximum=1800,
     )
     ingress: Ingress = setting("Who can reach the URL at the network level (IAM still applies).", Ingress.ALL)
     invokers: tuple[str, ...] = setting(
@@ -699,6 +721,11 @@ class CloudRunConfig:
     gcs_prefix: Optional[str] = setting(
         "With `weights: stream` or `gcs`: object prefix of weights placed in the bucket by hand (no copy job); "
         "default: the weights-copy job's `models/<model id>/<modelRevision>`.", None)
+    compile_cache: bool = setting(
+        "Keep vLLM's torch.compile cache between instances: a sidecar restores it from "
+        "`gs://<bucket>/compile-cache/<key>/` into an in-memory volume before the server starts and saves it after "
+        "warm-up; the key changes with the model, revision, flags, GPU and image.", True
+    )
 
 
 @dataclass(frozen=True)
@@ -733,10 +760,16 @@ class GkeWorkloadConfig:
         "Client address ranges that may reach the model through the load balancer, e.g. `10.128.0.0/9`. "
         "Empty with no namespaces: nothing but Managed Prometheus and `kubectl port-forward` reaches it.", ()
     )
-    startup_timeout_seconds: int = setting(
-        "Startup probe budget for download plus XLA compilation (s).", 3600, minimum=60, maximum=14400
+    startup_timeout_seconds: Optional[int] = setting(
+        "Startup probe budget for weight load plus compilation (s). Default: estimated from the weights' size, the "
+        "platform's load rate and the accelerator's cold compile time (`stacks/catalog/data/startup.yaml`), at most "
+        "14400; the plan shows the arithmetic.", None, minimum=60, maximum=14400
     )
-    xla_cache: bool = setting("Keep the XLA compile cache in the bucket (TPU).", True)
+    compile_cache: bool = setting(
+        "Keep vLLM's compile cache (XLA on TPU, torch.compile on GPU) on the node's disk, restored before the server "
+        "starts from `gs://<bucket>/compile-cache/<key>/` and saved there after warm-up; the key changes with the "
+        "model, revision, flags, accelerator, topology and image.", True
+    )
     scale_to_zero: bool = setting(
         "Scale the Deployment to zero replicas when idle and wake it on the first request (KEDA and its HTTP "
         "add-on; the node pool then scales to zero nodes). Clients call the wake URL inside the cluster; the first "
@@ -754,7 +787,8 @@ class GkeWorkloadConfig:
     drain_seconds: int = setting(
         f"How long a stopping replica may finish its requests (vLLM `--shutdown-timeout`, when the pinned vLLM has "
         f"it); the pod's grace period adds the {defaults.PRESTOP_SLEEP_SECONDS} s preStop sleep and "
-        f"{defaults.TERMINATION_MARGIN_SECONDS} s.", defaults.DRAIN_SECONDS, minimum=0, maximum=3600
+        f"{defaults.TERMINATION_MARGIN_SECONDS} s, and {defaults.COMPILE_CACHE_FINAL_SAVE_SECONDS} s for the compile "
+        f"cache's final save when `compileCache` is on.", defaults.DRAIN_SECONDS, minimum=0, maximum=3600
     )
 
 
@@ -1248,6 +1282,7 @@ def _validate_stack(settings: Settings, project: str, region: str, problems: Pro
             problem = _cidr_problem(cidr)
             if problem:
                 problems.add(ns + "gke.masterAuthorizedNetworks", problem)
+    _validate_anywhere_cache_zones(settings.bucket, region, ns + "bucket.anywhereCacheZones", problems)
     if settings.bucket.force_destroy and not protections.allow_force_destroy:
         problems.add(ns + "bucket.forceDestroy",
                      f"is true in a {env.value} stack; only dev may delete a bucket with objects in it. Set it to false")
@@ -1481,3 +1516,19 @@ def _validate_gke_deployment(settings: Settings, d: DeploymentConfig, path: str,
         problems.add(path + ".hardware.nodePool",
                      f"got {h.node_pool!r}; defined node pools: {', '.join(pools) or '(none)'}"
                      f"{did_you_mean(h.node_pool, pools)}")
+
+
+def _validate_anywhere_cache_zones(bucket: BucketConfig, region: str, key: str, problems: Problems) -> None:
+    """Anywhere Cache serves a bucket from zones of the bucket's own location: this project's buckets are
+    regional, in the stack's region (https://cloud.google.com/storage/docs/anywhere-cache, "Limitations")."""
+    known = locations()
+    for zone in bucket.anywhere_cache_zones:
+        zone_region = zone.rpartition("-")[0]
+        if known.zone(zone) is None:
+            problems.add(key, f"got {zone!r}, not a known zone{did_you_mean(zone, known.all_zones())}; give zones "
+                              f"such as {region or 'us-central1'}-a")
+        elif region and zone_region != region:
+            in_region = [z for z in known.all_zones() if z.rpartition("-")[0] == region]
+            problems.add(key, f"got {zone!r}, in {zone_region}; the bucket is in {region} and Anywhere Cache caches "
+                              f"it only in that region's zones: {', '.join(in_region) or '(none known)'}")
+

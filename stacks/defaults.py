@@ -83,17 +83,13 @@ def shown(template: str) -> str:
 PRESTOP_SLEEP_SECONDS = 15
 DRAIN_SECONDS = 120
 TERMINATION_MARGIN_SECONDS = 15
+# With a compile cache, its save sidecar (a native sidecar) gets SIGTERM only after vLLM has exited, within the
+# same grace period, and uploads what changed since its save after warm-up: usually little, but a listing and a
+# few objects through gcloud take seconds. The grace period adds this much so that save is not cut off.
+COMPILE_CACHE_FINAL_SAVE_SECONDS = 30
 
-# Replica start-time estimate (stacks/startup.py), which sizes the HPA's stabilization windows. Estimates,
-# not measurements; replace them with figures from tools.bench runs when there are some.
-# A new GKE accelerator node: the cluster autoscaler creates the VM, it boots and joins, the device plugin
-# registers the chips; TPU and GPU nodes alike take minutes.
-NODE_PROVISION_SECONDS = 300
-# Weights read through GCS FUSE with parallel downloads into the node's RAM file cache, GiB per second.
-WEIGHTS_READ_GIB_PER_SECOND = 0.5
-# After the weights are on the devices: XLA compilation of every padded shape on TPU (cold cache; the
-# README warns it can take up to an hour), CUDA graph capture and torch.compile warm-up on GPU.
-COMPILE_SECONDS = {"tpu": 1200, "gpu": 180}
+# HPA windows (stacks/startup.py) from a replica's expected start (stacks/coldstart.py, figures in
+# stacks/catalog/data/startup.yaml).
 # Scale-up window as a share of the start time: pressure that ends sooner is gone before a new replica serves.
 SCALE_UP_WINDOW_SHARE = 0.25
 SCALE_UP_WINDOW_FLOOR_SECONDS = 60  # at least four Managed Prometheus scrapes (15 s) of sustained pressure

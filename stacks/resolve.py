@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from typing import Optional
 
 from components.cloudrun import CONCURRENCY_MAX as CLOUD_RUN_MAX_CONCURRENCY
+from components.compile_cache import CompileCacheSync
 from components.container import ServingContainer
 from stacks import defaults
 from stacks.catalog import CATALOG, ImageSpec, ModelSpec, hardware_defaults, parse_version
 from stacks.checks import deployment_checks, digest_pinned
+from stacks.coldstart import StartupBudget, compile_cache_key, compile_cache_prefix, startup_budget
 from stacks.config import (
     AutoscalingMetric,
     DeploymentConfig,
@@ -195,6 +197,9 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
         shutdown_timeout=_shutdown_timeout(d, image),
         extra_args=v.extra_args,
     )
+    cache = _compile_cache(d, hardware, image, settings)
+    if cache is not None:
+        env = {**env, **dict(cache.env)}
     server = render_server(settings, image, port=PORTS[d.platform], env=env)
     container = ServingContainer(
         image=pulled_image(image.ref, d.platform, names),
@@ -209,7 +214,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     scaling = _scaling(d, stack, image, hardware, fit)
     return ResolvedDeployment(name=name, config=d, model=model, image=image, hardware=hardware, vllm=settings,
                               container=container, rejected_flags=server.rejected_flags, scaling=scaling, fit=fit,
-                              fit_request=request)
+                              fit_request=request, startup=_startup(d, model, hardware), compile_cache=cache)
 
 
 def _shutdown_timeout(d: DeploymentConfig, image: ImageSpec) -> Optional[int]:
@@ -435,14 +440,46 @@ def _model_source(name: str, d: DeploymentConfig, stack: StackConfig, bucket: st
         if weights is WeightsSource.STREAM:
             return f"gs://{bucket}/{gcs_prefix(d)}", {"HF_HUB_OFFLINE": "1"}, None
         return d.model, {}, None
-    env = {}
-    accelerator = _node_pool(d, stack)
-    machine = CATALOG.machine_type(accelerator.machine_type) if accelerator else None
-    if machine and CATALOG.accelerators[machine.accelerator].kind == "tpu" and d.gke_options.xla_cache:
-        # Per deployment: replicas of one deployment share a compiled graph; others must not collide.
-        env["VLLM_XLA_CACHE_PATH"] = f"{GKE_DATA_DIR}/xla-cache/{name}"
-    env["HF_HUB_OFFLINE"] = "1"  # everything comes from the bucket copy; the pod holds no token
+    # The TPU XLA cache and the GPU torch.compile cache live in the keyed compile cache (_compile_cache).
+    env = {"HF_HUB_OFFLINE": "1"}  # everything comes from the bucket copy; the pod holds no token
     return f"gs://{bucket}/{gcs_prefix(d)}", env, None
+
+
+# Where the server compiles on a GKE node's disk (an emptyDir the sync containers share).
+COMPILE_CACHE_DIR = "/compile-cache"
+
+
+def _compile_cache(d: DeploymentConfig, hardware: Hardware, image: ImageSpec,
+                   settings: VllmSettings) -> Optional[CompileCacheSync]:
+    """GKE and Cloud Run: the keyed compile cache a replica restores and saves (components/compile_cache.py)."""
+    wanted = {Platform.GKE: lambda: d.gke_options.compile_cache, Platform.CLOUDRUN: lambda: d.cloudrun_options.compile_cache}
+    if d.platform not in wanted or not wanted[d.platform]():
+        return None
+    key = compile_cache_key(model=d.model, revision=d.model_revision, image=image.ref,
+                            accelerator=hardware.accelerator.key, devices=hardware.devices,
+                            tpu_topology=hardware.tpu_topology, settings=settings)
+    env: tuple[tuple[str, str], ...]
+    if hardware.accelerator.kind == "tpu":
+        # The TPU backend's persistent compilation cache (vllm/envs.py VLLM_XLA_CACHE_PATH).
+        env = (("VLLM_XLA_CACHE_PATH", f"{COMPILE_CACHE_DIR}/xla"), ("VLLM_CACHE_ROOT", f"{COMPILE_CACHE_DIR}/vllm"))
+    else:
+        # torch.compile artifacts land in $VLLM_CACHE_ROOT/torch_compile_cache (vllm/envs.py).
+        env = (("VLLM_CACHE_ROOT", f"{COMPILE_CACHE_DIR}/vllm"),)
+    return CompileCacheSync(prefix=compile_cache_prefix(key), local_dir=COMPILE_CACHE_DIR, env=env)
+
+
+def _startup(d: DeploymentConfig, model: ModelSpec, hardware: Hardware) -> StartupBudget:
+    """The startup probe budget (Vertex AI: the deployment timeout) from the weights' size."""
+    weight_bytes = model.params_billion * 1e9 * model.weight_bytes_per_param
+    kind = hardware.accelerator.kind
+    if d.platform is Platform.VERTEX:
+        return startup_budget("vertex", kind, weight_bytes, d.vertex_options.deployment_timeout_seconds,
+                              "vertex.deploymentTimeoutSeconds")
+    if d.platform is Platform.CLOUDRUN:
+        return startup_budget("cloudrun", kind, weight_bytes, d.cloudrun_options.startup_timeout_seconds,
+                              "cloudrun.startupTimeoutSeconds")
+    return startup_budget(f"gke-{kind}", kind, weight_bytes, d.gke_options.startup_timeout_seconds,
+                          "gke.startupTimeoutSeconds")
 
 
 def gcs_prefix(d: DeploymentConfig) -> str:
@@ -495,10 +532,10 @@ def gke_pod_requests(d: ResolvedDeployment) -> tuple[str, str]:
 
 
 def gke_bucket_prefixes(d: ResolvedDeployment) -> tuple[str, ...]:
-    """Object prefixes a GKE deployment writes: its XLA cache only (weights are read from the copy)."""
+    """Object prefixes a GKE deployment writes: its keyed compile cache only (weights are read from the
+    copy, through read_prefixes)."""
     prefixes = []
-    xla = d.container.env.get("VLLM_XLA_CACHE_PATH", "")
-    if xla.startswith(GKE_DATA_DIR + "/"):
-        prefixes.append(xla.removeprefix(GKE_DATA_DIR + "/").rstrip("/") + "/")
+    if d.compile_cache is not None:
+        prefixes.append(d.compile_cache.prefix)
     return tuple(prefixes)
 

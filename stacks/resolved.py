@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+from components.compile_cache import CompileCacheSync
 from components.container import ServingContainer
 from stacks import defaults
 from stacks.catalog import AcceleratorSpec, ImageSpec, ModelSpec
+from stacks.coldstart import StartupBudget
 from stacks.config import DeploymentConfig, Platform, StackConfig
 from stacks.findings import ERROR, Check
 from stacks.fit import FitEstimate, FitRequest
@@ -55,6 +57,8 @@ class ResolvedDeployment:
     scaling: Scaling
     fit: FitEstimate
     fit_request: Optional[FitRequest] = None  # what the estimate was made for (checks re-estimate variants)
+    startup: Optional[StartupBudget] = None  # startup probe budget (Vertex AI: deployment timeout) and its arithmetic
+    compile_cache: Optional[CompileCacheSync] = None  # GKE: the keyed compile cache the pod restores and saves
 
     @property
     def platform(self) -> Platform:
@@ -104,11 +108,16 @@ class WakeTimings:
         return self.node_seconds + self.startup_seconds
 
 
+def _startup_budget_seconds(d: ResolvedDeployment) -> int:
+    assert d.startup is not None  # resolve decides a startup budget for every deployment
+    return d.startup.seconds
+
+
 def wake_timings(d: ResolvedDeployment) -> WakeTimings:
     options = d.config.gke_options
     return WakeTimings(
         node_seconds=defaults.NODE_PROVISIONING_SECONDS,
-        startup_seconds=options.startup_timeout_seconds,
+        startup_seconds=_startup_budget_seconds(d),
         idle_seconds=options.scale_to_zero_idle_seconds or defaults.SCALE_TO_ZERO_IDLE_SECONDS,
         response_header_seconds=defaults.WAKE_RESPONSE_HEADER_SECONDS,
     )

@@ -1,8 +1,8 @@
-"""How long a new GKE replica takes to serve, and the HPA behaviour that follows from it.
+"""The HPA behaviour that follows from how long a new GKE replica takes to serve.
 
-The estimate: a node (``NODE_PROVISION_SECONDS``), the weights read from the bucket (bytes over
-``WEIGHTS_READ_GIB_PER_SECOND``), then compilation (``COMPILE_SECONDS`` by accelerator kind); the
-constants and why they are what they are sit in ``stacks.defaults``.
+The start time is ``StartupBudget.expected_start_seconds`` (``stacks/coldstart.py``, decided in
+resolve: a new node, process start, the weights read from the bucket, a cold compile; figures in
+``stacks/catalog/data/startup.yaml``), the same figures the startup probe budget is built from.
 
 The windows (Kubernetes HPA ``behavior``; a stabilization window makes the HPA act on the least
 (scale-up) or the greatest (scale-down) recommendation of the window):
@@ -29,20 +29,8 @@ from stacks import defaults
 if TYPE_CHECKING:
     from stacks.resolved import ResolvedDeployment
 
-__all__ = ["HPA_MAX_PERIOD_SECONDS", "HPA_MAX_WINDOW_SECONDS", "HpaWindows", "StartEstimate", "deployment_start",
-           "estimate_start", "hpa_windows"]
+__all__ = ["HPA_MAX_PERIOD_SECONDS", "HPA_MAX_WINDOW_SECONDS", "HpaWindows", "deployment_start_seconds", "hpa_windows"]
 SCRAPE_SECONDS = 15  # the PodMonitoring interval the workload sets (VllmGkeWorkloadArgs.scrape_interval)
-
-
-@dataclass(frozen=True)
-class StartEstimate:
-    node_seconds: int
-    weights_seconds: int
-    compile_seconds: int
-
-    @property
-    def total_seconds(self) -> int:
-        return self.node_seconds + self.weights_seconds + self.compile_seconds
 
 
 @dataclass(frozen=True)
@@ -52,19 +40,11 @@ class HpaWindows:
     scale_down_period_seconds: int
 
 
-def estimate_start(weights_gib: float, accelerator_kind: str) -> StartEstimate:
-    """A replica's start on a new node: node, weights, compilation (seconds, rounded up)."""
-    return StartEstimate(
-        node_seconds=defaults.NODE_PROVISION_SECONDS,
-        weights_seconds=math.ceil(weights_gib / defaults.WEIGHTS_READ_GIB_PER_SECOND),
-        compile_seconds=defaults.COMPILE_SECONDS[accelerator_kind],
-    )
-
-
-def deployment_start(d: ResolvedDeployment) -> StartEstimate:
-    """``estimate_start`` for a resolved deployment: all its weights (per device x devices)."""
-    weights_gib = d.fit.weights_gib_per_device * d.hardware.devices
-    return estimate_start(weights_gib, d.hardware.accelerator.kind)
+def deployment_start_seconds(d: ResolvedDeployment) -> int:
+    """A resolved GKE deployment's expected replica start (resolve sets its startup budget)."""
+    if d.startup is None:
+        raise ValueError(f"{d.name}: no startup estimate; resolve decides one for every GKE deployment")
+    return d.startup.expected_start_seconds
 
 
 def hpa_windows(start_seconds: int) -> HpaWindows:

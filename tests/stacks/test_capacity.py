@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import jsonschema
@@ -19,9 +20,10 @@ from offline.plan import capacity_rows, plan, read_stack_file, render_text
 from stacks import defaults
 from stacks.catalog import CATALOG
 from stacks.catalog.capacity import capacity_prices, capacity_table
+from stacks.coldstart import startup_budget, startup_figures
 from stacks.config import load
 from stacks.schema import ConfigError
-from stacks.startup import HPA_MAX_PERIOD_SECONDS, HPA_MAX_WINDOW_SECONDS, estimate_start, hpa_windows
+from stacks.startup import HPA_MAX_PERIOD_SECONDS, HPA_MAX_WINDOW_SECONDS, hpa_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "llm-serving:"
@@ -167,7 +169,10 @@ def test_prod_fallback_order_calm_hpa_drain_and_maintenance(tmp_path):
     assert cc["whenUnsatisfiable"] == "DoNotScaleUp" and cc["nodePoolAutoCreation"] == {"enabled": True}, cc
 
     d = result.resolved.deployments["llama-70b"]
-    start = estimate_start(d.fit.weights_gib_per_device * d.hardware.devices, "tpu").total_seconds
+    # The start the windows rest on, recomputed from the model's size and the GKE TPU figures.
+    f = startup_figures("gke-tpu", "tpu")
+    weight_gb = d.model.params_billion * d.model.weight_bytes_per_param
+    start = f.node_seconds + f.fixed_seconds + math.ceil(weight_gb / f.load_gb_per_s) + f.compile_seconds
     windows = hpa_windows(start)
     behavior = run.named("llm-prod-llama-70b-hpa").inputs["spec"]["behavior"]
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == windows.scale_up_window_seconds, behavior
@@ -178,8 +183,11 @@ def test_prod_fallback_order_calm_hpa_drain_and_maintenance(tmp_path):
     pod = run.named("llm-prod-llama-70b-deployment").inputs["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
     assert f"--shutdown-timeout={defaults.DRAIN_SECONDS}" in args, f"llm-prod-llama-70b-deployment: args {args}"
+    # The compile cache is on by default: its save sidecar stops after vLLM, within the same grace period.
+    assert d.compile_cache is not None
     assert pod["terminationGracePeriodSeconds"] == (defaults.PRESTOP_SLEEP_SECONDS + defaults.DRAIN_SECONDS
-                                                    + defaults.TERMINATION_MARGIN_SECONDS), pod["terminationGracePeriodSeconds"]
+                                                    + defaults.TERMINATION_MARGIN_SECONDS
+                                                    + defaults.COMPILE_CACHE_FINAL_SAVE_SECONDS), pod["terminationGracePeriodSeconds"]
     assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(defaults.PRESTOP_SLEEP_SECONDS)]
     pdb = run.named("llm-prod-llama-70b-pdb").inputs["spec"]
     assert pdb["maxUnavailable"] == 1 and pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow", pdb
@@ -233,9 +241,15 @@ def test_hpa_windows_refuse_a_negative_start():
         hpa_windows(-1)
 
 
-def test_start_estimate_adds_node_weights_and_compile():
-    e = estimate_start(10.0, "gpu")
-    assert e.weights_seconds == 20 and e.total_seconds == defaults.NODE_PROVISION_SECONDS + 20 + defaults.COMPILE_SECONDS["gpu"]
+def test_start_estimate_adds_node_start_weights_and_compile():
+    gke = startup_budget("gke-gpu", "gpu", 10e9, None, "gke.startupTimeoutSeconds")
+    f = startup_figures("gke-gpu", "gpu")
+    assert gke.load_seconds == math.ceil(10 / f.load_gb_per_s), gke
+    assert gke.expected_start_seconds == f.node_seconds + f.fixed_seconds + gke.load_seconds + f.compile_seconds, gke
+    # No safety factor: the expectation stays below the probe's ceiling built from the same figures.
+    assert f.node_seconds > 0 and gke.expected_start_seconds < gke.estimate_seconds + f.node_seconds, gke
+    # Cloud Run has no node of its own to wait for.
+    assert startup_budget("cloudrun", "gpu", 10e9, None, "cloudrun.startupTimeoutSeconds").node_seconds == 0
 
 
 def test_an_old_vllm_on_gke_warns_that_it_cannot_drain(tmp_path):

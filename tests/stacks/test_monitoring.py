@@ -284,7 +284,7 @@ def test_monitoring_can_be_switched_off():
     assert not p.of_type(DASHBOARD) and not p.of_type(POLICY)
     assert "monitoring" not in p.result.outputs
     containers = p.one("gcp:cloudrunv2/service:Service").inputs["template"]["containers"]
-    assert [c["name"] for c in containers] == ["vllm"], "no sidecar when monitoring is off"
+    assert "metrics-collector" not in [c["name"] for c in containers], "no metrics sidecar when monitoring is off"
 
 
 def test_cloud_run_identity_may_write_metrics_for_its_sidecar():

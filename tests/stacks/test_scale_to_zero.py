@@ -78,7 +78,9 @@ def test_dev_wake_path_routes_interceptor_to_deployment_at_min_zero():
 def test_dev_interceptor_waits_for_a_node_and_the_model():
     p = planned("dev")
     d = p.result.resolved.deployments[DEV_DEPLOYMENT]
-    expected = defaults.NODE_PROVISIONING_SECONDS + d.config.gke_options.startup_timeout_seconds
+    # A node, then the startup probe's budget (estimated from the weights unless the stack sets one).
+    assert d.startup is not None
+    expected = defaults.NODE_PROVISIONING_SECONDS + d.startup.seconds
     http = one(p, "HTTPScaledObject", APP)
     assert http["spec"]["timeouts"]["conditionWait"] == f"{expected}s", http["spec"]["timeouts"]
     release = next(r for r in p.of_type(RELEASE) if r.inputs["name"] == "keda-add-ons-http")

@@ -267,15 +267,18 @@ def test_cloud_run_reading_weights_from_the_bucket_sees_only_its_model():
     service_account = "serviceAccount:llm-staging-gemma-1b@acme-llm-staging.iam.gserviceaccount.com"
     grants = {r.name: r.inputs for r in result.run.registrations
               if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember" and r.inputs["member"] == service_account}
-    assert {g["role"] for g in grants.values()} == {"roles/storage.objectViewer"}, grants
     revision = values[f"{NS}deployments"]["gemma-1b"]["modelRevision"]
-    assert sorted(g["condition"]["expression"] for g in grants.values()) == sorted([
-        f'resource.name == "projects/_/buckets/{bucket}"',
-        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/models/google/gemma-3-1b-it/{revision}/")',
+    cache = result.resolved.deployments["gemma-1b"].compile_cache.prefix
+    assert sorted((g["role"], g["condition"]["expression"]) for g in grants.values()) == sorted([
+        ("roles/storage.objectViewer", f'resource.name == "projects/_/buckets/{bucket}"'),
+        ("roles/storage.objectViewer",
+         f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/models/google/gemma-3-1b-it/{revision}/")'),
+        # The compile-cache sidecar writes its own keyed prefix, nothing else.
+        ("roles/storage.objectUser", f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{cache}")'),
     ]), grants
     assert result.outputs["deployments"]["gemma-1b"]["bucket_access"].endswith(
-        f"may list object names and read objects under models/google/gemma-3-1b-it/{revision}/ only"), \
-        result.outputs["deployments"]
+        f"may list object names and read objects under models/google/gemma-3-1b-it/{revision}/ only; read and write "
+        f"its compile cache under {cache} only"), result.outputs["deployments"]
 
 
 def test_existing_api_key_secret_is_read_not_created():

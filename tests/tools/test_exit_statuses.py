@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from offline import plan as plan_module
-from tools import bench, docs, loadtest, promote, vertex_client
+from tools import bench, docs, load_bench, loadtest, promote, vertex_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, Callable[[list[str]], int], object, str, list[str]]] =
     ("tools.loadtest", loadtest.main, loadtest, "preflight", ["--url", "http://127.0.0.1:9", "--model", "m", "--json"]),
     ("tools.vertex_client", vertex_client.main, vertex_client, "run", ["--outputs", "-", "--deployment", "x", "chat"]),
     ("tools.docs", docs.main, docs, "config_reference", []),
+    ("tools.load_bench", load_bench.main, load_bench, "_run", ["--repeats", "1"]),
 ]
 
 

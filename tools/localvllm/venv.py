@@ -17,6 +17,11 @@ DEFAULT_VLLM_VERSION = "0.32.0"
 DEFAULT_TORCH_VERSION = "2.13.0"
 # Wheels the CPU build pulls in that fail to load against the CPU torch.
 BROKEN_COMPANION_PACKAGES = ("torchvision", "torchaudio", "torchcodec")
+# Packages added next to vLLM, pinned. An existing venv gets a missing one installed in place
+# (recorded in the marker), without rebuilding vLLM. runai-model-streamer is what vLLM's
+# `--load-format runai_streamer` imports (vLLM's own `runai` extra asks for >=0.15.7 with the
+# s3, gcs and azure backends; only the Cloud Storage one is used here).
+EXTRA_PACKAGES = ("runai-model-streamer[gcs]==0.17.0",)
 
 _MARKER = ".llm-serving-ready.json"
 _LOCK = ".llm-serving-build.lock"
@@ -49,16 +54,38 @@ def vllm_venv_python(version: str = DEFAULT_VLLM_VERSION) -> Path:
     return vllm_venv_dir(version) / "bin" / "python"
 
 
-def _venv_is_ready(venv: Path, version: str, torch_version: str) -> bool:
-    marker = venv / _MARKER
-    python = venv / "bin" / "python"
-    if not marker.is_file() or not python.exists():
-        return False
+def _read_marker(venv: Path) -> dict:
     try:
-        recorded = json.loads(marker.read_text())
+        recorded = json.loads((venv / _MARKER).read_text())
     except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _venv_is_ready(venv: Path, version: str, torch_version: str) -> bool:
+    """vLLM and torch as asked (the extras are checked apart: adding one never rebuilds vLLM)."""
+    recorded = _read_marker(venv)
+    if not (venv / "bin" / "python").exists():
         return False
     return recorded.get("vllm") == version and recorded.get("torch") == torch_version
+
+
+def _missing_extras(venv: Path) -> list[str]:
+    installed = _read_marker(venv).get("extras", [])
+    return [spec for spec in EXTRA_PACKAGES if spec not in installed]
+
+
+def _install_extras(venv: Path) -> None:
+    """pip-install the pinned extras the marker does not list yet, then record them."""
+    missing = _missing_extras(venv)
+    if not missing:
+        return
+    python = venv / "bin" / "python"
+    _run_step([str(python), "-m", "pip", "install", "--disable-pip-version-check", *missing],
+              _PIP_STEP_TIMEOUT, "install " + " ".join(missing))
+    recorded = _read_marker(venv)
+    recorded["extras"] = sorted({*recorded.get("extras", []), *missing})
+    (venv / _MARKER).write_text(json.dumps(recorded, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -116,10 +143,11 @@ def ensure_vllm_venv(
     """
     venv = vllm_venv_dir(version)
     python = venv / "bin" / "python"
-    if _venv_is_ready(venv, version, torch_version):
+    if _venv_is_ready(venv, version, torch_version) and not _missing_extras(venv):
         return python
     with _file_lock(venv.parent / f"{venv.name}{_LOCK}", _BUILD_LOCK_TIMEOUT):
         if _venv_is_ready(venv, version, torch_version):  # built while we waited
+            _install_extras(venv)
             return python
         started = time.monotonic()
         if venv.exists():
@@ -138,6 +166,7 @@ def ensure_vllm_venv(
         (venv / _MARKER).write_text(json.dumps(
             {"vllm": version, "torch": torch_version,
              "build_seconds": round(time.monotonic() - started)}, indent=2) + "\n")
+        _install_extras(venv)
         log(f"vLLM venv ready in {time.monotonic() - started:.0f} s: {python}")
     return python
 
