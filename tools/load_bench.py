@@ -14,7 +14,9 @@ repeats of:
   model runner, every loader) or "Loading weights took ... seconds" (the default loader); the
   CPU build logs neither for the streamer, so on CPU compare ``ready``.
 
-Without ``--model`` it writes the tiny random Llama of ``tools.localvllm`` (a smoke run: its
+Every run gets a fresh ``VLLM_CACHE_ROOT``, so each compiles from scratch and neither loader
+inherits the other's compile cache (``--env VLLM_CACHE_ROOT=...`` shares one instead). Without
+``--model`` it writes the tiny random Llama of ``tools.localvllm`` (a smoke run: its
 weights are a few MB, so the two loaders differ by noise). The runs alternate loaders, so the
 page cache favours neither; drop caches between runs (``sync; echo 3 > /proc/sys/vm/drop_caches``
 as root) to time cold reads. On a GPU machine, with vLLM and ``runai-model-streamer`` installed
@@ -109,7 +111,10 @@ def run_loaders(python: str, model: str, loaders: Sequence[str], repeats: int, *
             port = free_port()
             log_path = work / f"{loader}-{attempt}.log"
             _log(f"run {attempt + 1}/{repeats}: --load-format {loader}")
-            server = LocalServer(server_argv(python, model, port, loader, extra), env, port,
+            # A fresh vLLM cache per run: a compile cache left by the run before would make the
+            # later loader look faster (unless the caller chose a cache with --env).
+            run_env = {"VLLM_CACHE_ROOT": str(work / f"vllm-cache-{loader}-{attempt}"), **env}
+            server = LocalServer(server_argv(python, model, port, loader, extra), run_env, port,
                                  start_timeout=start_timeout, log_path=log_path)
             try:
                 with server:

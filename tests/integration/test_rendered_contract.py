@@ -78,9 +78,11 @@ def _expected_argv_changes(name: str, python: Path, model: Path, port: int, rend
     raise AssertionError(f"no expected rewrite list for {name}")
 
 
+_CACHE_ROOT_DROPPED = ("dropped env VLLM_CACHE_ROOT (the deployment's compile-cache volume; the local server keeps "
+                       "its own cache)")
 EXPECTED_ENV_CHANGES = {
-    "gemma-1b": [],  # HF_HUB_OFFLINE=1 reaches the server unchanged
-    "llama-70b": ["dropped env VLLM_XLA_CACHE_PATH (accelerator-specific)"],
+    "gemma-1b": [_CACHE_ROOT_DROPPED],  # HF_HUB_OFFLINE=1 reaches the server unchanged
+    "llama-70b": ["dropped env VLLM_XLA_CACHE_PATH (accelerator-specific)", _CACHE_ROOT_DROPPED],
 }
 # Rendered flags that must reach the local server untouched (no --max-num-seqs: vLLM's own default runs).
 # Both deployments serve the weights-copy job's bucket copy with the Run:ai streamer: here the real

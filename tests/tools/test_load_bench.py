@@ -44,3 +44,31 @@ def test_reads_the_load_time_vllm_logs(log, seconds):
 def test_streamer_knobs_become_its_environment():
     assert load_bench.streamer_env(16, -1) == {"RUNAI_STREAMER_CONCURRENCY": "16", "RUNAI_STREAMER_MEMORY_LIMIT": "-1"}
     assert load_bench.streamer_env(None, None) == {}
+
+
+def test_every_run_gets_its_own_vllm_cache(monkeypatch, tmp_path):
+    """A compile cache left by one run must not speed up the next loader."""
+    from tools import localvllm
+
+    seen: list[dict] = []
+
+    class Recorded:
+        def __init__(self, argv, env, port, **kwargs):
+            seen.append(dict(env))
+            self.startup_seconds = 1.0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def log_text(self):
+            return "Loading weights took 0.50 seconds"
+
+    monkeypatch.setattr(localvllm, "LocalServer", Recorded)
+    results = load_bench.run_loaders("python", "/m", ["auto", "runai_streamer"], 2, start_timeout=10, env={},
+                                     extra=[], work=tmp_path)
+    roots = [env["VLLM_CACHE_ROOT"] for env in seen]
+    assert len(roots) == 4 and len(set(roots)) == 4, roots
+    assert results["auto"].load_seconds == [0.5, 0.5]

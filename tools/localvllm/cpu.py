@@ -217,6 +217,8 @@ def check_server_args(python: Path, arg_lists: Sequence[Sequence[str]],
 # Environment variables of a rendered deployment that make no sense locally.
 _CPU_DROPPED_ENV_PREFIXES = ("VLLM_XLA_", "PJRT_", "TPU_", "XLA_", "CUDA_", "NVIDIA_")
 _SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
+# Paths that exist only in the deployment's pod or instance; locally vLLM keeps its own default.
+_DEPLOYMENT_PATH_ENV = {"VLLM_CACHE_ROOT": "the deployment's compile-cache volume; the local server keeps its own cache"}
 
 
 def replace_env_for_cpu(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -230,6 +232,8 @@ def replace_env_for_cpu(env: Mapping[str, str]) -> tuple[dict[str, str], list[st
     for key, value in env.items():
         if key.startswith(_CPU_DROPPED_ENV_PREFIXES):
             changes.append(f"dropped env {key} (accelerator-specific)")
+        elif key in _DEPLOYMENT_PATH_ENV:
+            changes.append(f"dropped env {key} ({_DEPLOYMENT_PATH_ENV[key]})")
         elif _SECRET_ENV.search(key):
             changes.append(f"dropped env {key} (credential; local model needs none)")
         else:
