@@ -115,6 +115,7 @@ def test_plan_shows_every_deployments_startup_arithmetic(stack: str):
     from offline.plan import render_text
     text = render_text(p.result)
     assert "Startup budgets" in text
+    assert p.result.as_json()["startup"] == rows, "the JSON plan must carry the same startup rows"
     for r in rows:
         line = next(line for line in text.splitlines() if line.strip().startswith(r["deployment"] + " ")
                     and f"{r['estimate_seconds']} s" in line)
