@@ -98,6 +98,12 @@ def support_images(stack: StackConfig, deployments: Iterable[ResolvedDeployment]
     if Platform.CLOUDRUN in platforms and stack.settings.monitoring.enabled:
         images.append((stack.settings.monitoring.cloud_run_sidecar_image or METRICS_SIDECAR_IMAGE,
                        "the Prometheus sidecar of the Cloud Run services", f"{NAMESPACE}:monitoring.cloudRunSidecarImage"))
+    cached = [d for d in deployments if d.compile_cache is not None]
+    if cached:
+        d = cached[0]
+        assert d.compile_cache is not None
+        images.append((d.compile_cache.image, "the compile-cache sync containers (components/compile_cache.py)",
+                       f"{d.key}.{'gke' if d.platform is Platform.GKE else 'cloudrun'}.compileCache"))
     return images
 
 

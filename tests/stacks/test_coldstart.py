@@ -252,3 +252,11 @@ def test_cloud_run_compile_cache_sidecar_and_its_prefix_grant():
     grant = p.one(BUCKET_PREFIXES, "llm-dev-models-gemma-1b-compile-cache-storage-objectuser")
     assert grant.inputs["condition"]["expression"].endswith(f'/objects/{prefix}")'), grant.inputs["condition"]
     assert grant.inputs["role"] == "roles/storage.objectUser"
+
+
+def test_the_sync_image_is_among_the_images_prod_must_pin_by_digest():
+    from stacks.resolve import support_images
+
+    resolved = resolve_stack(_config("prod"))
+    refs = [ref for ref, _, _ in support_images(resolved.config, resolved.deployments.values())]
+    assert SYNC_IMAGE in refs and "@sha256:" in SYNC_IMAGE, refs
