@@ -16,12 +16,24 @@ V1 ``gpu_worker.determine_available_memory``)::
     kv_tokens   = floor(kv_memory / (KV bytes per token x 16)) x 16     (whole blocks, as "GPU KV cache size")
 
 KV bytes per token and layer are ``2 x kv_heads x head_dim x dtype`` (vllm/v1/kv_cache_interface.py),
-with ``max(1, kv_heads / TP)`` heads per device. Sliding-window layers (Gemma 3: 5 of every 6) keep only
-``window`` tokens of a sequence where vLLM's hybrid KV cache manager runs (V1 on GPUs, from the release
-in vllm_defaults.yaml ``hybrid_kv_cache_since``), so one sequence of length L needs
-``(full_layers x L + local_layers x min(window, L)) x bytes per layer-token``; the longest servable
-length is found by search on that, as vLLM's ``estimate_max_model_len`` does. Everywhere else (V0,
-V1 before that release, TPU) every layer gets blocks for the whole sequence, and a sliding-window model
+with ``max(1, kv_heads / TP)`` heads per device. Where vLLM's hybrid KV cache manager runs (V1 on GPUs,
+from the release in vllm_defaults.yaml ``hybrid_kv_cache_since``), sliding-window layers (Gemma 3: 5 of
+every 6) free what falls out of the window, and vLLM reserves for one sequence of length L what it admits
+it with (vllm/v1/kv_cache_interface.py ``SlidingWindowSpec.max_admission_blocks_per_request``,
+vllm/v1/core/kv_cache_utils.py ``get_max_concurrency_for_kv_cache_config``):
+
+- layers are grouped by kind into groups of equal size (the smaller kind's count, or the larger one's when
+  the two are within 1.5x), the last group of a kind padded: Gemma 3 27B's 52 local layers become six
+  groups of ten beside one of ten global layers ("Add 8 padding layers"); padding takes memory;
+- a global group needs ``ceil(L / 16)`` blocks; a local group ``ceil(min(window - 1 + max_num_batched_tokens,
+  L) / 16) + 1``: the window behind the newest token plus the chunk being prefilled, and one block more
+  because the window need not start on a block boundary. With 8,192-token chunks a 4,096-token sequence
+  saves nothing (the MI300X log in the calibration file: 50x, not the 150x ``min(window, L)`` would give);
+- a block is 16 tokens of every layer in a group.
+
+The longest servable length is found by search on that, as vLLM's ``estimate_max_model_len`` does; what the
+estimate reports as KV tokens is concurrency x max_model_len, as the pinned vLLM logs it. Everywhere else
+(V0, V1 before that release, TPU) every layer gets blocks for the whole sequence, and a sliding-window model
 needs as much KV cache per token as a full-attention one of its shape. Llama 3.2 Vision runs only on the
 V0 encoder-decoder runner (vLLM <= 0.10), whose blocks span all 40 decoder layers of the 11B model, the
 cross-attention ones included.
@@ -67,9 +79,10 @@ Constants, each a measurement or a stated estimate:
 
 Calibration: tests/stacks/data/kv_calibration.yaml holds public start-up logs (model, device, vLLM version,
 settings, the logged lines, the source); tests/stacks/test_fit.py requires the estimate within 10% of every
-logged KV size (twelve logs, V0 and V1: Llama 2 7B, Llama 3/3.1 8B, Llama 3.3 70B FP8, Qwen3 0.6B and 32B,
-Mistral Small 3.2 24B with its vision encoder, on A100 40/80GB, H100 (TP 1 and 2), RTX 3090, A10; -9.7% to
-+3.6%), vLLM's verdict where the KV cache left is too small a share of the budget for 10% to mean
+logged figure (thirteen logs, V0 and V1: Llama 2 7B, Llama 3/3.1 8B, Llama 3.3 70B FP8, Qwen3 0.6B and 32B,
+Mistral Small 3.2 24B with its vision encoder, Gemma 3 27B with its sliding window on V1's hybrid KV cache
+manager (KV memory, concurrency and the logged KV size, each +1.9%), on A100 40/80GB, H100 (TP 1 and 2),
+RTX 3090, A10, MI300X; -9.7% to +3.6%), vLLM's verdict where the KV cache left is too small a share of the budget for 10% to mean
 anything (the Vertex tutorial's Llama 3.2 11B Vision on an A100 40GB: 4096 refused, 2048 accepted), and
 keeps one known miss visible (Gemma 2 9B on 8 x L4, vLLM 0.5.4, +11%, flags not shown in the log). It also
 reproduces the tutorial's other failure: 256 sequences of the 11B Vision model do not fit, 12 do.
@@ -94,6 +107,7 @@ TP_COMM_GIB = 0.5
 CUDA_GRAPH_GIB = 0.5
 SAMPLER_BYTES_V0 = 8
 SAMPLER_BYTES_V1 = 38
+HYBRID_GROUP_SIZE_RATIO = 1.5  # vLLM groups by the larger kind when the two are this close in number
 MLP_WIDTH_FALLBACK = 3.5  # intermediate / hidden when a model does not give its MLP width (Llama's ratio)
 
 GPU_MEMORY_UTILIZATION = 0.90  # see suggest_gpu_memory_utilization
@@ -224,15 +238,47 @@ def window_kept(req: FitRequest) -> bool:
     return req.vllm_version is None or req.vllm_version >= CATALOG.scheduler.hybrid_kv_cache_since
 
 
+@dataclass(frozen=True)
+class HybridLayout:
+    """How vLLM's hybrid KV cache manager groups a sliding-window model's layers (module doc)."""
+
+    group_size: int  # layers whose pages share one block
+    full_groups: int
+    sliding_groups: int  # the last one padded to group_size: padding layers take memory too
+
+
+def hybrid_layout(model: ModelSpec) -> HybridLayout:
+    """Groups of equal size, each of one attention kind; the smaller kind sets the size, padding the other."""
+    full = model.num_layers - model.sliding_window_layers
+    local = model.sliding_window_layers
+    if full == 0:
+        return HybridLayout(group_size=local, full_groups=0, sliding_groups=1)
+    size = min(full, local)
+    if max(full, local) < size * HYBRID_GROUP_SIZE_RATIO:
+        size = max(full, local)
+    return HybridLayout(group_size=size, full_groups=-(-full // size), sliding_groups=-(-local // size))
+
+
+def _blocks(tokens: int) -> int:
+    return -(-tokens // BLOCK_SIZE)
+
+
 def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
-    """KV bytes one sequence of ``length`` tokens needs on one device."""
+    """KV bytes vLLM reserves for one sequence of ``length`` tokens on one device (module doc)."""
     model = req.model
-    local = model.sliding_window_layers if window_kept(req) else 0
-    full = model.num_layers - local
-    if _v0_encoder_decoder(model):
-        full += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
-    kept = min(model.sliding_window or 0, length) if local else 0
-    return (full * length + local * kept) * _layer_token_bytes(req)
+    if not window_kept(req):
+        layers = model.num_layers
+        if _v0_encoder_decoder(model):
+            layers += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
+        return layers * length * _layer_token_bytes(req)
+    layout = hybrid_layout(model)
+    batched = req.max_num_batched_tokens or default_max_num_batched_tokens(req)
+    # A sliding-window layer holds the window behind the newest token plus the chunk being prefilled,
+    # never more than the sequence, and one block more because the window need not start on a block.
+    window = model.sliding_window or length  # set: window_kept() requires it
+    window_tokens = min(window - 1 + batched, length)
+    blocks = layout.full_groups * _blocks(length) + layout.sliding_groups * (_blocks(window_tokens) + 1)
+    return blocks * BLOCK_SIZE * layout.group_size * _layer_token_bytes(req)
 
 
 def activation_bytes(req: FitRequest, batched_tokens: int) -> float:
