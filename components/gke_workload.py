@@ -53,6 +53,7 @@ from components import compile_cache
 from components.compile_cache import CompileCacheSync
 from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement
+from components.hpa_behavior import HpaBehavior
 from components.iam import bucket_only_condition, prefix_condition
 from components.rules import (
     bucket_name_problem,
@@ -90,10 +91,6 @@ PROMETHEUS_NAMESPACE = "gmp-system"
 PUBLIC_ACK_ANNOTATION = "llm-serving/public-endpoint"
 
 CONTAINER_NAME = "vllm"  # the serving container; dashboards and logs select it by name
-# autoscaling/v2 limits (Kubernetes API reference, HPAScalingRules): stabilizationWindowSeconds 0-3600,
-# HPAScalingPolicy periodSeconds 1-1800.
-HPA_MAX_WINDOW_SECONDS = 3600
-HPA_MAX_PERIOD_SECONDS = 1800
 COMPUTE_CLASS_SELECTOR = "cloud.google.com/compute-class"
 
 
@@ -164,26 +161,6 @@ class VllmGkeWorkloadArgs:
     # bucket_prefixes must include); None: the server compiles at every start.
     compile_cache: Optional[CompileCacheSync] = None
     compile_cache_image: Optional[str] = None  # the sync image as pulled (e.g. through a remote repository)
-
-
-@dataclass(frozen=True)
-class HpaBehavior:
-    """``autoscaling/v2`` behavior: how long a recommendation must hold, and how fast replicas go."""
-
-    scale_up_window_seconds: int  # the queue must stay high this long before a replica is added
-    scale_down_window_seconds: int  # and low this long before one is removed
-    scale_down_period_seconds: int  # at most one replica removed per period
-
-    def problems(self) -> list[str]:
-        p = []
-        for name in ("scale_up_window_seconds", "scale_down_window_seconds"):
-            value = getattr(self, name)
-            if not 0 <= value <= HPA_MAX_WINDOW_SECONDS:
-                p.append(f"hpa_behavior.{name}: got {value}; Kubernetes allows 0-{HPA_MAX_WINDOW_SECONDS}")
-        if not 1 <= self.scale_down_period_seconds <= HPA_MAX_PERIOD_SECONDS:
-            p.append(f"hpa_behavior.scale_down_period_seconds: got {self.scale_down_period_seconds}; Kubernetes "
-                     f"allows 1-{HPA_MAX_PERIOD_SECONDS}")
-        return p
 
 
 def hpa_metric_name(metric: str) -> str:
@@ -716,22 +693,19 @@ class VllmGkeWorkload(pulumi.ComponentResource):
 
 
 def hpa_behavior_args(behavior: Optional[HpaBehavior]) -> Optional[k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs]:
-    """Scale up once the recommendation held for the up-window; down after the down-window, one replica per period."""
+    """``HpaBehavior.spec()`` as the typed HPA input (the one definition of the rules)."""
     if behavior is None:
         return None
-    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
-        scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
-            stabilization_window_seconds=behavior.scale_up_window_seconds,
-            select_policy="Max",
-            policies=[k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1, period_seconds=60)],
-        ),
-        scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
-            stabilization_window_seconds=behavior.scale_down_window_seconds,
-            select_policy="Min",
-            policies=[k8s.autoscaling.v2.HPAScalingPolicyArgs(type="Pods", value=1,
-                                                              period_seconds=behavior.scale_down_period_seconds)],
-        ),
-    )
+    spec = behavior.spec()
+
+    def rules(r: dict) -> k8s.autoscaling.v2.HPAScalingRulesArgs:
+        return k8s.autoscaling.v2.HPAScalingRulesArgs(
+            stabilization_window_seconds=r["stabilizationWindowSeconds"], select_policy=r["selectPolicy"],
+            policies=[k8s.autoscaling.v2.HPAScalingPolicyArgs(type=p["type"], value=p["value"], period_seconds=p["periodSeconds"])
+                      for p in r["policies"]])
+
+    return k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(scale_up=rules(spec["scaleUp"]),
+                                                                 scale_down=rules(spec["scaleDown"]))
 
 
 def drain_lifecycle(prestop_sleep_seconds: int) -> Optional[k8s.core.v1.LifecycleArgs]:

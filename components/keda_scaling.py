@@ -17,6 +17,9 @@ Children of one ``llm-serving:gke:ScaleToZero``, in the workload's namespace:
   ``max_replicas``, triggers ``external-push`` (the interceptor's pending count, via the add-on's
   external scaler) and, when given, ``prometheus`` (vLLM's queue per replica). KEDA creates and
   owns the HPA behind it; the workload must not create its own (``VllmGkeWorkloadArgs.external_autoscaler``).
+  That HPA moves replicas from 1 to N and back with the given ``hpa_behavior`` (the same windows a
+  deployment without scale to zero gets, ``components/hpa_behavior.py``); 1 -> 0 is KEDA's own, after
+  ``idle_seconds`` without a request.
 
 How the two triggers combine, and the annotation: kedacore/http-add-on ``docs/ref/vX.X.X/http_scaled_object.md``
 ("httpscaledobject.keda.sh/skip-scaledobject-creation") and ``docs/walkthrough.md`` ("Integrating
@@ -32,6 +35,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.hpa_behavior import HpaBehavior
 from components.rules import dns_label_problem
 
 TYPE_TOKEN = "llm-serving:gke:ScaleToZero"
@@ -78,6 +82,7 @@ class ScaleToZeroArgs:
     interceptor_port: int  # KedaInstall.interceptor_port
     external_scaler_address: str  # KedaInstall.external_scaler_address (host:port)
     queue_trigger: Optional[PrometheusQueueTrigger] = None  # 1 -> N on vLLM's queue
+    hpa_behavior: Optional[HpaBehavior] = None  # how fast KEDA's HPA moves between 1 and N; None: Kubernetes' defaults
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -111,6 +116,8 @@ def validate_args(args: ScaleToZeroArgs) -> list[str]:
             p.append(f"{fname}: got {getattr(args, fname)}; give 1 or more seconds")
     if ":" not in args.external_scaler_address:
         p.append(f"external_scaler_address: got {args.external_scaler_address!r}; give host:port")
+    if args.hpa_behavior is not None:
+        p += args.hpa_behavior.problems()
     trigger = args.queue_trigger
     if trigger is not None:
         if not trigger.server_address.startswith("https://"):
@@ -196,6 +203,8 @@ class ScaleToZero(pulumi.ComponentResource):
                 "initialCooldownPeriod": args.wake_timeout_seconds,
                 "pollingInterval": 15,
                 "triggers": triggers,
+                **({"advanced": {"horizontalPodAutoscalerConfig": {"behavior": args.hpa_behavior.spec()}}}
+                   if args.hpa_behavior is not None else {}),
             },
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[http_scaled_object])),
         )

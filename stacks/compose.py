@@ -835,7 +835,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
                   create_namespace: bool, compute_class=None) -> tuple[dict[str, Any], monitoring.Target]:
     from components.api_key import ServingApiKey, ServingApiKeyArgs
     from components.gke_workload import CONTAINER_NAME as VLLM_CONTAINER
-    from components.gke_workload import HpaBehavior, PodPeer, VllmGkeWorkload, VllmGkeWorkloadArgs
+    from components.gke_workload import PodPeer, VllmGkeWorkload, VllmGkeWorkloadArgs
     from stacks.resolve import GKE_DATA_DIR, gke_bucket_prefixes, gke_pod_requests
     from stacks.startup import deployment_start_seconds, hpa_windows
 
@@ -897,10 +897,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
             external_autoscaler=scale_to_zero,
             load_balancer=not scale_to_zero,
             allowed_pods=interceptor,
-            hpa_behavior=None if scale_to_zero else HpaBehavior(
-                scale_up_window_seconds=windows.scale_up_window_seconds,
-                scale_down_window_seconds=windows.scale_down_window_seconds,
-                scale_down_period_seconds=windows.scale_down_period_seconds),
+            hpa_behavior=None if scale_to_zero else windows,
             prestop_sleep_seconds=defaults.PRESTOP_SLEEP_SECONDS,
             termination_grace_period_seconds=(defaults.PRESTOP_SLEEP_SECONDS + drain + defaults.TERMINATION_MARGIN_SECONDS
                                               + (defaults.COMPILE_CACHE_FINAL_SAVE_SECONDS if d.compile_cache else 0)),
@@ -917,7 +914,7 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
     host_header = ""
     in_cluster_url = workload.in_cluster_url
     if scale_to_zero:
-        scaler = _scale_to_zero(foundation, cluster, keda, d, workload)
+        scaler = _scale_to_zero(foundation, cluster, keda, d, workload, windows)
         port_forward = scaler.port_forward_command
         base_url = f"http://localhost:{keda.interceptor_port}/v1"
         host_header = scaler.hosts[0]
@@ -948,10 +945,11 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
         "in_cluster_url": in_cluster_url,
         **scaling,
         "estimated_start_seconds": start_seconds,
-        **({"hpa_windows": {"scale_up_seconds": windows.scale_up_window_seconds,
-                            "scale_down_seconds": windows.scale_down_window_seconds,
-                            "remove_one_replica_every_seconds": windows.scale_down_period_seconds}}
-           if not scale_to_zero else {}),
+        "hpa_windows": {"scale_up_seconds": windows.scale_up_window_seconds,
+                        "scale_down_seconds": windows.scale_down_window_seconds,
+                        "remove_one_replica_every_seconds": windows.scale_down_period_seconds,
+                        **({"applies_to": "KEDA's HPA, between 1 and max replicas (to 0 after the idle time)"}
+                           if scale_to_zero else {})},
         "drain": (f"preStop sleeps {defaults.PRESTOP_SLEEP_SECONDS} s, then vLLM drains up to {drain} s"
                   if drain else f"preStop sleeps {defaults.PRESTOP_SLEEP_SECONDS} s; vLLM {'.'.join(map(str, d.image.vllm_version))} "
                                 "has no --shutdown-timeout, so SIGTERM aborts running requests"),
@@ -964,8 +962,9 @@ def _gke_workload(foundation: Foundation, cluster, adapter, keda, d: ResolvedDep
                              container=VLLM_CONTAINER)
 
 
-def _scale_to_zero(foundation: Foundation, cluster, keda, d: ResolvedDeployment, workload):
-    """The HTTPScaledObject and ScaledObject that own this deployment's replicas, from zero."""
+def _scale_to_zero(foundation: Foundation, cluster, keda, d: ResolvedDeployment, workload, windows):
+    """The HTTPScaledObject and ScaledObject that own this deployment's replicas, from zero; ``windows``
+    (``stacks/startup.py``) pace KEDA's HPA between 1 and N as they pace the stack's own HPA elsewhere."""
     from components.keda import prometheus_query_url
     from components.keda_scaling import PrometheusQueueTrigger, ScaleToZero, ScaleToZeroArgs
     from stacks.resolved import wake_timings
@@ -986,7 +985,7 @@ def _scale_to_zero(foundation: Foundation, cluster, keda, d: ResolvedDeployment,
                         response_header_seconds=timings.response_header_seconds,
                         interceptor_service=keda.interceptor_service, interceptor_namespace=keda.namespace,
                         interceptor_port=keda.interceptor_port, external_scaler_address=keda.external_scaler_address,
-                        queue_trigger=queue, labels=_deployment_labels(stack, d)),
+                        queue_trigger=queue, hpa_behavior=windows, labels=_deployment_labels(stack, d)),
         opts=pulumi.ResourceOptions(depends_on=[workload, keda]),
     )
 

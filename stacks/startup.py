@@ -20,24 +20,16 @@ The windows (Kubernetes HPA ``behavior``; a stabilization window makes the HPA a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.gke_workload import HPA_MAX_PERIOD_SECONDS, HPA_MAX_WINDOW_SECONDS
+from components.hpa_behavior import HPA_MAX_PERIOD_SECONDS, HPA_MAX_WINDOW_SECONDS, HpaBehavior
 from stacks import defaults
 
 if TYPE_CHECKING:
     from stacks.resolved import ResolvedDeployment
 
-__all__ = ["HPA_MAX_PERIOD_SECONDS", "HPA_MAX_WINDOW_SECONDS", "HpaWindows", "deployment_start_seconds", "hpa_windows"]
+__all__ = ["HPA_MAX_PERIOD_SECONDS", "HPA_MAX_WINDOW_SECONDS", "deployment_start_seconds", "hpa_windows"]
 SCRAPE_SECONDS = 15  # the PodMonitoring interval the workload sets (VllmGkeWorkloadArgs.scrape_interval)
-
-
-@dataclass(frozen=True)
-class HpaWindows:
-    scale_up_window_seconds: int
-    scale_down_window_seconds: int
-    scale_down_period_seconds: int
 
 
 def deployment_start_seconds(d: ResolvedDeployment) -> int:
@@ -47,8 +39,9 @@ def deployment_start_seconds(d: ResolvedDeployment) -> int:
     return d.startup.expected_start_seconds
 
 
-def hpa_windows(start_seconds: int) -> HpaWindows:
-    """The HPA's stabilization windows and scale-down pace for a replica that takes ``start_seconds`` to serve."""
+def hpa_windows(start_seconds: int) -> HpaBehavior:
+    """The HPA's stabilization windows and scale-down pace for a replica that takes ``start_seconds`` to serve
+    (for the stack's HPA, or KEDA's when the deployment scales to zero)."""
     if start_seconds < 0:
         raise ValueError(f"start_seconds: got {start_seconds}; a duration is 0 or more")
     down = min(HPA_MAX_WINDOW_SECONDS, 60 * math.ceil(start_seconds / 60))
@@ -56,4 +49,4 @@ def hpa_windows(start_seconds: int) -> HpaWindows:
     up_raw = start_seconds * defaults.SCALE_UP_WINDOW_SHARE
     up = SCRAPE_SECONDS * math.ceil(up_raw / SCRAPE_SECONDS)
     up = min(HPA_MAX_WINDOW_SECONDS, max(defaults.SCALE_UP_WINDOW_FLOOR_SECONDS, up))
-    return HpaWindows(scale_up_window_seconds=up, scale_down_window_seconds=down, scale_down_period_seconds=period)
+    return HpaBehavior(scale_up_window_seconds=up, scale_down_window_seconds=down, scale_down_period_seconds=period)

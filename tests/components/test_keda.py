@@ -9,6 +9,7 @@ import dataclasses
 import pulumi
 import pytest
 
+from components.hpa_behavior import HpaBehavior
 from components.keda import HttpAddOnValues, InterceptorValues, KedaInstall, KedaInstallArgs, prometheus_query_url
 from components.keda_scaling import PrometheusQueueTrigger, ScaleToZero, ScaleToZeroArgs
 from offline.manifests import manifest_of
@@ -163,7 +164,21 @@ def test_no_queue_trigger_means_http_only():
     assert [t["type"] for t in triggers] == ["external-push"], triggers
 
 
+def test_keda_hpa_gets_the_calm_behaviour_and_it_validates():
+    calm = HpaBehavior(scale_up_window_seconds=225, scale_down_window_seconds=900, scale_down_period_seconds=450)
+    scaled = objects(run_keda(hpa_behavior=calm), "ScaledObject")[0]
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 225, behavior
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 900, behavior
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 450}], behavior
+    assert not crd_problems(scaled), crd_problems(scaled)
+    # Without it, KEDA's HPA keeps Kubernetes' defaults: the object says nothing.
+    assert "advanced" not in objects(run_keda(), "ScaledObject")[0]["spec"]
+
+
 @pytest.mark.parametrize("overrides, needle", [
+    (dict(hpa_behavior=HpaBehavior(scale_up_window_seconds=0, scale_down_window_seconds=3601,
+                                   scale_down_period_seconds=60)), "scale_down_window_seconds"),
     (dict(max_replicas=0), "max_replicas"),
     (dict(wake_timeout_seconds=0), "wake_timeout_seconds"),
     (dict(app_name="Vllm"), "app_name"),

@@ -13,6 +13,7 @@ import pytest
 from offline.manifests import manifest_of
 from stacks import defaults
 from stacks.config import load
+from stacks.startup import deployment_start_seconds, hpa_windows
 from tests.components.published_schemas import crd_problems, values_problems
 from tests.stacks.test_config_errors import assert_problem
 from tests.stacks.test_stacks import HPA, NODE_POOL, STACKS, plan_values, planned, stack_values
@@ -73,6 +74,19 @@ def test_dev_wake_path_routes_interceptor_to_deployment_at_min_zero():
     assert not [r for r in p.of_type(HPA) if APP in r.name or r.inputs["metadata"]["name"] == APP], \
         f"an HPA targets {APP} next to KEDA's ScaledObject"
     assert [t["type"] for t in scaled["spec"]["triggers"]] == ["external-push", "prometheus"], scaled["spec"]
+
+
+def test_dev_keda_hpa_is_as_calm_as_the_start_estimate_says():
+    # Between 1 and N replicas KEDA's HPA decides; it gets the windows a deployment without scale to zero
+    # would get from the same start estimate (stacks/startup.py), not Kubernetes' 0 s up / 300 s down.
+    p = planned("dev")
+    d = p.result.resolved.deployments[DEV_DEPLOYMENT]
+    windows = hpa_windows(deployment_start_seconds(d))
+    behavior = one(p, "ScaledObject", APP)["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == windows.spec(), f"ScaledObject {APP}: behavior {behavior}, expected {windows.spec()}"
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600, behavior  # a start is minutes, not 300 s
+    outputs = p.result.outputs["deployments"][DEV_DEPLOYMENT]["hpa_windows"]
+    assert outputs["scale_down_seconds"] == windows.scale_down_window_seconds and "KEDA" in outputs["applies_to"], outputs
 
 
 def test_dev_interceptor_waits_for_a_node_and_the_model():
