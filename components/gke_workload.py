@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
-import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import compile_cache
@@ -54,7 +53,7 @@ from components.compile_cache import CompileCacheSync
 from components.container import ServingContainer
 from components.gke_cluster import AcceleratorPlacement
 from components.hpa_behavior import HpaBehavior
-from components.iam import bucket_only_condition, prefix_condition
+from components.iam import scoped_bucket_member
 from components.rules import (
     bucket_name_problem,
     dns_label_problem,
@@ -384,40 +383,18 @@ class VllmGkeWorkload(pulumi.ComponentResource):
         # Listing is checked on the bucket itself, object access on each object's name: one grant
         # lets GCS FUSE and the streamer list, the others read the weights copy and write only the
         # prefixes this workload owns (its compile cache).
+        principal = self.workload_identity_principal
         bucket_grants = [
-            gcp.storage.BucketIAMMember(
-                f"{name}-bucket-list",
-                bucket=args.model_bucket,
-                role="roles/storage.objectViewer",
-                member=self.workload_identity_principal,
-                condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="list-only", description="Bucket-level checks only: listing object names",
-                    expression=pulumi.Output.from_input(args.model_bucket).apply(bucket_only_condition)),
-                opts=pulumi.ResourceOptions(parent=self),
-            ),
-            *([gcp.storage.BucketIAMMember(
-                f"{name}-bucket-prefixes",
-                bucket=args.model_bucket,
-                role="roles/storage.objectUser",
-                member=self.workload_identity_principal,
-                condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="own-prefixes", description="Objects under " + ", ".join(args.bucket_prefixes),
-                    expression=pulumi.Output.from_input(args.model_bucket).apply(
-                        lambda bucket: prefix_condition(bucket, args.bucket_prefixes))),
+            scoped_bucket_member(f"{name}-bucket-list", bucket=args.model_bucket, role="roles/storage.objectViewer",
+                                 member=principal, title="list-only", prefixes=None, parent=self),
+            *([scoped_bucket_member(
+                f"{name}-bucket-prefixes", bucket=args.model_bucket, role="roles/storage.objectUser", member=principal,
+                title="own-prefixes", prefixes=args.bucket_prefixes, parent=self,
                 # The same objectUser grant as before, now limited to the workload's prefixes.
-                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-bucket-object-user")]),
-            )] if args.bucket_prefixes else []),
-            *([gcp.storage.BucketIAMMember(
-                f"{name}-bucket-read",
-                bucket=args.model_bucket,
-                role="roles/storage.objectViewer",
-                member=self.workload_identity_principal,
-                condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="read-prefixes", description="Objects under " + ", ".join(args.read_prefixes),
-                    expression=pulumi.Output.from_input(args.model_bucket).apply(
-                        lambda bucket: prefix_condition(bucket, args.read_prefixes))),
-                opts=pulumi.ResourceOptions(parent=self),
-            )] if args.read_prefixes else []),
+                aliases=[pulumi.Alias(name=f"{name}-bucket-object-user")])] if args.bucket_prefixes else []),
+            *([scoped_bucket_member(f"{name}-bucket-read", bucket=args.model_bucket, role="roles/storage.objectViewer",
+                                    member=principal, title="read-prefixes", prefixes=args.read_prefixes, parent=self)]
+              if args.read_prefixes else []),
         ]
         access = ["list object names in the bucket"]
         if args.read_prefixes:

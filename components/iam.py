@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
+import pulumi_gcp as gcp
 
 from components.rules import is_public_member
 
@@ -58,3 +59,20 @@ def prefix_condition(bucket: str, prefixes: tuple[str, ...]) -> str:
     """IAM condition matching objects under the given prefixes of one bucket."""
     return " || ".join(f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}")'
                        for prefix in prefixes)
+
+
+def scoped_bucket_member(name: str, *, bucket: pulumi.Input[str], role: str, member: pulumi.Input[str], title: str,
+                         prefixes: Optional[tuple[str, ...]], parent: pulumi.Resource,
+                         aliases: Optional[list[pulumi.Alias]] = None) -> gcp.storage.BucketIAMMember:
+    """An additive bucket grant narrowed by an IAM condition: to the objects under ``prefixes``, or, with
+    ``prefixes=None``, to the bucket resource itself (listing object names, never reading one)."""
+    if prefixes is None:
+        description = "Bucket-level checks only: listing object names"
+        expression = pulumi.Output.from_input(bucket).apply(bucket_only_condition)
+    else:
+        description = "Objects under " + ", ".join(prefixes)
+        expression = pulumi.Output.from_input(bucket).apply(lambda b: prefix_condition(b, prefixes))
+    return gcp.storage.BucketIAMMember(
+        name, bucket=bucket, role=role, member=member,
+        condition=gcp.storage.BucketIAMMemberConditionArgs(title=title, description=description, expression=expression),
+        opts=pulumi.ResourceOptions(parent=parent, aliases=aliases))

@@ -213,29 +213,12 @@ class KedaInstall(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        keda = k8s.helm.v3.Release(
-            f"{name}-keda",
-            name=KEDA_RELEASE,
-            chart=args.keda_chart.name,
-            version=args.keda_chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=args.keda_chart.repository),
-            namespace=NAMESPACE,
-            values=args.keda_values.render(),
-            atomic=True,
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[reader])),
-        )
+        keda = _release(f"{name}-keda", KEDA_RELEASE, args.keda_chart, args.keda_values.render(),
+                        pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[reader])))
         # The add-on's operator creates ScaledObjects: KEDA's CRDs must exist first.
-        http_add_on = k8s.helm.v3.Release(
-            f"{name}-http-add-on",
-            name=HTTP_ADD_ON_RELEASE,
-            chart=args.http_add_on_chart.name,
-            version=args.http_add_on_chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=args.http_add_on_chart.repository),
-            namespace=NAMESPACE,
-            values=args.http_add_on_values.render(),
-            atomic=True,
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[keda])),
-        )
+        http_add_on = _release(f"{name}-http-add-on", HTTP_ADD_ON_RELEASE, args.http_add_on_chart,
+                               args.http_add_on_values.render(),
+                               pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[keda])))
         self.releases = (keda, http_add_on)
 
         proxy_sources = [k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
@@ -289,3 +272,19 @@ def prometheus_query_url(project: str) -> str:
     """Managed Service for Prometheus' Prometheus HTTP API for a project (GMP docs, "Query using the
     Prometheus HTTP API": https://cloud.google.com/stackdriver/docs/managed-prometheus/query#api-prometheus)."""
     return f"https://monitoring.googleapis.com/v1/projects/{project}/location/global/prometheus"
+
+
+def _release(resource_name: str, release_name: str, chart: HelmChart, values: dict[str, Any],
+             opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    """A pinned chart as a Helm release in KEDA's namespace; ``atomic``: a failed install rolls back."""
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release_name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        namespace=NAMESPACE,
+        values=values,
+        atomic=True,
+        opts=opts,
+    )

@@ -77,6 +77,14 @@ def change_kinds_text(delete_before_replace: bool) -> tuple[str, str]:
     )
 
 
+def _project_number(given: Optional[pulumi.Input[str]], project: Optional[pulumi.Input[str]],
+                    parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The project number as given, else looked up (the endpoint's resource name and service agents use it)."""
+    if given is not None:
+        return pulumi.Output.from_input(given)
+    return gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOptions(parent=parent)).number
+
+
 def custom_code_service_agent(project_number: str) -> str:
     """The identity Vertex AI runs custom serving containers as when no service account is set."""
     return f"service-{project_number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
@@ -384,12 +392,7 @@ class VertexVllmEndpoint(pulumi.ComponentResource):
             ),
         )
 
-        if args.project_number is not None:
-            project_number = pulumi.Output.from_input(args.project_number)
-        else:
-            project_number = gcp.organizations.get_project_output(
-                project_id=args.project, opts=pulumi.InvokeOptions(parent=self)
-            ).number
+        project_number = _project_number(args.project_number, args.project, self)
         # The provider's `endpoint` is the endpoint id (the full name is the resource id); accept
         # a full name too, so the outputs are right whichever form comes back.
         endpoint_id = self.deployment.endpoint.apply(lambda e: e.rsplit("/", 1)[-1])
@@ -485,12 +488,7 @@ class AdoptedVertexEndpoint(pulumi.ComponentResource):
         if problems:
             raise ValueError(f"AdoptedVertexEndpoint {name}: " + "; ".join(problems))
         super().__init__(ADOPTED_TYPE_TOKEN, name, None, opts)
-        if args.project_number is not None:
-            project_number = pulumi.Output.from_input(args.project_number)
-        else:
-            project_number = gcp.organizations.get_project_output(
-                project_id=args.project, opts=pulumi.InvokeOptions(parent=self)
-            ).number
+        project_number = _project_number(args.project_number, args.project, self)
         if args.project is not None:
             project = pulumi.Output.from_input(args.project)
         else:

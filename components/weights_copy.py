@@ -43,7 +43,7 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
-from components.iam import bucket_only_condition, prefix_condition
+from components.iam import scoped_bucket_member
 from components.rules import gcp_labels_problems, hf_model_id_problem, pinned_image_problem
 
 TYPE_TOKEN = "llm-serving:weights:WeightsCopyJob"
@@ -138,29 +138,12 @@ class WeightsCopyJob(pulumi.ComponentResource):
         )
         member = pulumi.Output.concat("serviceAccount:", args.service_account_email)
         grants = [
-            gcp.storage.BucketIAMMember(
-                f"{name}-list",
-                bucket=args.bucket, role="roles/storage.objectViewer", member=member,
-                condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="list-only", description="Bucket-level checks only: listing object names",
-                    expression=pulumi.Output.from_input(args.bucket).apply(bucket_only_condition)),
-                opts=pulumi.ResourceOptions(parent=self)),
-            gcp.storage.BucketIAMMember(
-                f"{name}-code-reader",
-                bucket=args.bucket, role="roles/storage.objectViewer", member=member,
-                condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="own-code", description=f"Objects under {code_dir}/",
-                    expression=pulumi.Output.from_input(args.bucket).apply(
-                        lambda bucket: prefix_condition(bucket, (code_dir + "/",)))),
-                opts=pulumi.ResourceOptions(parent=self)),
-            gcp.storage.BucketIAMMember(
-                f"{name}-model-writer",
-                bucket=args.bucket, role="roles/storage.objectUser", member=member,
-                condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="own-model", description=f"Objects under {model_root(args.model_id)}",
-                    expression=pulumi.Output.from_input(args.bucket).apply(
-                        lambda bucket: prefix_condition(bucket, (model_root(args.model_id),)))),
-                opts=pulumi.ResourceOptions(parent=self)),
+            scoped_bucket_member(f"{name}-list", bucket=args.bucket, role="roles/storage.objectViewer", member=member,
+                                 title="list-only", prefixes=None, parent=self),
+            scoped_bucket_member(f"{name}-code-reader", bucket=args.bucket, role="roles/storage.objectViewer",
+                                 member=member, title="own-code", prefixes=(code_dir + "/",), parent=self),
+            scoped_bucket_member(f"{name}-model-writer", bucket=args.bucket, role="roles/storage.objectUser",
+                                 member=member, title="own-model", prefixes=(model_root(args.model_id),), parent=self),
         ]
 
         env = []
