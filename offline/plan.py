@@ -321,7 +321,10 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
         lines.append(f"  {check.render()}")
     lines.append("")
     if result.run is not None:
-        lines.append(f"Policy pack (policies/config/{result.stack}.json):")
+        config_file = f"policies/config/{result.stack}.json"
+        if not (ROOT / config_file).exists():
+            config_file += " absent: the pack's own defaults"
+        lines.append(f"Policy pack ({config_file}):")
         lines += [f"  VIOLATION {v.resource}: {v.render()}" for v in result.violations] or ["  no violations"]
         lines.append("")
     if result.resolved and result.resolved.deployments:

@@ -31,10 +31,11 @@ DUTY_CYCLE_TARGET_PERCENT = 60.0  # Vertex AI accelerator duty cycle
 # GKE scale to zero (`gke.scaleToZero`, KEDA and its HTTP add-on; components/keda*.py).
 SCALE_TO_ZERO = False  # on per deployment; the dev stack turns it on
 SCALE_TO_ZERO_IDLE_SECONDS = 900  # no request for 15 minutes: back to zero replicas, then zero nodes
-# Budget for the cluster autoscaler to add an accelerator node from zero (VM creation, GPU driver or
-# TPU runtime, node ready). An assumption, not a measurement: GKE publishes no figure; raise it for
-# scarce accelerators. The first request waits this plus the deployment's start-up budget.
-NODE_PROVISIONING_SECONDS = 600
+# How long a waking request allows the cluster autoscaler to add an accelerator node from zero (VM
+# creation, GPU driver or TPU runtime, node ready): this many times the expected time
+# (`node_provision_seconds` in stacks/catalog/data/startup.yaml, 300 s: 600 s). An assumption, not a
+# measurement: GKE publishes no figure. The first request waits this plus the deployment's start-up budget.
+NODE_PROVISIONING_BUDGET_FACTOR = 2
 # How long the interceptor waits for response headers once it has forwarded a request: a whole
 # non-streamed completion (streamed responses send headers at once).
 WAKE_RESPONSE_HEADER_SECONDS = 600

@@ -97,7 +97,7 @@ class ResolvedStack:
 class WakeTimings:
     """What the first request after an idle period waits for, on a GKE deployment with scaleToZero."""
 
-    node_seconds: int  # the cluster autoscaler adds an accelerator node (defaults.NODE_PROVISIONING_SECONDS)
+    node_seconds: int  # the cluster autoscaler adds an accelerator node (expected x defaults.NODE_PROVISIONING_BUDGET_FACTOR)
     startup_seconds: int  # the replica downloads, loads and compiles: the startup probe's budget
     idle_seconds: int  # no request for this long sends the deployment back to zero
     response_header_seconds: int  # forwarded request to first response header
@@ -108,16 +108,12 @@ class WakeTimings:
         return self.node_seconds + self.startup_seconds
 
 
-def _startup_budget_seconds(d: ResolvedDeployment) -> int:
-    assert d.startup is not None  # resolve decides a startup budget for every deployment
-    return d.startup.seconds
-
-
 def wake_timings(d: ResolvedDeployment) -> WakeTimings:
     options = d.config.gke_options
+    assert d.startup is not None  # resolve decides a startup budget for every deployment
     return WakeTimings(
-        node_seconds=defaults.NODE_PROVISIONING_SECONDS,
-        startup_seconds=_startup_budget_seconds(d),
+        node_seconds=d.startup.node_seconds * defaults.NODE_PROVISIONING_BUDGET_FACTOR,
+        startup_seconds=d.startup.seconds,
         idle_seconds=options.scale_to_zero_idle_seconds or defaults.SCALE_TO_ZERO_IDLE_SECONDS,
         response_header_seconds=defaults.WAKE_RESPONSE_HEADER_SECONDS,
     )

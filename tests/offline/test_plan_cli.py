@@ -48,6 +48,16 @@ def test_failed_check_exits_1(tmp_path, capsys, out):
     assert "would refuse this deploy" in stdout, stdout
 
 
+def test_policy_config_named_or_said_absent(tmp_path, capsys, out):
+    # A new stack has no policies/config/<stack>.json yet: the plan says the pack's defaults applied.
+    path = tmp_path / "Pulumi.qa.yaml"
+    path.write_text((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    _, stdout, _ = run_plan(capsys, "--file", str(path), "--out", out)
+    assert "Policy pack (policies/config/qa.json absent: the pack's own defaults):" in stdout, stdout[-2000:]
+    _, stdout, _ = run_plan(capsys, "dev", "--out", out)
+    assert "Policy pack (policies/config/dev.json):" in stdout, stdout[-2000:]
+
+
 def test_missing_stack_file_exits_2(capsys, out):
     status, _, err = run_plan(capsys, "no-such-stack", "--out", out)
     assert status == 2 and "no such stack file" in err, (status, err)

@@ -94,7 +94,9 @@ def test_dev_interceptor_waits_for_a_node_and_the_model():
     d = p.result.resolved.deployments[DEV_DEPLOYMENT]
     # A node, then the startup probe's budget (estimated from the weights unless the stack sets one).
     assert d.startup is not None
-    expected = defaults.NODE_PROVISIONING_SECONDS + d.startup.seconds
+    # The node budget is twice the expected node time (startup.yaml's 300 s): 600 s.
+    assert d.startup.node_seconds * defaults.NODE_PROVISIONING_BUDGET_FACTOR == 600
+    expected = 600 + d.startup.seconds
     http = one(p, "HTTPScaledObject", APP)
     assert http["spec"]["timeouts"]["conditionWait"] == f"{expected}s", http["spec"]["timeouts"]
     release = next(r for r in p.of_type(RELEASE) if r.inputs["name"] == "keda-add-ons-http")
