@@ -25,6 +25,15 @@ INTERNAL_ERROR = 3
 DEBUG_FLAG = "--debug"
 
 
+class ToolError(Exception):
+    """What a command refuses or fails on, in one sentence for the user, with its exit status:
+    ``REFUSED`` (the default: the run or the server failed) or ``INVALID_INPUT`` (arguments, stack)."""
+
+    def __init__(self, message: str, status: int = REFUSED):
+        super().__init__(message)
+        self.status = status
+
+
 def guarded(main: Callable[[list[str]], int], argv: Optional[Sequence[str]] = None, *, prog: str = "") -> int:
     """Run ``main(argv)`` (``--debug`` removed) so that a bug exits 3 with one line, not a traceback.
 

@@ -73,6 +73,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from offline.cli import INVALID_INPUT, ToolError
 from tools.argv import has_flag, remove_flag, set_flag
 
 # The Vertex AI tutorial's engine flags (its deploy_model_vllm and the calls that deploy each model). The
@@ -132,8 +133,8 @@ BENCH_SHIM = (
 BENCH_CODE = "vllm.benchmarks.serve"
 
 
-class BenchError(Exception):
-    """A refusal or failure with a message meant for the user."""
+class BenchError(ToolError):
+    """A refusal or failure with a message meant for the user, and its exit status."""
 
 
 # ---------------------------------------------------------------------------
@@ -294,7 +295,7 @@ def load_deployment(stack: str, name: str):
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
         raise BenchError(f"unknown stack {stack!r}: no {path.name} "
-                         f"(stacks: {', '.join(known) or 'none'})")
+                         f"(stacks: {', '.join(known) or 'none'})", INVALID_INPUT)
     values, secrets = read_stack_file(path)
     resolved = resolve_stack(load(values, secrets, source=path.name, stack=stack))
     if name in resolved.deployments:
@@ -302,9 +303,9 @@ def load_deployment(stack: str, name: str):
     errors = [c.render() for c in resolved.errors if c.deployment == name]
     if errors:
         raise BenchError(f"deployment {name!r} of stack {stack!r} does not resolve:\n  "
-                         + "\n  ".join(errors))
+                         + "\n  ".join(errors), INVALID_INPUT)
     raise BenchError(f"unknown deployment {name!r} in stack {stack!r} "
-                     f"(deployments: {', '.join(sorted(resolved.deployments)) or 'none'})")
+                     f"(deployments: {', '.join(sorted(resolved.deployments)) or 'none'})", INVALID_INPUT)
 
 
 def server_command(argv: Sequence[str], env: Mapping[str, str], *, python: str,
@@ -502,7 +503,7 @@ def _checked_main(argv: list[str]) -> int:
         return 2
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if "unknown" in str(exc) or "does not resolve" in str(exc) else 1
+        return exc.status
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -513,7 +514,7 @@ def _main(args: argparse.Namespace) -> int:
     needed = args.input_len + args.output_len
     if needed > int(arch["max_context"]):
         raise BenchError(f"input {args.input_len} + output {args.output_len} tokens exceed the "
-                         f"model's context of {arch['max_context']}")
+                         f"model's context of {arch['max_context']}", INVALID_INPUT)
     python = str(args.python) if args.python else str(ensure_vllm_venv())
     max_model_len = min(int(arch["max_context"]), max(CPU_MAX_MODEL_LEN, needed))
     workload = {"input_len": args.input_len, "output_len": args.output_len,

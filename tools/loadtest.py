@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from offline.cli import ToolError
 from tools import loadtest_in_venv
 
 MAX_NUM_PROMPTS = 10_000
@@ -63,12 +64,8 @@ PERCENTILES = (50, 95, 99)
 OK, REFUSED, INVALID = 0, 1, 2
 
 
-class LoadTestError(Exception):
+class LoadTestError(ToolError):
     """A problem reported in one sentence with its exit status (1 the server, 2 the input)."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from components.lora import is_literal_path
 from components.vertex import client_output_keys
+from offline.cli import ToolError
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -68,12 +69,11 @@ LOGIN_HINT = ("log in with `gcloud auth application-default login` (or set GOOGL
               "or pass --token VAR with VAR holding `gcloud auth print-access-token`")
 
 
-class ClientError(Exception):
-    """A problem to report in one sentence, with the exit status to use."""
+class ClientError(ToolError):
+    """A problem to report in one sentence, with the exit status to use (by default: invalid input)."""
 
     def __init__(self, message: str, status: int = USAGE_ERROR):
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from offline.cli import ToolError
 from tools import bench
 from tools.bench import (
     BenchError,
@@ -235,6 +236,17 @@ def test_unknown_stack_is_refused(capsys):
     assert bench.main(["nostack", "gemma-1b"]) == 2
     err = capsys.readouterr().err
     assert "unknown stack 'nostack'" in err and "dev" in err
+
+
+def test_a_workload_beyond_the_context_is_invalid_input(capsys):
+    # The exit status comes with the error (offline.cli.ToolError), not from its wording.
+    assert bench.main(["dev", "gemma-1b", "--input-len", "10000000"]) == 2
+    assert "exceed the model's context" in capsys.readouterr().err
+
+
+def test_a_failed_run_exits_1():
+    error = bench.BenchError("the tutorial run produced no output tokens; no ratio to report")
+    assert error.status == 1 and isinstance(error, ToolError)
 
 
 def test_bad_workload_is_refused(capsys):
