@@ -25,10 +25,12 @@ vllm/v1/core/kv_cache_utils.py ``get_max_concurrency_for_kv_cache_config``):
 - layers are grouped by kind into groups of equal size (the smaller kind's count, or the larger one's when
   the two are within 1.5x), the last group of a kind padded: Gemma 3 27B's 52 local layers become six
   groups of ten beside one of ten global layers ("Add 8 padding layers"); padding takes memory;
-- a global group needs ``ceil(L / 16)`` blocks; a local group ``ceil(min(window - 1 + max_num_batched_tokens,
-  L) / 16) + 1``: the window behind the newest token plus the chunk being prefilled, and one block more
-  because the window need not start on a block boundary. With 8,192-token chunks a 4,096-token sequence
-  saves nothing (the MI300X log in the calibration file: 50x, not the 150x ``min(window, L)`` would give);
+- a global group needs ``ceil(L / 16)`` blocks; a local group ``ceil(min(window - 1 + in_flight, L) / 16) + 1``:
+  the window behind the newest token plus the tokens scheduled but not yet settled, and one block more
+  because the window need not start on a block boundary. ``in_flight`` is ``max_num_batched_tokens`` for
+  each batch in flight: one, or two under async scheduling from the release in vllm_defaults.yaml
+  ``two_batches_in_flight_since`` (the pinned 0.32.0). With 8,192-token chunks a 4,096-token sequence saves
+  nothing (the MI300X log in the calibration file: 50x, not the 150x ``min(window, L)`` would give);
 - a block is 16 tokens of every layer in a group.
 
 The longest servable length is found by search on that, as vLLM's ``estimate_max_model_len`` does; what the
@@ -259,6 +261,12 @@ def hybrid_layout(model: ModelSpec) -> HybridLayout:
     return HybridLayout(group_size=size, full_groups=-(-full // size), sliding_groups=-(-local // size))
 
 
+def _batches_in_flight(req: FitRequest) -> int:
+    """Batches scheduled but not yet settled: two under async scheduling, vLLM's default (vllm_defaults.yaml)."""
+    since = CATALOG.scheduler.two_batches_in_flight_since
+    return 2 if req.vllm_version is None or req.vllm_version >= since else 1
+
+
 def _blocks(tokens: int) -> int:
     return -(-tokens // BLOCK_SIZE)
 
@@ -272,11 +280,11 @@ def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
             layers += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
         return layers * length * _layer_token_bytes(req)
     layout = hybrid_layout(model)
-    batched = req.max_num_batched_tokens or default_max_num_batched_tokens(req)
-    # A sliding-window layer holds the window behind the newest token plus the chunk being prefilled,
-    # never more than the sequence, and one block more because the window need not start on a block.
+    in_flight = (req.max_num_batched_tokens or default_max_num_batched_tokens(req)) * _batches_in_flight(req)
+    # A sliding-window layer holds the window behind the newest token plus the chunks scheduled but not
+    # yet settled, never more than the sequence, and one block more: the window need not start on a block.
     window = model.sliding_window or length  # set: window_kept() requires it
-    window_tokens = min(window - 1 + batched, length)
+    window_tokens = min(window - 1 + in_flight, length)
     blocks = layout.full_groups * _blocks(length) + layout.sliding_groups * (_blocks(window_tokens) + 1)
     return blocks * BLOCK_SIZE * layout.group_size * _layer_token_bytes(req)
 

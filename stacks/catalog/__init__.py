@@ -192,6 +192,9 @@ class SchedulerDefaults:
     tpu_max_num_batched_tokens: int
     cuda_graphs_profiled_since: Version
     hybrid_kv_cache_since: Version  # GPU V1 keeps only the window of sliding-window layers from here on
+    # From here on a sliding-window layer reserves two prefill chunks, not one: async scheduling (the
+    # default) keeps two batches in flight, and out-of-window blocks are freed only once settled.
+    two_batches_in_flight_since: Version
     sources: tuple[str, ...]
 
 
@@ -634,7 +637,9 @@ def _load_vllm_defaults(accelerators: Mapping[str, AcceleratorSpec]) -> tuple[Sc
         tpu_max_num_batched_tokens=tpu.get("max_num_batched_tokens", int),
         cuda_graphs_profiled_since=sched.version("cuda_graphs_profiled_since", required=True),  # type: ignore[arg-type]
         hybrid_kv_cache_since=sched.version("hybrid_kv_cache_since", required=True),  # type: ignore[arg-type]
-        sources=sched.strings("sources") + sched.strings("cuda_graphs_sources") + sched.strings("hybrid_kv_cache_sources"),
+        two_batches_in_flight_since=sched.version("two_batches_in_flight_since", required=True),  # type: ignore[arg-type]
+        sources=(sched.strings("sources") + sched.strings("cuda_graphs_sources") + sched.strings("hybrid_kv_cache_sources")
+                 + sched.strings("two_batches_in_flight_sources")),
     )
     fp8 = doc.child("fp8_kv_cache")
     fp8_accelerators = fp8.strings("accelerators")

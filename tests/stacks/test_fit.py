@@ -296,12 +296,26 @@ def test_kv_heads_replicated_when_fewer_than_devices():
 def test_gemma3_sliding_window_is_window_aware():
     est = estimate(request("google/gemma-3-27b-it", "nvidia-h200-141gb", max_model_len=131072))
     # 8 KiB a layer-token. The 10 global layers hold all 131,072 tokens; the 52 local ones, padded to 60
-    # (six groups of ten), hold the 1,024-token window plus an 8,192-token prefill chunk: 1,023 + 8,192 =
-    # 9,215 tokens, 576 blocks, and one block more because the window need not start on a block boundary.
-    local_tokens = (576 + 1) * 16
+    # (six groups of ten), hold the 1,024-token window plus two 8,192-token chunks in flight (async
+    # scheduling, the current default): 1,023 + 16,384 = 17,407 tokens, 1,088 blocks, and one block more
+    # because the window need not start on a block boundary.
+    local_tokens = (1088 + 1) * 16
     assert est.max_num_batched_tokens == 8192
     assert est.kv_bytes_per_token_per_device == pytest.approx(8 * KIB * (10 * 131072 + 60 * local_tokens) / 131072)
-    assert est.kv_capacity_tokens > 4 * est.kv_cache_gib_per_device * GIB / (62 * 8 * KIB)
+    # 496 KiB a token were every layer to hold the whole sequence, 144 KiB here: 3.45 times the tokens.
+    assert est.kv_capacity_tokens > 3.4 * est.kv_cache_gib_per_device * GIB / (62 * 8 * KIB)
+
+
+def test_async_scheduling_doubles_the_in_flight_reserve_from_its_release():
+    # Two batches in flight from vllm_defaults.yaml two_batches_in_flight_since (the pinned 0.32.0), one before.
+    def per_token(version):
+        return estimate(request("google/gemma-3-27b-it", "nvidia-h200-141gb", max_model_len=131072,
+                                vllm_version=version)).kv_bytes_per_token_per_device
+
+    since = CATALOG.scheduler.two_batches_in_flight_since
+    one_batch = 8 * KIB * (10 * 131072 + 60 * (576 + 1) * 16) / 131072  # 1,023 + 8,192 tokens: 576 blocks + 1
+    assert per_token((0, 11, 0)) == pytest.approx(one_batch)
+    assert per_token(since) == per_token(None) > per_token((0, 11, 0))
 
 
 def test_sliding_window_saves_nothing_when_the_prefill_chunk_covers_the_sequence():
@@ -310,9 +324,12 @@ def test_sliding_window_saves_nothing_when_the_prefill_chunk_covers_the_sequence
     def gemma(**extra):
         return estimate(request("google/gemma-3-27b-it", "nvidia-h200-141gb", max_model_len=4096, **extra))
 
-    default, small_chunks = gemma(), gemma(max_num_batched_tokens=512)
+    default, small_chunks = gemma(), gemma(max_num_batched_tokens=256)
     per_sequence = 16 * 10 * 8 * KIB * (256 + 6 * 257)  # blocks of ten layers: 256 global, 6 x 257 local
     assert default.sequences_at_max_model_len == pytest.approx(default.kv_cache_gib_per_device * GIB / per_sequence)
+    # Two 256-token chunks in flight: 1,023 + 512 = 1,535 tokens, 96 blocks + 1, against 257.
+    per_small = 16 * 10 * 8 * KIB * (256 + 6 * 97)
+    assert small_chunks.sequences_at_max_model_len == pytest.approx(small_chunks.kv_cache_gib_per_device * GIB / per_small)
     assert small_chunks.sequences_at_max_model_len > 2 * default.sequences_at_max_model_len
 
 
@@ -336,14 +353,14 @@ def test_sliding_window_kept_only_where_vllm_keeps_it():
     kept = gemma("nvidia-h200-141gb", vllm_version=(0, 32, 0))
     before = gemma("nvidia-h200-141gb", vllm_version=(0, 9, 2))
     assert kept.kv_bytes_per_token_per_device < before.kv_bytes_per_token_per_device == 62 * 8 * KIB
-    # (10 x 32,768 + 60 x 9,232) layer-tokens a sequence against 62 x 32,768: 2.3 times as many sequences.
-    assert kept.kv_capacity_tokens > 2 * before.kv_capacity_tokens
+    # (10 x 32,768 + 60 x 17,424) layer-tokens a sequence against 62 x 32,768: 1.5 times as many sequences.
+    assert kept.kv_capacity_tokens > 1.4 * before.kv_capacity_tokens
     assert before.largest_max_model_len == min(before.kv_capacity_tokens, 131072)
     tpu = gemma("tpu-v6e", 8, util=0.98)
     assert tpu.kv_bytes_per_token_per_device == 62 * 8 * KIB / 8  # 16 KV heads over 8 chips, every layer full
     since = CATALOG.scheduler.hybrid_kv_cache_since
     assert estimate(request("google/gemma-3-27b-it", "nvidia-h200-141gb", max_model_len=32768,
-                            vllm_version=since)).kv_bytes_per_token_per_device == kept.kv_bytes_per_token_per_device
+                            vllm_version=since)).kv_bytes_per_token_per_device < before.kv_bytes_per_token_per_device
 
 
 def test_fp8_kv_cache_doubles_capacity_and_the_estimate_says_so_either_way():
