@@ -22,15 +22,17 @@ every 6) free what falls out of the window, and vLLM reserves for one sequence o
 it with (vllm/v1/kv_cache_interface.py ``SlidingWindowSpec.max_admission_blocks_per_request``,
 vllm/v1/core/kv_cache_utils.py ``get_max_concurrency_for_kv_cache_config``):
 
-- layers are grouped by kind into groups of equal size (the smaller kind's count, or the larger one's when
-  the two are within 1.5x), the last group of a kind padded: Gemma 3 27B's 52 local layers become six
-  groups of ten beside one of ten global layers ("Add 8 padding layers"); padding takes memory;
+- layers are grouped by kind; the group size is the smaller kind's count (or the larger one's when the
+  two are within 1.5x), each kind spread over ``ceil(count / size)`` groups, and a block holds one page
+  of ``size`` layers whatever its group holds: Gemma 3 27B's 52 local layers take six groups beside one
+  of ten global layers, as if 60 ("Add 8 padding layers"); padding takes memory;
 - a global group needs ``ceil(L / 16)`` blocks; a local group ``ceil(min(window - 1 + in_flight, L) / 16) + 1``:
   the window behind the newest token plus the tokens scheduled but not yet settled, and one block more
   because the window need not start on a block boundary. ``in_flight`` is ``max_num_batched_tokens`` for
   each batch in flight: one, or two under async scheduling from the release in vllm_defaults.yaml
   ``two_batches_in_flight_since`` (the pinned 0.32.0). With 8,192-token chunks a 4,096-token sequence saves
   nothing (the MI300X log in the calibration file: 50x, not the 150x ``min(window, L)`` would give);
+  tests/integration/test_fit_against_vllm.py checks the result against the pinned release's own code;
 - a block is 16 tokens of every layer in a group.
 
 The longest servable length is found by search on that, as vLLM's ``estimate_max_model_len`` does; what the
