@@ -184,8 +184,17 @@ def engine(req: FitRequest) -> str:
     return "v1"
 
 
-def _large_device(req: FitRequest) -> bool:
-    return _device_bytes(req) >= CATALOG.scheduler.large_device_gib * GIB
+def device_tier(req: FitRequest) -> str:
+    """Which of vLLM's V1 scheduler defaults a device gets: "huge", "large" or "small" (vllm_defaults.yaml,
+    vLLM's ``EngineArgs.get_batch_defaults``: by device memory, A100s always small)."""
+    sched = CATALOG.scheduler
+    memory = _device_bytes(req)
+    if memory >= sched.huge_device_gib * GIB and (req.vllm_version is None or req.vllm_version >= sched.huge_device_since):
+        return "huge"
+    name = req.accelerator.key.lower()
+    if memory >= sched.large_device_gib * GIB and not any(word in name for word in sched.large_device_name_excludes):
+        return "large"
+    return "small"
 
 
 def _device_bytes(req: FitRequest) -> int:
@@ -200,7 +209,7 @@ def default_max_num_seqs(req: FitRequest) -> int:
         return sched.tpu_max_num_seqs
     if kind == "v0":
         return sched.v0_max_num_seqs
-    return sched.v1_max_num_seqs["large" if _large_device(req) else "small"]
+    return sched.v1_max_num_seqs[device_tier(req)]
 
 
 def default_max_num_batched_tokens(req: FitRequest) -> int:
@@ -211,7 +220,7 @@ def default_max_num_batched_tokens(req: FitRequest) -> int:
         return sched.tpu_max_num_batched_tokens
     if kind == "v0":
         return max(req.max_model_len, sched.v0_min_num_batched_tokens)
-    return sched.v1_max_num_batched_tokens["large" if _large_device(req) else "small"]
+    return sched.v1_max_num_batched_tokens[device_tier(req)]
 
 
 def effective_max_num_seqs(req: FitRequest) -> int:

@@ -184,7 +184,10 @@ class SchedulerDefaults:
 
     v1_default_since: Version
     large_device_gib: float
-    v1_max_num_seqs: Mapping[str, int]  # "large" | "small" device
+    large_device_name_excludes: tuple[str, ...]  # devices whose name contains one keep the small defaults
+    huge_device_gib: float
+    huge_device_since: Version
+    v1_max_num_seqs: Mapping[str, int]  # "huge" | "large" | "small" device
     v1_max_num_batched_tokens: Mapping[str, int]
     v0_max_num_seqs: int
     v0_min_num_batched_tokens: int
@@ -624,11 +627,14 @@ def _load_vllm_defaults(accelerators: Mapping[str, AcceleratorSpec]) -> tuple[Sc
 
     def sizes(reader: _Reader, key: str) -> Mapping[str, int]:
         node = reader.child(key)
-        return MappingProxyType({size: node.get(size, int) for size in ("large", "small")})
+        return MappingProxyType({size: node.get(size, int) for size in ("huge", "large", "small")})
 
     scheduler = SchedulerDefaults(
         v1_default_since=sched.version("v1_default_since", required=True),  # type: ignore[arg-type]
         large_device_gib=sched.get("large_device_gib", float),
+        large_device_name_excludes=sched.strings("large_device_name_excludes"),
+        huge_device_gib=sched.get("huge_device_gib", float),
+        huge_device_since=sched.version("huge_device_since", required=True),  # type: ignore[arg-type]
         v1_max_num_seqs=sizes(v1, "max_num_seqs"),
         v1_max_num_batched_tokens=sizes(v1, "max_num_batched_tokens"),
         v0_max_num_seqs=v0.get("max_num_seqs", int),

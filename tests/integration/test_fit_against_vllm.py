@@ -1,6 +1,7 @@
-"""The memory estimator's per-sequence KV reservation against vLLM's own code (the pinned release's CPU
-build): for full-attention and sliding-window layouts, vLLM's grouping, block and admission arithmetic
-(tests/integration/invllm/kv_capacity.py) gives the concurrency the estimate reports, for the same KV memory.
+"""The memory estimator against vLLM's own code (the pinned release's CPU build): for full-attention and
+sliding-window layouts, vLLM's grouping, block and admission arithmetic (tests/integration/invllm/
+kv_capacity.py) gives the concurrency the estimate reports, for the same KV memory; and for every GPU of
+the catalog, vLLM's scheduler defaults (invllm/batch_defaults.py) are the ones the estimate assumes.
 
 This checks the KV side of stacks/fit.py exactly; the memory budget around it (weights, activations,
 non-torch memory) is checked against logged start-ups (tests/stacks/data/kv_calibration.yaml)."""
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from stacks.catalog import CATALOG
-from stacks.fit import GIB, FitRequest, estimate, window_kept
+from stacks.fit import GIB, FitRequest, default_max_num_batched_tokens, default_max_num_seqs, estimate, window_kept
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parent / "invllm" / "kv_capacity.py"
+DEFAULTS_SCRIPT = Path(__file__).resolve().parent / "invllm" / "batch_defaults.py"
 CASES = [
     # (model, accelerator, max_model_len)
     ("google/gemma-3-1b-it", "nvidia-l4", 32768),
@@ -51,13 +53,29 @@ def test_estimated_concurrency_is_what_vllm_computes(vllm_python):
               "async_scheduling": True, "available_bytes": int(e.kv_cache_gib_per_device * GIB)}
              for r, e in zip(requests, estimates, strict=True)]
     assert all(window_kept(r) for r in requests if r.model.sliding_window_layers)
-    done = subprocess.run([str(vllm_python), "-I", str(SCRIPT)], input=json.dumps(cases), capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    answers = json.loads(done.stdout)
+    answers = _ask(vllm_python, SCRIPT, cases)
     for (hf_id, accelerator, length), est, vllm in zip(CASES, estimates, answers, strict=True):
         ours = est.sequences_at_max_model_len
         print(f"[integration] {hf_id} on {accelerator} at {length}: vLLM {vllm['max_concurrency']:.3f} "
               f"sequences ({vllm['groups']}), estimate {ours:.3f}")
         # vLLM counts whole blocks of the pool; the estimate divides bytes: at most a block apart.
         assert ours == pytest.approx(vllm["max_concurrency"], rel=2e-3), (hf_id, accelerator, length, vllm, ours)
+
+
+def _ask(python, script: Path, cases: list) -> list:
+    done = subprocess.run([str(python), "-I", str(script)], input=json.dumps(cases), capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_scheduler_defaults_are_what_vllm_picks_for_each_gpu(vllm_python):
+    gpus = [a for a in CATALOG.accelerators.values() if a.kind == "gpu"]
+    # vLLM matches "a100" in the CUDA device name; the catalog's keys carry the same word.
+    cases = [{"memory_bytes": a.memory_bytes, "device_name": a.key} for a in gpus]
+    for accelerator, vllm in zip(gpus, _ask(vllm_python, DEFAULTS_SCRIPT, cases), strict=True):
+        req = FitRequest(model=CATALOG.model("meta-llama/Llama-3.1-8B-Instruct"), accelerator=accelerator, devices=1,
+                         gpu_memory_utilization=0.9, max_model_len=4096)
+        ours = {"max_num_batched_tokens": default_max_num_batched_tokens(req), "max_num_seqs": default_max_num_seqs(req)}
+        print(f"[integration] {accelerator.key}: vLLM {vllm}, estimate {ours}")
+        assert ours == vllm, accelerator.key

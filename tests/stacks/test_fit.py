@@ -15,6 +15,7 @@ from stacks.fit import (
     FitRequest,
     default_max_num_batched_tokens,
     default_max_num_seqs,
+    device_tier,
     estimate,
     hybrid_layout,
     largest_fitting_max_num_seqs,
@@ -403,6 +404,23 @@ def test_vllm_scheduler_defaults():
     v0 = request("meta-llama/Llama-3.2-11B-Vision", "nvidia-a100-80gb", max_model_len=8192)
     assert default_max_num_batched_tokens(v0) == 8192 and default_max_num_seqs(v0) == 256
     assert estimate(dataclasses.replace(v0, max_num_seqs=None)).max_num_seqs == 256
+
+
+@pytest.mark.parametrize("accelerator, memory_gib, version, tier, seqs, tokens", [
+    ("nvidia-l4", None, None, "small", 256, 2048),
+    ("nvidia-h100-80gb", None, None, "large", 1024, 8192),
+    ("nvidia-h200-141gb", None, None, "large", 1024, 8192),
+    # 80 GB, but vLLM keeps A100s on the small defaults (vllm-project/vllm#17885).
+    ("nvidia-a100-80gb", None, None, "small", 256, 2048),
+    ("nvidia-tesla-a100", None, None, "small", 256, 2048),
+    # A 180 GiB device: the largest defaults on the pinned release, the large ones before it.
+    ("nvidia-h200-141gb", 180, None, "huge", 1024, 16384),
+    ("nvidia-h200-141gb", 180, (0, 11, 0), "large", 1024, 8192),
+])
+def test_device_tiers_follow_vllm_batch_defaults(accelerator, memory_gib, version, tier, seqs, tokens):
+    req = request("meta-llama/Llama-3.1-8B-Instruct", accelerator, vllm_version=version,
+                  device_memory_bytes=memory_gib and memory_gib * GIB)
+    assert (device_tier(req), default_max_num_seqs(req), default_max_num_batched_tokens(req)) == (tier, seqs, tokens)
 
 
 def test_as_dict():
