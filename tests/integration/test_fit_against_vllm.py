@@ -1,7 +1,7 @@
 """The memory estimator against vLLM's own code (the pinned release's CPU build): for full-attention and
 sliding-window layouts, vLLM's grouping, block and admission arithmetic (tests/integration/invllm/
 kv_capacity.py) gives the concurrency the estimate reports, for the same KV memory; and for every GPU of
-the catalog, vLLM's scheduler defaults (invllm/batch_defaults.py) are the ones the estimate assumes.
+the catalog (TPU v6e included), vLLM's scheduler defaults (invllm/batch_defaults.py) are the ones the estimate assumes.
 
 This checks the KV side of stacks/fit.py exactly; the memory budget around it (weights, activations,
 non-torch memory) is checked against logged start-ups (tests/stacks/data/kv_calibration.yaml)."""
@@ -69,11 +69,13 @@ def _ask(python, script: Path, cases: list) -> list:
     return json.loads(done.stdout)
 
 
-def test_scheduler_defaults_are_what_vllm_picks_for_each_gpu(vllm_python):
-    gpus = [a for a in CATALOG.accelerators.values() if a.kind == "gpu"]
-    # vLLM matches "a100" in the CUDA device name; the catalog's keys carry the same word.
-    cases = [{"memory_bytes": a.memory_bytes, "device_name": a.key} for a in gpus]
-    for accelerator, vllm in zip(gpus, _ask(vllm_python, DEFAULTS_SCRIPT, cases), strict=True):
+def test_scheduler_defaults_are_what_vllm_picks_for_each_accelerator(vllm_python):
+    devices = list(CATALOG.accelerators.values())
+    # vLLM matches "a100" in the CUDA device name (the catalog's keys carry the same word) and names TPU chips.
+    cases = [{"memory_bytes": a.memory_bytes, "device_name": "V6E" if a.key == "tpu-v6e" else a.key,
+              "tpu": a.kind == "tpu"} for a in devices]
+    assert any(case["tpu"] for case in cases), "no TPU in the catalog to check"
+    for accelerator, vllm in zip(devices, _ask(vllm_python, DEFAULTS_SCRIPT, cases), strict=True):
         req = FitRequest(model=CATALOG.model("meta-llama/Llama-3.1-8B-Instruct"), accelerator=accelerator, devices=1,
                          gpu_memory_utilization=0.9, max_model_len=4096)
         ours = {"max_num_batched_tokens": default_max_num_batched_tokens(req), "max_num_seqs": default_max_num_seqs(req)}

@@ -1,9 +1,9 @@
 """Ask vLLM which scheduler defaults a GPU gets: run inside the vLLM venv, JSON in and out.
 
-Reads ``[{"memory_bytes": ..., "device_name": "..."}, ...]`` on stdin and prints, for each, the
+Reads ``[{"memory_bytes": ..., "device_name": "...", "tpu": false}, ...]`` on stdin and prints, for each, the
 ``max_num_batched_tokens`` and ``max_num_seqs`` that ``EngineArgs.get_batch_defaults`` picks for the
-OpenAI-compatible server. The CPU build's platform is told it is a GPU of that memory and name (the
-only platform answers the function reads). Imports vLLM only; nothing from the project.
+OpenAI-compatible server. The CPU build's platform is told it is a GPU (or a TPU chip, named as vLLM
+names them: "V6E") of that memory and name (the only platform answers the function reads). Imports vLLM only; nothing from the project.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def defaults(case: dict) -> dict:
     platform.get_device_total_memory = classmethod(lambda cls, device_id=0: case["memory_bytes"])
     platform.get_device_name = classmethod(lambda cls, device_id=0: case["device_name"])
     platform.is_cpu = lambda self: False
-    platform.is_tpu = lambda self: False
+    platform.is_tpu = lambda self: case.get("tpu", False)
     tokens, seqs = EngineArgs.get_batch_defaults(world_size=1)
     return {"max_num_batched_tokens": tokens[UsageContext.OPENAI_API_SERVER],
             "max_num_seqs": seqs[UsageContext.OPENAI_API_SERVER]}
