@@ -137,6 +137,9 @@ class FitRequest:
     vllm_version: Version | None = None  # None: a current release (V1, CUDA graphs profiled)
     typical_request_tokens: int = DEFAULT_TYPICAL_REQUEST_TOKENS
     device_memory_bytes: int | None = None  # override for a device reported differently (calibration logs)
+    # vLLM flags a deployment may pass in extraArgs that change what a sequence reserves:
+    hybrid_kv_cache: bool = True  # False: --disable-hybrid-kv-cache-manager (every layer holds the whole sequence)
+    async_scheduling: bool = True  # False: --no-async-scheduling (one batch in flight)
 
     def __post_init__(self) -> None:
         if self.devices < 1:
@@ -246,7 +249,7 @@ def window_kept(req: FitRequest) -> bool:
     model = req.model
     if not (model.sliding_window and model.sliding_window_layers):
         return False
-    if req.accelerator.kind != "gpu" or engine(req) != "v1":
+    if req.accelerator.kind != "gpu" or engine(req) != "v1" or not req.hybrid_kv_cache:
         return False
     return req.vllm_version is None or req.vllm_version >= CATALOG.scheduler.hybrid_kv_cache_since
 
@@ -275,7 +278,7 @@ def hybrid_layout(model: ModelSpec) -> HybridLayout:
 def _batches_in_flight(req: FitRequest) -> int:
     """Batches scheduled but not yet settled: two under async scheduling, vLLM's default (vllm_defaults.yaml)."""
     since = CATALOG.scheduler.two_batches_in_flight_since
-    return 2 if req.vllm_version is None or req.vllm_version >= since else 1
+    return 2 if req.async_scheduling and (req.vllm_version is None or req.vllm_version >= since) else 1
 
 
 def _blocks(tokens: int) -> int:

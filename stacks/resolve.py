@@ -31,6 +31,7 @@ from stacks.config import (
     WeightsSource,
     cluster_name,
     default_bucket_name,
+    extra_arg_flag,
     memory_gib,
 )
 from stacks.findings import Check, Findings
@@ -153,6 +154,7 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
     explicit_len = v.max_model_len is not None
     max_model_len = v.max_model_len or min(defaults.MAX_MODEL_LEN, model.max_context)
     max_num_seqs = v.max_num_seqs
+    extra_flags = {extra_arg_flag(arg) for arg in v.extra_args}
     if max_num_seqs is None and _v0_vision(model, image):
         max_num_seqs = defaults.VISION_MAX_NUM_SEQS
     request = FitRequest(model=model, accelerator=hardware.accelerator, devices=tp,
@@ -160,7 +162,9 @@ def _resolve(name: str, d: DeploymentConfig, stack: StackConfig, names: StackNam
                          max_num_batched_tokens=v.max_num_batched_tokens,
                          kv_cache_dtype_bytes=1.0 if v.kv_cache_dtype.startswith("fp8") else 2.0,
                          enforce_eager=v.enforce_eager, vllm_version=image.vllm_version,
-                         typical_request_tokens=d.typical_request_tokens or DEFAULT_TYPICAL_REQUEST_TOKENS)
+                         typical_request_tokens=d.typical_request_tokens or DEFAULT_TYPICAL_REQUEST_TOKENS,
+                         hybrid_kv_cache="--disable-hybrid-kv-cache-manager" not in extra_flags,
+                         async_scheduling="--no-async-scheduling" not in extra_flags)
     if not explicit_len:
         # Unset max_model_len: the longest default that fits, so a default never fails to start.
         largest = estimate(request).largest_max_model_len

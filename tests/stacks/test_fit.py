@@ -319,6 +319,17 @@ def test_async_scheduling_doubles_the_in_flight_reserve_from_its_release():
     assert per_token(since) == per_token(None) > per_token((0, 11, 0))
 
 
+def test_extra_args_that_change_the_reservation_are_honoured():
+    # --no-async-scheduling: one chunk in flight; --disable-hybrid-kv-cache-manager: every layer full.
+    def per_token(**flags):
+        return estimate(request("google/gemma-3-27b-it", "nvidia-h200-141gb", max_model_len=131072,
+                                **flags)).kv_bytes_per_token_per_device
+
+    assert per_token(async_scheduling=False) == pytest.approx(8 * KIB * (10 * 131072 + 60 * (576 + 1) * 16) / 131072)
+    assert per_token(hybrid_kv_cache=False) == 62 * 8 * KIB
+    assert per_token(hybrid_kv_cache=False) > per_token() > per_token(async_scheduling=False)
+
+
 def test_sliding_window_saves_nothing_when_the_prefill_chunk_covers_the_sequence():
     # What the MI300X log shows (kv_calibration.yaml): at 4,096 tokens with 8,192-token chunks every local
     # layer reserves the whole sequence and one block, so the window gives no concurrency; a smaller chunk does.
