@@ -83,13 +83,14 @@ Constants, each a measurement or a stated estimate:
 
 Calibration: tests/stacks/data/kv_calibration.yaml holds public start-up logs (model, device, vLLM version,
 settings, the logged lines, the source); tests/stacks/test_fit.py requires the estimate within 10% of every
-logged figure (thirteen logs, V0 and V1: Llama 2 7B, Llama 3/3.1 8B, Llama 3.3 70B FP8, Qwen3 0.6B and 32B,
+logged figure: thirteen logs, V0 and V1 (Llama 2 7B, Llama 3/3.1 8B, Llama 3.3 70B FP8, Qwen3 0.6B and 32B,
 Mistral Small 3.2 24B with its vision encoder, Gemma 3 27B with its sliding window on V1's hybrid KV cache
-manager (KV memory, concurrency and the logged KV size, each +1.9%), on A100 40/80GB, H100 (TP 1 and 2),
-RTX 3090, A10, MI300X; -9.7% to +3.6%), vLLM's verdict where the KV cache left is too small a share of the budget for 10% to mean
-anything (the Vertex tutorial's Llama 3.2 11B Vision on an A100 40GB: 4096 refused, 2048 accepted), and
-keeps one known miss visible (Gemma 2 9B on 8 x L4, vLLM 0.5.4, +11%, flags not shown in the log). It also
-reproduces the tutorial's other failure: 256 sequences of the 11B Vision model do not fit, 12 do.
+manager) on A100 40/80GB, H100 (TP 1 and 2), RTX 3090, A10 and MI300X, from -9.7% to +3.6% (the Gemma 3
+log: KV memory, concurrency and logged KV size, each +1.9%). It requires vLLM's verdict where the KV cache
+left is too small a share of the budget for 10% to mean anything (the Vertex tutorial's Llama 3.2 11B
+Vision on an A100 40GB: 4096 refused, 2048 accepted), and keeps one known miss visible (Gemma 2 9B on
+8 x L4, vLLM 0.5.4, +11%, flags not shown in the log). It also reproduces the tutorial's other failure:
+256 sequences of the 11B Vision model do not fit, 12 do.
 
 Not modelled: LoRA buffers (--enable-lora), speculative decoding, other processes on the device, the
 CUDA context (outside vLLM's budget from 0.6.4 on: the reason utilization stays below 1).
