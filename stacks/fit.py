@@ -35,7 +35,9 @@ vllm/v1/core/kv_cache_utils.py ``get_max_concurrency_for_kv_cache_config``):
   tests/integration/test_fit_against_vllm.py checks the result against the pinned release's own code;
 - a block is 16 tokens of every layer in a group.
 
-The longest servable length is found by search on that, as vLLM's ``estimate_max_model_len`` does; what the
+The longest servable length is found by search on that, as vLLM's ``estimate_max_model_len`` does, against
+the KV memory less one block (V1's block pool holds a null block back, and the pinned release's check
+leaves it out); what the
 estimate reports as KV tokens is concurrency x max_model_len, as the pinned vLLM logs it. Everywhere else
 (V0, V1 before that release, TPU) every layer gets blocks for the whole sequence, and a sliding-window model
 needs as much KV cache per token as a full-attention one of its shape. Llama 3.2 Vision runs only on the
@@ -282,6 +284,14 @@ def _batches_in_flight(req: FitRequest) -> int:
     return 2 if req.async_scheduling and (req.vllm_version is None or req.vllm_version >= since) else 1
 
 
+def _block_bytes(req: FitRequest) -> float:
+    """One block of the pool on one device: 16 tokens of every layer a block spans (module doc)."""
+    layers = hybrid_layout(req.model).group_size if window_kept(req) else req.model.num_layers
+    if _v0_encoder_decoder(req.model):
+        layers += req.model.cross_attention_layers
+    return BLOCK_SIZE * layers * _layer_token_bytes(req)
+
+
 def _blocks(tokens: int) -> int:
     return -(-tokens // BLOCK_SIZE)
 
@@ -379,9 +389,11 @@ def estimate(req: FitRequest) -> FitEstimate:
     per_token = full_sequence / req.max_model_len
     usable = max(kv_bytes, 0.0)
     capacity = _whole_blocks(kv_bytes, per_token)
-    largest = _largest_length(req, usable)
+    # V1 checks a sequence against the pool less the null block its BlockPool holds back.
+    checked = max(usable - (_block_bytes(req) if engine(req) == "v1" else 0.0), 0.0)
+    largest = _largest_length(req, checked)
     if not window_kept(req):
-        largest = min(largest, capacity)  # vLLM counts whole blocks: what it reports is what it accepts
+        largest = min(largest, _whole_blocks(checked, per_token))  # vLLM accepts whole blocks
     weights_fit = kv_bytes > 0
     typical = min(req.typical_request_tokens, req.max_model_len)
     fp8 = dataclasses.replace(req, kv_cache_dtype_bytes=1.0)

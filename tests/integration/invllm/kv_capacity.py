@@ -7,14 +7,17 @@ Reads a list of cases on stdin, each::
      "available_bytes": 117963178967}
 
 and prints, for each, what vllm/v1/core/kv_cache_utils.py decides for bf16 KV with 16-token blocks:
-``{"groups": [layers per group], "num_blocks": ..., "max_concurrency": ...}``. No model and no device:
-only vLLM's grouping, block and admission arithmetic, with the engine's settings it reads set here.
+``{"groups": [layers per group], "num_blocks": ..., "max_concurrency": ...}``, or, when one sequence of
+``max_model_len`` does not fit, ``{"refused": true, "largest_length": ...}``: the length vLLM's error
+names ("the estimated maximum model length is N"). No model and no device: only vLLM's grouping, block
+and admission arithmetic, with the engine's settings it reads set here.
 Imports vLLM only; nothing from the project.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 
@@ -39,7 +42,13 @@ def capacity(case: dict) -> dict:
     # The only model settings the KV-cache sizing reads.
     object.__setattr__(config, "model_config", types.SimpleNamespace(
         max_model_len=case["max_model_len"], original_max_model_len=case["max_model_len"]))
-    kv_config = kv_cache_utils.get_kv_cache_configs(config, [specs], [case["available_bytes"]])[0]
+    try:
+        kv_config = kv_cache_utils.get_kv_cache_configs(config, [specs], [case["available_bytes"]])[0]
+    except ValueError as error:
+        found = re.search(r"estimated maximum model length is (\d+)", str(error))
+        if found is None:
+            raise
+        return {"refused": True, "largest_length": int(found.group(1))}
     _, concurrency = kv_cache_utils.get_kv_cache_capacity(config, kv_config)
     return {"groups": [len(g.layer_names) for g in kv_config.kv_cache_groups], "num_blocks": kv_config.num_blocks,
             "max_concurrency": concurrency}
