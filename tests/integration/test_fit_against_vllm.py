@@ -1,10 +1,14 @@
-"""The memory estimator against vLLM's own code (the pinned release's CPU build): for full-attention and
-sliding-window layouts, vLLM's grouping, block and admission arithmetic (tests/integration/invllm/
-kv_capacity.py) gives the concurrency the estimate reports, for the same KV memory; and for every GPU of
-the catalog (TPU v6e included), vLLM's scheduler defaults (invllm/batch_defaults.py) are the ones the estimate assumes.
+"""The memory estimator against vLLM's own code, in the pinned release's CPU build.
+
+- For full-attention and sliding-window layouts, vLLM's grouping, block and admission arithmetic
+  (invllm/kv_capacity.py) gives the concurrency the estimate reports for the same KV memory, and, where
+  one sequence does not fit, names the longest length the estimate names.
+- For every accelerator of the catalog (TPU v6e included), vLLM's scheduler defaults
+  (invllm/batch_defaults.py) are the ones the estimate assumes.
 
 This checks the KV side of stacks/fit.py exactly; the memory budget around it (weights, activations,
-non-torch memory) is checked against logged start-ups (tests/stacks/data/kv_calibration.yaml)."""
+non-torch memory) is checked against logged start-ups (tests/stacks/data/kv_calibration.yaml).
+"""
 
 from __future__ import annotations
 

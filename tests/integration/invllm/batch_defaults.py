@@ -1,9 +1,10 @@
-"""Ask vLLM which scheduler defaults a GPU gets: run inside the vLLM venv, JSON in and out.
+"""Ask vLLM which scheduler defaults an accelerator gets: run inside the vLLM venv, JSON in and out.
 
-Reads ``[{"memory_bytes": ..., "device_name": "...", "tpu": false}, ...]`` on stdin and prints, for each, the
-``max_num_batched_tokens`` and ``max_num_seqs`` that ``EngineArgs.get_batch_defaults`` picks for the
-OpenAI-compatible server. The CPU build's platform is told it is a GPU (or a TPU chip, named as vLLM
-names them: "V6E") of that memory and name (the only platform answers the function reads). Imports vLLM only; nothing from the project.
+Reads ``[{"memory_bytes": ..., "device_name": "...", "tpu": false}, ...]`` on stdin and prints, for each,
+the ``max_num_batched_tokens`` and ``max_num_seqs`` that ``EngineArgs.get_batch_defaults`` picks for the
+OpenAI-compatible server. The CPU build's platform is told it is a GPU, or a TPU chip named as vLLM names
+them ("V6E"), of that memory and name: the only platform answers the function reads.
+Imports vLLM only; nothing from the project.
 """
 
 from __future__ import annotations
