@@ -36,7 +36,7 @@ from components import vertex
 from offline.cli import DEBUG_FLAG, INVALID_INPUT, OK, REFUSED, guarded
 from offline.environments import read_stack_with_environments
 from offline.mocks import INVENTED_MARK, CloudMocks, mask_secrets
-from offline.policies import Violation, pack_config, run_policies
+from offline.policies import Violation, pack_config, policy_config_path, run_policies
 from offline.runner import RunResult, run_under_mocks
 from offline.stackfile import OFFLINE_SECRET, read_stack_file
 from stacks.catalog import CATALOG
@@ -321,8 +321,9 @@ def render_text(result: PlanResult, verbose: bool = False) -> str:
         lines.append(f"  {check.render()}")
     lines.append("")
     if result.run is not None:
-        config_file = f"policies/config/{result.stack}.json"
-        if not (ROOT / config_file).exists():
+        config_path = policy_config_path(result.stack)
+        config_file = str(config_path.relative_to(ROOT))
+        if not config_path.exists():
             config_file += " absent: the pack's own defaults"
         lines.append(f"Policy pack ({config_file}):")
         lines += [f"  VIOLATION {v.resource}: {v.render()}" for v in result.violations] or ["  no violations"]

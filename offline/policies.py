@@ -44,8 +44,13 @@ class Violation:
         return f"[{self.policy}] {self.message}"
 
 
+def policy_config_path(stack: str) -> Path:
+    """The stack's pack config, as the workflows pass it (`policyPackConfigs`)."""
+    return CONFIG_DIR / f"{stack}.json"
+
+
 def pack_config(stack: str) -> dict[str, Any]:
-    path = CONFIG_DIR / f"{stack}.json"
+    path = policy_config_path(stack)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 

@@ -284,11 +284,15 @@ def _batches_in_flight(req: FitRequest) -> int:
     return 2 if req.async_scheduling and (req.vllm_version is None or req.vllm_version >= since) else 1
 
 
-def _block_bytes(req: FitRequest) -> float:
-    """One block of the pool on one device: 16 tokens of every layer a block spans (module doc)."""
-    layers = hybrid_layout(req.model).group_size if window_kept(req) else req.model.num_layers
-    if _v0_encoder_decoder(req.model):
-        layers += req.model.cross_attention_layers
+def block_bytes(req: FitRequest) -> float:
+    """One block of the pool on one device: 16 tokens of every layer a block spans (module doc): a hybrid
+    model's group, or every layer (V0 encoder-decoder blocks span the cross-attention layers too)."""
+    if window_kept(req):
+        layers = hybrid_layout(req.model).group_size
+    else:
+        layers = req.model.num_layers
+        if _v0_encoder_decoder(req.model):
+            layers += req.model.cross_attention_layers
     return BLOCK_SIZE * layers * _layer_token_bytes(req)
 
 
@@ -300,10 +304,7 @@ def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
     """KV bytes vLLM reserves for one sequence of ``length`` tokens on one device (module doc)."""
     model = req.model
     if not window_kept(req):
-        layers = model.num_layers
-        if _v0_encoder_decoder(model):
-            layers += model.cross_attention_layers  # V0 blocks span the cross-attention layers too
-        return layers * length * _layer_token_bytes(req)
+        return length * block_bytes(req) / BLOCK_SIZE  # every layer holds the whole sequence
     layout = hybrid_layout(model)
     in_flight = (req.max_num_batched_tokens or default_max_num_batched_tokens(req)) * _batches_in_flight(req)
     # A sliding-window layer holds the window behind the newest token plus the chunks scheduled but not
@@ -311,7 +312,7 @@ def _sequence_kv_bytes(req: FitRequest, length: int) -> float:
     window = model.sliding_window or length  # set: window_kept() requires it
     window_tokens = min(window - 1 + in_flight, length)
     blocks = layout.full_groups * _blocks(length) + layout.sliding_groups * (_blocks(window_tokens) + 1)
-    return blocks * BLOCK_SIZE * layout.group_size * _layer_token_bytes(req)
+    return blocks * block_bytes(req)
 
 
 def activation_bytes(req: FitRequest, batched_tokens: int) -> float:
@@ -390,7 +391,7 @@ def estimate(req: FitRequest) -> FitEstimate:
     usable = max(kv_bytes, 0.0)
     capacity = _whole_blocks(kv_bytes, per_token)
     # V1 checks a sequence against the pool less the null block its BlockPool holds back.
-    checked = max(usable - (_block_bytes(req) if engine(req) == "v1" else 0.0), 0.0)
+    checked = max(usable - (block_bytes(req) if engine(req) == "v1" else 0.0), 0.0)
     largest = _largest_length(req, checked)
     if not window_kept(req):
         largest = min(largest, _whole_blocks(checked, per_token))  # vLLM accepts whole blocks

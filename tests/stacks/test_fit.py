@@ -13,6 +13,7 @@ from stacks.fit import (
     BLOCK_SIZE,
     GIB,
     FitRequest,
+    block_bytes,
     default_max_num_batched_tokens,
     default_max_num_seqs,
     device_tier,
@@ -91,13 +92,10 @@ def _by_check(check: str) -> list[dict]:
 
 
 def _group_tokens(req: FitRequest, kv_gib: float) -> int:
-    """A hybrid model's "GPU KV cache size" as vLLM 0.10-0.11 logged it: whole blocks / KV cache groups x 16.
-
-    A block holds 16 tokens of one layer in each of ``group_size`` layers (vllm/v1/core/kv_cache_utils.py).
-    """
+    """A hybrid model's "GPU KV cache size" as vLLM 0.10-0.11 logged it: whole blocks / KV cache groups x 16
+    (vllm/v1/core/kv_cache_utils.py)."""
     layout = hybrid_layout(req.model)
-    layer_token = req.model.kv_bytes_per_layer_token(req.kv_cache_dtype_bytes, max(1, req.model.num_kv_heads // req.devices))
-    blocks = int(kv_gib * GIB // (BLOCK_SIZE * layout.group_size * layer_token))
+    blocks = int(kv_gib * GIB // block_bytes(req))
     return blocks // (layout.full_groups + layout.sliding_groups) * BLOCK_SIZE
 
 
